@@ -1,7 +1,25 @@
-"""vecalchemy: semantic search on PostgreSQL + pgvector through SQLAlchemy 2.x."""
+"""vecalchemy: semantic search on PostgreSQL + pgvector through SQLAlchemy 2.x.
+
+Declare the metric once, and the index and the query follow from it::
+
+    import vecalchemy
+    from vecalchemy import Embedding, HNSW
+
+    class Doc(Base):
+        __tablename__ = "docs"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        embedding = Embedding(384, metric="cosine", index=HNSW())
+
+    engine = vecalchemy.create_engine()          # embedded PostgreSQL unless configured
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        hits = vecalchemy.search(session, Doc.embedding, query_vector, k=5)
+"""
 
 from __future__ import annotations
 
+from vecalchemy.engine import create_async_engine, create_engine, resolve_url, setup
 from vecalchemy.errors import (
     ConfigurationError,
     DimensionMismatch,
@@ -17,22 +35,56 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
+from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.metrics import Metric, Storage
+from vecalchemy.query import distance, nearest
+from vecalchemy.schema import (
+    HNSW,
+    Embedding,
+    IVFFlat,
+    VectorSpec,
+    defer_indexes,
+    embedding_column,
+    resolve_spec,
+)
+from vecalchemy.search import Hit, asearch, search
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HNSW",
     "ConfigurationError",
     "DimensionMismatch",
     "EmbedderError",
+    "Embedding",
     "ExtensionNotAvailable",
+    "Hit",
+    "IVFFlat",
     "IndexBuildError",
+    "IndexResult",
     "InvalidSearch",
     "InvalidVector",
+    "Metric",
     "MetricMismatch",
     "MetricRequired",
     "ServerError",
+    "Storage",
     "UnknownMetric",
     "UnsupportedIndex",
     "VecalchemyError",
+    "VectorSpec",
     "__version__",
+    "asearch",
+    "build_indexes",
+    "create_async_engine",
+    "create_engine",
+    "defer_indexes",
+    "distance",
+    "drop_indexes",
+    "embedding_column",
+    "nearest",
+    "resolve_spec",
+    "resolve_url",
+    "search",
+    "setup",
 ]

@@ -6,9 +6,9 @@ Each subclass names something the caller can do about it::
 
     VecalchemyError
     ├── ConfigurationError          a setting or URL is wrong
-    ├── ServerError                 the embedded PostgreSQL did not start or stop (names the log file)
+    ├── ServerError                 the embedded server did not start or stop (names its log)
     ├── ExtensionNotAvailable       the server has no pgvector, or we may not create it
-    ├── IndexBuildError             an index cannot be built now (for example IVFFlat on an empty table)
+    ├── IndexBuildError             an index cannot be built now (IVFFlat on an empty table)
     ├── EmbedderError               an embedding model failed or is misconfigured
     └── (also ValueError)
         ├── UnknownMetric           a metric or storage name vecalchemy does not know

@@ -1,0 +1,287 @@
+"""Engines that are ready for pgvector: extension created, types registered on every connection.
+
+:func:`create_engine` and :func:`create_async_engine` take a URL, or none: then
+``$VECALCHEMY_DATABASE_URL``, then ``$DATABASE_URL``, and otherwise the embedded
+PostgreSQL server (started if needed). :func:`setup` does the same work on an engine
+you built yourself.
+
+What set-up does, once per pooled connection, for psycopg 3 (sync and async) and
+asyncpg:
+
+* makes sure the ``vector`` extension exists in the database (``CREATE EXTENSION IF
+  NOT EXISTS vector`` the first time), or raises :class:`ExtensionNotAvailable` saying
+  how to fix it;
+* registers pgvector's types with the driver, looking them up in the schema the
+  extension lives in (which need not be on the ``search_path``), so vectors travel in
+  binary and come back as numpy arrays.
+
+Example::
+
+    import vecalchemy
+
+    engine = vecalchemy.create_engine()        # embedded server, or $VECALCHEMY_DATABASE_URL
+    aengine = vecalchemy.create_async_engine("postgresql+asyncpg://app@db/app")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
+from vecalchemy.errors import ConfigurationError, ExtensionNotAvailable
+from vecalchemy.query import REGISTERED_FLAG
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "create_async_engine",
+    "create_engine",
+    "resolve_url",
+    "setup",
+]
+
+log = logging.getLogger("vecalchemy.engine")
+
+#: Environment variable naming the database to use (checked before ``DATABASE_URL``).
+DATABASE_URL_ENV = "VECALCHEMY_DATABASE_URL"
+
+_SUPPORTED = ("psycopg", "psycopg_async", "asyncpg")
+_STATE_KEY = "vecalchemy_ready"
+
+E = TypeVar("E", Engine, AsyncEngine)
+
+
+def resolve_url(url: str | URL | None = None, *, async_: bool = False) -> URL:
+    """The database URL to use, normalised to a driver vecalchemy supports.
+
+    Order: ``url``, ``$VECALCHEMY_DATABASE_URL``, ``$DATABASE_URL``, then the embedded
+    server (started if needed). ``postgres://`` and ``postgresql://`` mean psycopg 3.
+
+    Example::
+
+        >>> str(resolve_url("postgres://app@db:5432/app"))
+        'postgresql+psycopg://app@db:5432/app'
+    """
+    raw: str | URL | None = url
+    if raw is None:
+        raw = os.environ.get(DATABASE_URL_ENV) or os.environ.get("DATABASE_URL") or None
+    if raw is None:
+        from vecalchemy.server import embedded_url
+
+        raw = embedded_url(driver="psycopg")
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"cannot parse database URL {str(raw)!r}; expected "
+            "postgresql+psycopg://user:password@host:port/dbname"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend != "postgresql":
+        raise ConfigurationError(
+            f"vecalchemy needs PostgreSQL with pgvector, got a {backend!r} URL; use "
+            "postgresql+psycopg://... or postgresql+asyncpg://..."
+        )
+    if not driver:
+        driver = "psycopg"
+    if driver not in ("psycopg", "psycopg_async", "asyncpg"):
+        raise ConfigurationError(
+            f"driver {driver!r} is not supported; use postgresql+psycopg:// (sync or async) or "
+            "postgresql+asyncpg:// (async)"
+        )
+    if driver == "asyncpg" and not async_:
+        raise ConfigurationError(
+            "asyncpg is async-only; use vecalchemy.create_async_engine(), or "
+            "postgresql+psycopg:// for a sync engine"
+        )
+    return parsed.set(drivername=f"postgresql+{driver}")
+
+
+def create_engine(url: str | URL | None = None, **kw: Any) -> Engine:
+    """A SQLAlchemy ``Engine`` set up for pgvector (see :func:`setup`).
+
+    ``url`` defaults as described in :func:`resolve_url`; other keyword arguments go to
+    :func:`sqlalchemy.create_engine`.
+
+    Example::
+
+        engine = vecalchemy.create_engine()
+        with Session(engine) as session:
+            hits = vecalchemy.search(session, Doc.embedding, q, k=5)
+    """
+    return setup(sa.create_engine(resolve_url(url), **kw))
+
+
+def create_async_engine(url: str | URL | None = None, **kw: Any) -> AsyncEngine:
+    """An ``AsyncEngine`` set up for pgvector; psycopg 3 (async) or asyncpg.
+
+    Example::
+
+        engine = vecalchemy.create_async_engine("postgresql+asyncpg://app@localhost/app")
+        async with AsyncSession(engine) as session:
+            hits = await vecalchemy.asearch(session, Doc.embedding, q, k=5)
+    """
+    return setup(sa_create_async_engine(resolve_url(url, async_=True), **kw))
+
+
+def setup(engine: E) -> E:
+    """Prepare an engine you built yourself for pgvector, and return it.
+
+    Adds pool listeners that, on every new (or not yet prepared) pooled connection,
+    ensure the ``vector`` extension exists (once per engine) and register pgvector's
+    types with the driver. Idempotent.
+
+    Example::
+
+        engine = sqlalchemy.create_engine("postgresql+psycopg://app@db/app", pool_size=20)
+        vecalchemy.setup(engine)
+    """
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    driver = sync_engine.dialect.driver
+    if sync_engine.dialect.name != "postgresql" or driver not in _SUPPORTED:
+        raise ConfigurationError(
+            f"vecalchemy supports postgresql with psycopg 3 or asyncpg, not "
+            f"{sync_engine.dialect.name}+{driver}"
+        )
+    if getattr(sync_engine, "_vecalchemy_setup", False):
+        return engine
+    ready = _ExtensionCheck()
+
+    def prepare(dbapi_connection: Any, record: Any) -> None:
+        if record.info.get(_STATE_KEY):
+            return
+        schema = ready.ensure(dbapi_connection)
+        _register_types(driver, dbapi_connection, schema)
+        record.info[_STATE_KEY] = True
+
+    event.listen(sync_engine, "connect", prepare)
+    # A connection pooled before setup() ran is prepared when it is next checked out.
+    event.listen(sync_engine, "checkout", lambda conn, record, proxy: prepare(conn, record))
+    setattr(sync_engine.dialect, REGISTERED_FLAG, True)
+    sync_engine._vecalchemy_setup = True  # type: ignore[attr-defined]
+    return engine
+
+
+class _ExtensionCheck:
+    """Ensure the extension exists, once per engine; remember the schema it is in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schema: str | None = None
+
+    def ensure(self, dbapi_connection: Any) -> str:
+        with self._lock:
+            if self._schema is None:
+                self._schema = _ensure_extension(dbapi_connection)
+            return self._schema
+
+
+_SCHEMA_SQL = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'vector'"
+)
+
+
+def _ensure_extension(dbapi_connection: Any) -> str:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(_SCHEMA_SQL)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                "SELECT current_database(), "
+                "(SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
+            )
+            database, available = cursor.fetchone()
+            if available is None:
+                dbapi_connection.rollback()
+                raise ExtensionNotAvailable(
+                    "vector extension is not available on this server; install pgvector "
+                    "(https://github.com/pgvector/pgvector#installation) or use the embedded "
+                    "server (vecalchemy db up, and leave VECALCHEMY_DATABASE_URL unset)"
+                )
+            try:
+                cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except Exception as exc:
+                dbapi_connection.rollback()
+                raise ExtensionNotAvailable(
+                    f"the vector extension is installed on this server but not created in "
+                    f"database {database!r}, and this user may not create it ({exc}); ask an "
+                    f"administrator to run: CREATE EXTENSION vector; in {database!r}"
+                ) from exc
+            log.info("created extension vector %s in database %s", available, database)
+            cursor.execute(_SCHEMA_SQL)
+            row = cursor.fetchone()
+        dbapi_connection.commit()
+    finally:
+        cursor.close()
+    return str(row[0])
+
+
+def _register_types(driver: str, dbapi_connection: Any, schema: str) -> None:
+    if driver == "psycopg":
+        _register_psycopg(dbapi_connection, schema)
+    elif driver == "psycopg_async":
+        dbapi_connection.run_async(lambda conn: _register_psycopg_async(conn, schema))
+    else:
+        from pgvector.asyncpg import register_vector
+
+        dbapi_connection.run_async(lambda conn: register_vector(conn, schema=schema))
+
+
+def _psycopg_names(schema: str) -> list[tuple[str, Any]]:
+    # bit is a core type (pg_catalog); the others live in the extension's schema, which
+    # need not be on the search_path (hosted servers often use an "extensions" schema).
+    from psycopg import sql
+
+    return [
+        ("vector", sql.Identifier(schema, "vector")),
+        ("halfvec", sql.Identifier(schema, "halfvec")),
+        ("sparsevec", sql.Identifier(schema, "sparsevec")),
+        ("bit", "bit"),
+    ]
+
+
+def _register_psycopg(conn: Any, schema: str) -> None:
+    from psycopg.types import TypeInfo
+
+    infos = [(kind, TypeInfo.fetch(conn, name)) for kind, name in _psycopg_names(schema)]
+    _install_psycopg(conn, infos)
+    if conn.info.transaction_status != 0:  # TypeInfo.fetch may leave a transaction open
+        conn.rollback()
+
+
+async def _register_psycopg_async(conn: Any, schema: str) -> None:
+    from psycopg.types import TypeInfo
+
+    infos = [(kind, await TypeInfo.fetch(conn, name)) for kind, name in _psycopg_names(schema)]
+    _install_psycopg(conn, infos)
+    if conn.info.transaction_status != 0:
+        await conn.rollback()
+
+
+def _install_psycopg(conn: Any, infos: list[tuple[str, Any]]) -> None:
+    from pgvector.psycopg.bit import register_bit_info
+    from pgvector.psycopg.halfvec import register_halfvec_info
+    from pgvector.psycopg.sparsevec import register_sparsevec_info
+    from pgvector.psycopg.vector import register_vector_info
+
+    registrars = {
+        "vector": register_vector_info,
+        "halfvec": register_halfvec_info,
+        "sparsevec": register_sparsevec_info,
+        "bit": register_bit_info,
+    }
+    for kind, info in infos:
+        if info is not None:
+            registrars[kind](conn, info)

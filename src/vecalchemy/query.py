@@ -1,0 +1,206 @@
+"""Pure query builders: they return a SQLAlchemy ``Select`` and do no I/O.
+
+Every builder emits the one shape pgvector can serve from its index::
+
+    SELECT ..., <indexed expression> <op> CAST(:query AS <type>) AS distance
+    FROM docs ORDER BY distance LIMIT :k
+
+ascending, on exactly the expression the index was built on (``embedding`` or
+``CAST(embedding AS HALFVEC(3072))``), with the operator that matches the index's
+operator class, and with the query vector as a parameter rather than a subquery.
+The result is an ordinary ``Select``: add ``.where(...)`` filters, joins or options.
+
+Example::
+
+    from sqlalchemy.orm import Session
+    from vecalchemy import nearest
+
+    stmt = nearest(Doc.embedding, query_vector, k=5).where(Doc.lang == "en")
+    for doc, distance in session.execute(stmt):
+        print(doc.id, distance)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgvector.sqlalchemy import HALFVEC, SPARSEVEC, VECTOR
+from sqlalchemy import BindParameter, ColumnElement, Dialect, Float, Select, bindparam, cast, select
+from sqlalchemy.orm import InstrumentedAttribute, defer
+from sqlalchemy.types import TypeEngine
+
+from vecalchemy.errors import InvalidSearch
+from vecalchemy.metrics import MAX_EF_SEARCH, Metric, Storage
+from vecalchemy.schema import HNSW, IVFFlat, VectorSpec, _describe, is_vector_type, resolve_spec
+from vecalchemy.vectors import as_query_value
+
+__all__ = ["REGISTERED_FLAG", "NearestQuery", "distance", "nearest", "plan_nearest"]
+
+#: Attribute set on a SQLAlchemy dialect by :func:`vecalchemy.setup` once every pooled
+#: connection has pgvector's types registered; query vectors are then sent in binary.
+REGISTERED_FLAG = "_vecalchemy_types_registered"
+
+
+class _BinaryWhenRegistered:
+    """Bind the pgvector object itself when the driver knows the types, else its text."""
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if getattr(dialect, REGISTERED_FLAG, False):
+            return None
+        return super().bind_processor(dialect)  # type: ignore[misc]
+
+
+class _VectorParam(_BinaryWhenRegistered, VECTOR):
+    cache_ok = True
+
+
+class _HalfvecParam(_BinaryWhenRegistered, HALFVEC):
+    cache_ok = True
+
+
+class _SparsevecParam(_BinaryWhenRegistered, SPARSEVEC):
+    cache_ok = True
+
+
+def _param_type(spec: VectorSpec) -> TypeEngine[Any]:
+    storage = spec.index_storage
+    if storage is Storage.VECTOR:
+        return _VectorParam(spec.dim)
+    if storage is Storage.HALFVEC:
+        return _HalfvecParam(spec.dim)
+    if storage is Storage.SPARSEVEC:
+        return _SparsevecParam(spec.dim)
+    return spec.index_sql_type()
+
+
+@dataclass(frozen=True)
+class NearestQuery:
+    """A built nearest-neighbour query and what the runner needs to know about it."""
+
+    select: Select[Any]
+    spec: VectorSpec
+    k: int
+    column_name: str
+
+
+def _check_k(k: object, spec: VectorSpec) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidSearch(f"k must be a positive integer, got {k!r}")
+    exact_only = spec.declared and spec.index is None
+    if k > MAX_EF_SEARCH and not exact_only and not isinstance(spec.index, IVFFlat):
+        raise InvalidSearch(
+            f"k={k} is above {MAX_EF_SEARCH:,}, the most rows an HNSW index scan can return "
+            "(hnsw.ef_search caps at 1,000); page through results with a distance cursor, or "
+            "search a column declared with index=None for exact results"
+        )
+    return k
+
+
+def query_param(spec: VectorSpec, query: Any, *, column: str = "the column") -> BindParameter[Any]:
+    """The checked query vector as a bind parameter of the indexed expression's type."""
+    value = as_query_value(
+        query,
+        dim=spec.dim,
+        storage=spec.index_storage,
+        column=column,
+        zero_ok=spec.metric is not Metric.COSINE,
+    )
+    return bindparam("query_vector", value, type_=_param_type(spec))
+
+
+def _distance_expr(
+    column: Any, spec: VectorSpec, param: BindParameter[Any]
+) -> ColumnElement[float]:
+    lhs: ColumnElement[Any] = column
+    typ = spec.index_sql_type()
+    if spec.uses_expression_index:
+        lhs = cast(column, typ)
+    # A CAST of a parameter is still a constant to the planner, so the index is usable,
+    # and it fixes the parameter's type for drivers that infer it (asyncpg).
+    rhs = cast(param, typ)
+    return lhs.op(spec.metric.operator, return_type=Float)(rhs)
+
+
+def distance(
+    column: Any, query: Any, *, metric: str | Metric | None = None
+) -> ColumnElement[float]:
+    """The indexable distance expression between ``column`` and ``query``.
+
+    Use it to build your own ``ORDER BY ... LIMIT`` query; :func:`nearest` is usually
+    simpler.
+
+    Example::
+
+        d = distance(Doc.embedding, q)
+        stmt = select(Doc.id, d.label("d")).order_by(d).limit(5)
+    """
+    col, spec = resolve_spec(column, metric)
+    return _distance_expr(column, spec, query_param(spec, query, column=_describe(col)))
+
+
+def plan_nearest(
+    column: Any,
+    query: Any,
+    k: int = 10,
+    *,
+    metric: str | Metric | None = None,
+    load_embedding: bool = False,
+) -> NearestQuery:
+    """Build :func:`nearest`'s query and return it with the column's :class:`VectorSpec`."""
+    col, spec = resolve_spec(column, metric)
+    k = _check_k(k, spec)
+    name = _describe(col)
+    dist = _distance_expr(column, spec, query_param(spec, query, column=name)).label("distance")
+    if isinstance(column, InstrumentedAttribute):
+        entity = column.parent.entity
+        stmt = select(entity, dist)
+        if not load_embedding:
+            # Vectors are large and rarely needed in results: defer every vector
+            # attribute of the entity, not only the one searched.
+            deferred = [
+                attr for attr in column.parent.column_attrs if is_vector_type(attr.columns[0].type)
+            ]
+            stmt = stmt.options(*(defer(getattr(entity, a.key)) for a in deferred))
+    else:
+        table = col.table
+        cols = [c for c in table.c if load_embedding or not is_vector_type(c.type)]
+        stmt = select(*cols, dist)
+    stmt = stmt.order_by(dist).limit(k)
+    return NearestQuery(select=stmt, spec=spec, k=k, column_name=name)
+
+
+def nearest(
+    column: Any,
+    query: Any,
+    k: int = 10,
+    *,
+    metric: str | Metric | None = None,
+    load_embedding: bool = False,
+) -> Select[Any]:
+    """A ``Select`` of ``(row, distance)`` for the ``k`` rows nearest to ``query``.
+
+    ``column`` is an ORM attribute (``Doc.embedding``: rows are ``Doc`` objects, with
+    the embedding deferred unless ``load_embedding=True``) or a Core column
+    (``docs.c.embedding``: rows are the table's other columns). ``metric`` is needed
+    only for plain pgvector columns that have no vector index in their metadata.
+
+    The query vector is checked here, before any SQL runs: a wrong dimension raises
+    :class:`~vecalchemy.DimensionMismatch`, NaN or infinity
+    :class:`~vecalchemy.InvalidVector`, and ``k`` above 1,000 on an HNSW-indexed column
+    :class:`~vecalchemy.InvalidSearch`.
+
+    Example::
+
+        stmt = nearest(Doc.embedding, [0.1, 0.2, 0.3], k=3).where(Doc.lang == "en")
+        rows = session.execute(stmt).all()   # [(Doc, 0.02), (Doc, 0.11), (Doc, 0.3)]
+    """
+    return plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding).select
+
+
+def may_use_hnsw(spec: VectorSpec) -> bool:
+    """True when an HNSW index may serve the column, so ``hnsw.ef_search`` matters.
+
+    That is a column whose index is HNSW, or a plain column whose index we cannot see.
+    """
+    return isinstance(spec.index, HNSW) or (spec.index is None and not spec.declared)

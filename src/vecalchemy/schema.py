@@ -1,0 +1,592 @@
+"""Embedding columns that know their metric, and the vector indexes that follow from it.
+
+:func:`Embedding` returns a SQLAlchemy ``mapped_column`` whose metric, storage and index
+are declared once. When the column is attached to its table, vecalchemy adds a
+:class:`sqlalchemy.Index` with the operator class derived from metric and storage, so
+``metadata.create_all()`` and Alembic create the index that the queries of
+:mod:`vecalchemy.query` will use. pgvector's limits are checked at declaration time.
+
+Example::
+
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+    from vecalchemy import Embedding, HNSW
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Doc(Base):
+        __tablename__ = "docs"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        embedding = Embedding(384, metric="cosine", index=HNSW(m=16, ef_construction=64))
+
+    # CREATE INDEX ix_docs_embedding_hnsw ON docs USING hnsw (embedding vector_cosine_ops)
+    #   WITH (m = 16, ef_construction = 64)
+
+A ``vector`` column of more than 2,000 dimensions cannot be indexed directly; with an
+index it gets a ``halfvec`` expression index (``(embedding::halfvec(3072))``) and every
+query is rewritten to the same expression, so 3,072-dimension embeddings just work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import math
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
+from sqlalchemy import Column, ColumnElement, Index, Table, cast, event
+from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
+from sqlalchemy.sql.ddl import BaseDDLElement
+from sqlalchemy.types import TypeEngine
+
+from vecalchemy.errors import MetricMismatch, MetricRequired, UnknownMetric, UnsupportedIndex
+from vecalchemy.metrics import (
+    INDEX_DIM_LIMITS,
+    STORAGE_DIM_LIMITS,
+    IndexMethod,
+    Metric,
+    Storage,
+)
+
+__all__ = [
+    "HNSW",
+    "INFO_KEY",
+    "Embedding",
+    "IVFFlat",
+    "VectorSpec",
+    "building_indexes",
+    "defer_indexes",
+    "embedding_column",
+    "is_vector_type",
+    "ivfflat_lists_for",
+    "resolve_spec",
+    "vector_indexes",
+]
+
+log = logging.getLogger("vecalchemy.schema")
+
+#: Key under which a column's :class:`VectorSpec` is kept in ``Column.info``.
+INFO_KEY = "vecalchemy"
+
+_PG_IDENTIFIER_MAX = 63
+
+
+@dataclass(frozen=True)
+class HNSW:
+    """An HNSW index: better recall/speed trade-off, can be built on an empty table.
+
+    ``m`` (2..100) is the number of links per node, ``ef_construction`` (4..1000, at
+    least ``2 * m``) the candidate list size while building. ``name`` overrides the
+    generated index name.
+
+    Example::
+
+        Embedding(768, index=HNSW(m=24, ef_construction=128))
+    """
+
+    m: int = 16
+    ef_construction: int = 64
+    name: str | None = None
+
+    method = IndexMethod.HNSW
+
+    def __post_init__(self) -> None:
+        _check_int("HNSW m", self.m, 2, 100)
+        _check_int("HNSW ef_construction", self.ef_construction, 4, 1000)
+        if self.ef_construction < 2 * self.m:
+            raise UnsupportedIndex(
+                f"HNSW ef_construction ({self.ef_construction}) must be at least 2 * m "
+                f"({2 * self.m}); raise ef_construction or lower m"
+            )
+
+    def with_options(self, rows: int | None = None) -> dict[str, int]:
+        """The ``WITH (...)`` storage parameters of the index."""
+        return {"m": self.m, "ef_construction": self.ef_construction}
+
+
+@dataclass(frozen=True)
+class IVFFlat:
+    """An IVFFlat index: quick to build, but trained on the rows present at build time.
+
+    ``lists=None`` (the default) picks pgvector's rule when the index is built:
+    ``rows / 1000`` up to one million rows, ``sqrt(rows)`` above. Because the list
+    centres are learnt from the table's rows, an IVFFlat index is never built on an
+    empty table: ``metadata.create_all()`` skips it (and logs that it did), and
+    :func:`vecalchemy.build_indexes` builds it once rows are loaded.
+
+    Example::
+
+        Embedding(384, index=IVFFlat())          # lists from the row count at build time
+        Embedding(384, index=IVFFlat(lists=200))
+    """
+
+    lists: int | None = None
+    name: str | None = None
+
+    method = IndexMethod.IVFFLAT
+
+    def __post_init__(self) -> None:
+        if self.lists is not None:
+            _check_int("IVFFlat lists", self.lists, 1, 32768)
+
+    def with_options(self, rows: int | None = None) -> dict[str, int]:
+        """The ``WITH (lists = n)`` parameter; needs ``rows`` when ``lists`` is None."""
+        if self.lists is not None:
+            return {"lists": self.lists}
+        if rows is None:
+            raise UnsupportedIndex("IVFFlat(lists=None) needs the row count to choose lists")
+        return {"lists": ivfflat_lists_for(rows)}
+
+
+IndexSpec = HNSW | IVFFlat
+
+
+def ivfflat_lists_for(rows: int) -> int:
+    """pgvector's rule for IVFFlat ``lists``: rows/1000 up to 1M rows, sqrt(rows) above.
+
+    Example::
+
+        >>> ivfflat_lists_for(250_000), ivfflat_lists_for(4_000_000)
+        (250, 2000)
+    """
+    n = rows // 1000 if rows <= 1_000_000 else math.isqrt(rows)
+    return max(1, min(32768, n))
+
+
+def _check_int(what: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UnsupportedIndex(f"{what} must be an integer from {lo} to {hi}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """What vecalchemy knows about a vector column: dimension, metric, storage, index.
+
+    Stored in ``Column.info["vecalchemy"]`` by :func:`Embedding`, and built on the fly
+    by :func:`resolve_spec` for plain pgvector-python columns.
+    """
+
+    dim: int
+    metric: Metric
+    storage: Storage
+    index: IndexSpec | None = None
+    index_name: str | None = field(default=None, compare=False)
+    #: True for columns declared with :func:`Embedding` (whose ``index`` is known to be
+    #: the whole truth), False for specs inferred from a plain pgvector column.
+    declared: bool = field(default=False, compare=False)
+
+    @property
+    def index_storage(self) -> Storage:
+        """The storage type the index (and so every query) works on.
+
+        ``halfvec`` for a ``vector`` column above 2,000 dimensions, else the column's own.
+        """
+        if (
+            self.index is not None
+            and self.storage is Storage.VECTOR
+            and self.dim > INDEX_DIM_LIMITS[Storage.VECTOR]
+        ):
+            return Storage.HALFVEC
+        return self.storage
+
+    @property
+    def uses_expression_index(self) -> bool:
+        """True when the index is on ``column::halfvec(dim)`` rather than the column."""
+        return self.index_storage is not self.storage
+
+    @property
+    def opclass(self) -> str:
+        """The operator class of the index, derived from metric and index storage."""
+        return self.metric.opclass(self.index_storage)
+
+    def sql_type(self) -> TypeEngine[Any]:
+        """The pgvector-python column type for this spec."""
+        return _sql_type(self.storage, self.dim)
+
+    def index_sql_type(self) -> TypeEngine[Any]:
+        """The pgvector-python type of the indexed expression (see :attr:`index_storage`)."""
+        return _sql_type(self.index_storage, self.dim)
+
+
+def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
+    if storage is Storage.VECTOR:
+        return VECTOR(dim)
+    if storage is Storage.HALFVEC:
+        return HALFVEC(dim)
+    if storage is Storage.SPARSEVEC:
+        return SPARSEVEC(dim)
+    return BIT(dim)
+
+
+def check_spec(spec: VectorSpec) -> None:
+    """Raise :class:`UnsupportedIndex` unless pgvector can store and index ``spec``."""
+    dim, storage, metric, index = spec.dim, spec.storage, spec.metric, spec.index
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise UnsupportedIndex(f"dimension must be a positive integer, got {dim!r}")
+    limit = STORAGE_DIM_LIMITS[storage]
+    if dim > limit:
+        raise UnsupportedIndex(
+            f"{storage.value} columns hold at most {limit:,} dimensions, got {dim:,}"
+        )
+    metric.check_storage(storage)
+    if index is None:
+        return
+    if not isinstance(index, (HNSW, IVFFlat)):
+        raise UnsupportedIndex(
+            f"index must be vecalchemy.HNSW(...), vecalchemy.IVFFlat(...) or None, got {index!r}"
+        )
+    methods = metric.index_methods(storage)
+    if index.method not in methods:
+        raise UnsupportedIndex(
+            f"pgvector has no {index.method.value} index for {metric.value} on {storage.value}; "
+            f"use {' or '.join(sorted(m.value.upper() for m in methods))}(...) instead"
+        )
+    istorage = spec.index_storage
+    ilimit = INDEX_DIM_LIMITS[istorage]
+    if storage is Storage.SPARSEVEC:
+        return  # the sparsevec limit is on non-zero elements, checked when loading
+    if dim > ilimit:
+        hint = (
+            "store it as halfvec or reduce the dimension"
+            if storage is Storage.VECTOR
+            else "reduce the dimension"
+        )
+        why = " (a vector above 2,000 dimensions is indexed as halfvec)"
+        raise UnsupportedIndex(
+            f"pgvector indexes {istorage.value} of at most {ilimit:,} dimensions, got {dim:,}"
+            f"{why if spec.uses_expression_index else ''}"
+            f"; {hint}, or pass index=None for exact search only"
+        )
+
+
+# -- declaring columns ------------------------------------------------------------------
+
+
+def Embedding(
+    dim: int,
+    *,
+    metric: str | Metric = Metric.COSINE,
+    storage: str | Storage = Storage.VECTOR,
+    index: IndexSpec | None = HNSW(),
+    nullable: bool = True,
+    **kw: Any,
+) -> MappedColumn[Any]:
+    """Declare an embedding column whose metric, storage and index are fixed here once.
+
+    ``metric``: cosine (default), l2, inner_product, l1, hamming, jaccard.
+    ``storage``: vector (default), halfvec, bit, sparsevec.
+    ``index``: :class:`HNSW` (default), :class:`IVFFlat` or ``None`` (exact search only).
+    Other keyword arguments go to :func:`sqlalchemy.orm.mapped_column`.
+
+    Raises :class:`UnknownMetric` or :class:`UnsupportedIndex` at declaration time when
+    pgvector could not store or index the column.
+
+    Example::
+
+        class Doc(Base):
+            __tablename__ = "docs"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            embedding = Embedding(1536, metric="inner_product", storage="halfvec")
+    """
+    spec = _make_spec(dim, metric, storage, index)
+    info = dict(kw.pop("info", None) or {})
+    info[INFO_KEY] = spec
+    return mapped_column(spec.sql_type(), nullable=nullable, info=info, **kw)
+
+
+def embedding_column(
+    name: str,
+    dim: int,
+    *,
+    metric: str | Metric = Metric.COSINE,
+    storage: str | Storage = Storage.VECTOR,
+    index: IndexSpec | None = HNSW(),
+    nullable: bool = True,
+    **kw: Any,
+) -> Column[Any]:
+    """The Core twin of :func:`Embedding`: a ``Column`` for a ``sqlalchemy.Table``.
+
+    Example::
+
+        docs = Table("docs", metadata, Column("id", Integer, primary_key=True),
+                     embedding_column("embedding", 384, metric="l2"))
+    """
+    spec = _make_spec(dim, metric, storage, index)
+    info = dict(kw.pop("info", None) or {})
+    info[INFO_KEY] = spec
+    return Column(name, spec.sql_type(), nullable=nullable, info=info, **kw)
+
+
+def _make_spec(
+    dim: int, metric: str | Metric, storage: str | Storage, index: IndexSpec | None
+) -> VectorSpec:
+    spec = VectorSpec(
+        dim=dim,
+        metric=Metric.parse(metric),
+        storage=Storage.parse(storage),
+        index=index,
+        declared=True,
+    )
+    check_spec(spec)
+    return spec
+
+
+# -- the index that follows from the spec -------------------------------------------------
+
+_DEFER: ContextVar[bool] = ContextVar("vecalchemy_defer_indexes", default=False)
+_BUILDING: ContextVar[bool] = ContextVar("vecalchemy_building_indexes", default=False)
+
+
+@contextlib.contextmanager
+def defer_indexes() -> Iterator[None]:
+    """Within this block, ``create_all()`` creates tables without their vector indexes.
+
+    Bulk loads are much faster into a table without an HNSW index; build the indexes
+    afterwards with :func:`vecalchemy.build_indexes`.
+
+    Example::
+
+        with vecalchemy.defer_indexes():
+            Base.metadata.create_all(engine)
+        vecalchemy.load(engine, Doc, rows)
+        vecalchemy.build_indexes(engine, Doc)
+    """
+    token = _DEFER.set(True)
+    try:
+        yield
+    finally:
+        _DEFER.reset(token)
+
+
+@contextlib.contextmanager
+def building_indexes() -> Iterator[None]:
+    """Internal: let :func:`vecalchemy.build_indexes` emit DDL that create_all would defer."""
+    token = _BUILDING.set(True)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
+
+
+def _should_create(
+    ddl: BaseDDLElement, target: Any, bind: Any, *args: Any, state: Any = None, **kw: Any
+) -> bool:
+    """ddl_if callable: whether create_all may create this vector index now."""
+    if _BUILDING.get():
+        return True
+    spec: VectorSpec = state
+    if _DEFER.get():
+        log.info("vector index %s deferred: build it with build_indexes()", target.name)
+        return False
+    if isinstance(spec.index, IVFFlat):
+        # create_all only creates indexes together with their (new, empty) table, and an
+        # IVFFlat index trained on no rows has terrible recall.
+        log.info(
+            "ivfflat index %s not built on an empty table: load rows, then call "
+            "vecalchemy.build_indexes()",
+            target.name,
+        )
+        return False
+    return True
+
+
+def index_name(table: Table, column: Column[Any], spec: VectorSpec) -> str:
+    """The generated name of a column's vector index: ``ix_<table>_<column>_<method>``."""
+    assert spec.index is not None
+    if spec.index.name:
+        return spec.index.name
+    name = f"ix_{table.name}_{column.name}_{spec.index.method.value}"
+    if len(name) > _PG_IDENTIFIER_MAX:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[: _PG_IDENTIFIER_MAX - 9]}_{digest}"
+    return name
+
+
+def index_expression(column: ColumnElement[Any], spec: VectorSpec) -> ColumnElement[Any]:
+    """The expression the index is on: the column, or ``column::halfvec(dim)``."""
+    if spec.uses_expression_index:
+        return cast(column, spec.index_sql_type())
+    return column
+
+
+def _make_index(table: Table, column: Column[Any], spec: VectorSpec) -> Index:
+    assert spec.index is not None
+    name = index_name(table, column, spec)
+    expr = index_expression(column, spec)
+    key = column.key
+    if spec.uses_expression_index:
+        key = f"{column.key}_{spec.index_storage.value}"
+        expr.key = key  # postgresql_ops is keyed by expression key
+    with_ = spec.index.with_options(rows=None) if isinstance(spec.index, HNSW) else {}
+    if isinstance(spec.index, IVFFlat) and spec.index.lists is not None:
+        with_ = spec.index.with_options()
+    idx = Index(
+        name,
+        expr,
+        postgresql_using=spec.index.method.value,
+        postgresql_ops={key: spec.opclass},
+        postgresql_with=with_,
+        info={INFO_KEY: spec},
+    )
+    idx.ddl_if(dialect="postgresql", callable_=_should_create, state=spec)
+    return idx
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _attach_index(column: Column[Any], parent: Any) -> None:
+    spec = column.info.get(INFO_KEY)
+    if not isinstance(spec, VectorSpec) or spec.index is None or not isinstance(parent, Table):
+        return
+    name = index_name(parent, column, spec)
+    if any(ix.name == name for ix in parent.indexes):
+        return  # Table.to_metadata() copies the index already
+    _make_index(parent, column, spec)
+
+
+def vector_indexes(table: Table) -> list[Index]:
+    """The vector indexes vecalchemy declared on ``table``."""
+    return sorted(
+        (ix for ix in table.indexes if isinstance(ix.info.get(INFO_KEY), VectorSpec)),
+        key=lambda ix: str(ix.name),
+    )
+
+
+# -- reading the spec back from any column ------------------------------------------------
+
+
+def _as_column(column: Any) -> Column[Any]:
+    if isinstance(column, InstrumentedAttribute):
+        prop = column.property
+        cols = getattr(prop, "columns", None)
+        if not cols or not isinstance(cols[0], Column):
+            raise TypeError(f"{column} is not a column attribute")
+        return cols[0]
+    if isinstance(column, Column):
+        return column
+    raise TypeError(
+        f"expected a vector column (Doc.embedding or table.c.embedding), got {column!r}"
+    )
+
+
+def _storage_of(type_: TypeEngine[Any]) -> tuple[Storage, int | None] | None:
+    if isinstance(type_, VECTOR):
+        return Storage.VECTOR, type_.dim
+    if isinstance(type_, HALFVEC):
+        return Storage.HALFVEC, type_.dim
+    if isinstance(type_, SPARSEVEC):
+        return Storage.SPARSEVEC, type_.dim
+    if isinstance(type_, BIT):
+        length = getattr(type_.impl, "length", None)
+        return Storage.BIT, length
+    return None
+
+
+def is_vector_type(type_: TypeEngine[Any]) -> bool:
+    """True for pgvector's column types (vector, halfvec, sparsevec, bit)."""
+    return _storage_of(type_) is not None
+
+
+def _index_spec_from(ix: Index) -> tuple[Metric, Storage, IndexSpec] | None:
+    """Read metric/storage/method from a hand-written pgvector index declaration."""
+    opts = ix.dialect_options["postgresql"]
+    using = (opts.get("using") or "").lower()
+    ops: dict[str, str] = opts.get("ops") or {}
+    if using not in ("hnsw", "ivfflat") or len(ops) != 1:
+        return None
+    parsed = Metric.from_opclass(next(iter(ops.values())))
+    if parsed is None:
+        return None
+    with_ = opts.get("with") or {}
+    spec: IndexSpec
+    if using == "hnsw":
+        spec = HNSW(
+            m=int(with_.get("m", 16)), ef_construction=int(with_.get("ef_construction", 64))
+        )
+    else:
+        lists = with_.get("lists")
+        spec = IVFFlat(lists=int(lists) if lists is not None else None)
+    return parsed[0], parsed[1], spec
+
+
+def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Column[Any], VectorSpec]:
+    """Find what vecalchemy needs to know to search ``column``.
+
+    For an :func:`Embedding` column that is its declaration (``metric``, if given, must
+    agree with it). For a plain pgvector-python column (``mapped_column(Vector(3))``)
+    it is ``metric`` if given, or else the operator class of a vector index declared on
+    the column in the table's metadata. Either way a metric that differs from the one
+    the column's index was built for raises :class:`MetricMismatch`, because pgvector
+    would silently fall back to a sequential scan.
+
+    Example::
+
+        col, spec = resolve_spec(Doc.embedding)
+        spec.metric, spec.dim, spec.opclass   # (Metric.COSINE, 384, 'vector_cosine_ops')
+    """
+    col = _as_column(column)
+    declared = col.info.get(INFO_KEY)
+    wanted = Metric.parse(metric) if metric is not None else None
+    if isinstance(declared, VectorSpec):
+        if wanted is not None and wanted is not declared.metric:
+            raise MetricMismatch(
+                f"{_describe(col)} was declared with metric {declared.metric.value!r} and "
+                f"its index uses {declared.opclass if declared.index else 'that metric'}; "
+                f"searching it by {wanted.value!r} would not use the index. Drop metric= "
+                "or declare a second column"
+            )
+        table = col.table if isinstance(col.table, Table) else None
+        name = index_name(table, col, declared) if (declared.index and table is not None) else None
+        return col, dataclasses.replace(declared, index_name=name)
+
+    found = _storage_of(col.type)
+    if found is None:
+        raise UnknownMetric(
+            f"{_describe(col)} is not a pgvector column (type {col.type!r}); declare it "
+            "with vecalchemy.Embedding(dim, ...) or pgvector.sqlalchemy.Vector(dim)"
+        )
+    storage, dim = found
+    if not dim:
+        raise UnsupportedIndex(
+            f"{_describe(col)} has no dimension; declare it as Vector(dim) (pgvector cannot "
+            "index a column without dimensions)"
+        )
+    # A hand-written index on this column tells which metric it can serve.
+    indexed: tuple[Metric, Storage, IndexSpec, str] | None = None
+    table = col.table if isinstance(col.table, Table) else None
+    for ix in table.indexes if table is not None else ():
+        cols = list(ix.columns)
+        if len(ix.expressions) == 1 and cols == [col]:
+            got = _index_spec_from(ix)
+            if got is not None:
+                indexed = (*got, str(ix.name))
+                break
+    if indexed is not None:
+        imetric, istorage, ispec, iname = indexed
+        if wanted is not None and wanted is not imetric:
+            raise MetricMismatch(
+                f"index {iname} on {_describe(col)} uses {imetric.opclass(istorage)}, which "
+                f"serves {imetric.value!r} queries; searching by {wanted.value!r} would not "
+                "use it"
+            )
+        spec = VectorSpec(dim, imetric, storage, ispec, iname)
+        return col, spec
+    if wanted is None:
+        raise MetricRequired(
+            f"{_describe(col)} was not declared with vecalchemy.Embedding and has no vector "
+            "index in its table's metadata; pass metric='cosine' (or l2, inner_product, ...) "
+            "to say how to compare vectors"
+        )
+    wanted.check_storage(storage)
+    return col, VectorSpec(dim, wanted, storage, None, None)
+
+
+def _describe(col: Column[Any]) -> str:
+    table = getattr(col.table, "name", None) if col.table is not None else None
+    return f"column {table}.{col.name}" if table else f"column {col.name}"

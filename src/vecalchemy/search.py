@@ -1,0 +1,294 @@
+"""Run nearest-neighbour queries with per-query index settings; return :class:`Hit` objects.
+
+:func:`search` (and :func:`asearch` for ``AsyncSession``) builds the query with
+:func:`vecalchemy.nearest`, applies the index's query-time settings with ``SET LOCAL``
+semantics (``set_config(name, value, true)``: they end with the transaction and never
+reach the pooled connection), runs it, and returns hits whose ``similarity`` points the
+right way for the metric.
+
+Settings, set explicitly on every call so that one search never inherits another's:
+
+* ``hnsw.ef_search``: ``ef_search`` if given, else ``max(40, k)``; never below ``k``,
+  because an HNSW scan returns at most ``ef_search`` rows.
+* ``ivfflat.probes``: ``probes`` if given, else ``sqrt(lists)`` of the index.
+
+Thresholds have two names so their direction cannot be confused: ``min_similarity``
+(keep hits at least this similar) and ``max_distance`` (keep hits at most this far).
+They are applied to the ordered top-k, so they never change the query plan and never
+make pgvector walk the index looking for rows that cannot exist.
+
+Example::
+
+    with Session(engine) as session:
+        for hit in vecalchemy.search(session, Doc.embedding, q, k=5, min_similarity=0.3):
+            print(hit.row.title, round(hit.similarity, 3))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Connection, Select, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from vecalchemy.errors import InvalidSearch
+from vecalchemy.metrics import MAX_EF_SEARCH, Metric
+from vecalchemy.query import NearestQuery, may_use_hnsw, plan_nearest
+from vecalchemy.schema import HNSW, IVFFlat, VectorSpec
+
+__all__ = ["DEFAULT_EF_SEARCH", "Hit", "asearch", "search"]
+
+T = TypeVar("T")
+
+#: pgvector's default ``hnsw.ef_search``; vecalchemy never sets less than ``max(this, k)``.
+DEFAULT_EF_SEARCH = 40
+
+Where = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit(Generic[T]):
+    """One search result.
+
+    ``row``: the mapped object (ORM column) or the row (Core column).
+    ``distance``: pgvector's raw distance (for inner product, the NEGATIVE inner product).
+    ``similarity``: higher is more similar, whatever the metric (see :mod:`vecalchemy.metrics`).
+
+    Example::
+
+        hit = vecalchemy.search(session, Doc.embedding, q, k=1)[0]
+        hit.row.title, hit.distance, hit.similarity
+    """
+
+    row: T
+    distance: float
+    similarity: float
+
+
+@dataclass(frozen=True)
+class _Plan:
+    query: NearestQuery
+    settings: dict[str, str]
+    max_distance: float | None
+    orm: bool
+    lists_lookup: str | None  # index whose lists must be read to choose probes
+
+
+def _check_setting(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidSearch(f"{name} must be an integer from {lo} to {hi:,}, got {value!r}")
+    return value
+
+
+def _plan(
+    column: Any,
+    query: Any,
+    k: int,
+    *,
+    where: Where,
+    min_similarity: float | None,
+    max_distance: float | None,
+    metric: str | Metric | None,
+    ef_search: int | None,
+    probes: int | None,
+    load_embedding: bool,
+) -> _Plan:
+    nq = plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding)
+    spec = nq.spec
+    stmt: Select[Any] = nq.select
+    if where is not None:
+        clauses = [where] if isinstance(where, ColumnElement) else list(where)
+        stmt = stmt.where(*clauses)
+    nq = NearestQuery(select=stmt, spec=spec, k=nq.k, column_name=nq.column_name)
+
+    settings: dict[str, str] = {}
+    if ef_search is not None:
+        if isinstance(spec.index, IVFFlat):
+            raise InvalidSearch(
+                f"ef_search applies to HNSW indexes; {nq.column_name} has an IVFFlat index, "
+                "tune it with probes="
+            )
+        _check_setting("ef_search", ef_search, 1, MAX_EF_SEARCH)
+        if ef_search < nq.k:
+            raise InvalidSearch(
+                f"ef_search={ef_search} is below k={nq.k}: an HNSW scan returns at most "
+                "ef_search rows, so you would silently get fewer than k; raise ef_search "
+                "or leave it unset"
+            )
+    if may_use_hnsw(spec):
+        ef = ef_search if ef_search is not None else max(DEFAULT_EF_SEARCH, nq.k)
+        settings["hnsw.ef_search"] = str(min(ef, MAX_EF_SEARCH))
+
+    lists_lookup = None
+    if probes is not None:
+        if isinstance(spec.index, HNSW):
+            raise InvalidSearch(
+                f"probes applies to IVFFlat indexes; {nq.column_name} has an HNSW index, "
+                "tune it with ef_search="
+            )
+        _check_setting("probes", probes, 1, 32768)
+        settings["ivfflat.probes"] = str(probes)
+    elif isinstance(spec.index, IVFFlat):
+        if spec.index.lists is not None:
+            settings["ivfflat.probes"] = str(_default_probes(spec.index.lists))
+        else:
+            lists_lookup = spec.index_name
+
+    if min_similarity is not None and max_distance is not None:
+        raise InvalidSearch("give min_similarity or max_distance, not both")
+    cutoff: float | None = None
+    if max_distance is not None:
+        if isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)):
+            raise InvalidSearch(f"max_distance must be a number, got {max_distance!r}")
+        if not math.isfinite(max_distance):
+            raise InvalidSearch(f"max_distance must be finite, got {max_distance!r}")
+        cutoff = float(max_distance)
+    elif min_similarity is not None:
+        if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)):
+            raise InvalidSearch(f"min_similarity must be a number, got {min_similarity!r}")
+        cutoff = spec.metric.max_distance_for(min_similarity, dim=spec.dim)
+    return _Plan(
+        query=nq,
+        settings=settings,
+        max_distance=cutoff,
+        orm=isinstance(column, InstrumentedAttribute),
+        lists_lookup=lists_lookup,
+    )
+
+
+def _default_probes(lists: int) -> int:
+    return max(1, min(lists, round(math.sqrt(lists))))
+
+
+def _settings_stmt(settings: dict[str, str]) -> Select[Any]:
+    return select(*(func.set_config(name, value, True) for name, value in settings.items()))
+
+
+_LISTS_SQL = text(
+    "SELECT option_value FROM pg_class c, pg_options_to_table(c.reloptions) "
+    "WHERE c.relname = :name AND c.relkind = 'i' AND option_name = 'lists'"
+)
+
+
+def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
+    spec: VectorSpec = plan.query.spec
+    cutoff = plan.max_distance
+    out: list[Hit[Any]] = []
+    for row in rows:
+        d = row[-1]
+        if d is None:
+            continue  # NULL embeddings have no distance
+        d = float(d)
+        if cutoff is not None and d > cutoff:
+            continue
+        out.append(
+            Hit(
+                row=row[0] if plan.orm else row,
+                distance=d,
+                similarity=spec.metric.similarity(d, dim=spec.dim),
+            )
+        )
+    return out
+
+
+def search(
+    session: Session | Connection,
+    column: Any,
+    query: Any,
+    k: int = 10,
+    *,
+    where: Where = None,
+    min_similarity: float | None = None,
+    max_distance: float | None = None,
+    metric: str | Metric | None = None,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    load_embedding: bool = False,
+) -> list[Hit[Any]]:
+    """The ``k`` rows nearest to ``query``, as :class:`Hit` objects, nearest first.
+
+    ``session``: a ``Session`` (hits carry mapped objects) or a ``Connection``.
+    ``column``: ``Doc.embedding`` or ``docs.c.embedding``; ``query``: a list, numpy
+    array or pgvector object, checked before any SQL runs. ``where``: a filter
+    expression (or a list of them). ``metric`` is needed only for plain pgvector columns
+    without a vector index in their metadata. ``load_embedding=True`` loads the vectors
+    too (they are deferred otherwise).
+
+    Raises :class:`~vecalchemy.DimensionMismatch`, :class:`~vecalchemy.InvalidVector`,
+    :class:`~vecalchemy.InvalidSearch`, :class:`~vecalchemy.MetricMismatch` or
+    :class:`~vecalchemy.MetricRequired` before touching the database.
+
+    Example::
+
+        hits = vecalchemy.search(session, Doc.embedding, q, k=3, where=Doc.lang == "en")
+        [(h.row.id, round(h.similarity, 2)) for h in hits]   # [(7, 0.91), (3, 0.88), (12, 0.8)]
+    """
+    plan = _plan(
+        column,
+        query,
+        k,
+        where=where,
+        min_similarity=min_similarity,
+        max_distance=max_distance,
+        metric=metric,
+        ef_search=ef_search,
+        probes=probes,
+        load_embedding=load_embedding,
+    )
+    settings = dict(plan.settings)
+    if plan.lists_lookup is not None:
+        lists = session.execute(_LISTS_SQL, {"name": plan.lists_lookup}).scalar()
+        if lists is not None:
+            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
+    if settings:
+        session.execute(_settings_stmt(settings))
+    rows = session.execute(plan.query.select).all()
+    return _hits(plan, rows)
+
+
+async def asearch(
+    session: AsyncSession | AsyncConnection,
+    column: Any,
+    query: Any,
+    k: int = 10,
+    *,
+    where: Where = None,
+    min_similarity: float | None = None,
+    max_distance: float | None = None,
+    metric: str | Metric | None = None,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    load_embedding: bool = False,
+) -> list[Hit[Any]]:
+    """The async twin of :func:`search`, for ``AsyncSession`` and ``AsyncConnection``.
+
+    Example::
+
+        async with AsyncSession(engine) as session:
+            hits = await vecalchemy.asearch(session, Doc.embedding, q, k=5)
+    """
+    plan = _plan(
+        column,
+        query,
+        k,
+        where=where,
+        min_similarity=min_similarity,
+        max_distance=max_distance,
+        metric=metric,
+        ef_search=ef_search,
+        probes=probes,
+        load_embedding=load_embedding,
+    )
+    settings = dict(plan.settings)
+    if plan.lists_lookup is not None:
+        lists = (await session.execute(_LISTS_SQL, {"name": plan.lists_lookup})).scalar()
+        if lists is not None:
+            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
+    if settings:
+        await session.execute(_settings_stmt(settings))
+    rows = (await session.execute(plan.query.select)).all()
+    return _hits(plan, rows)

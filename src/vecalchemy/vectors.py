@@ -1,0 +1,145 @@
+"""Checking and converting vectors before any SQL runs.
+
+Query vectors may be lists, tuples, numpy arrays or pgvector objects (``Vector``,
+``HalfVector``, ``SparseVector``, ``Bit``). :func:`as_query_value` checks the dimension
+and that every value is finite, and returns the pgvector object the drivers send in
+binary form.
+
+Example::
+
+    >>> from vecalchemy.metrics import Storage
+    >>> as_query_value([0.1, 0.2, 0.3], dim=3, storage=Storage.VECTOR)
+    Vector([0.1, 0.2, 0.3])
+    >>> as_query_value([0.1, float("nan"), 0.3], dim=3, storage=Storage.VECTOR)
+    Traceback (most recent call last):
+    ...
+    vecalchemy.errors.InvalidVector: query vector has a non-finite value (nan) at index 1 ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pgvector import Bit, HalfVector, SparseVector, Vector
+
+from vecalchemy.errors import DimensionMismatch, InvalidVector
+from vecalchemy.metrics import Storage
+
+__all__ = ["as_dense_array", "as_query_value", "check_finite"]
+
+
+def check_finite(arr: npt.NDArray[Any], *, what: str = "query vector") -> None:
+    """Raise :class:`InvalidVector` naming the first NaN or infinite value in ``arr``."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.ravel())[0]
+        raise InvalidVector(
+            f"{what} has a non-finite value ({arr.ravel()[bad]}) at index {int(bad)}; "
+            "embeddings must be finite numbers: check the model output"
+        )
+
+
+def as_dense_array(
+    value: Any, *, dim: int, what: str = "query vector", column: str = "the column"
+) -> npt.NDArray[np.float32]:
+    """``value`` as a 1-D float32 array of length ``dim``, or a clear error."""
+    if isinstance(value, (Vector, HalfVector, SparseVector)):
+        arr = np.asarray(value.to_numpy(), dtype=np.float32)
+    elif isinstance(value, (str, bytes)):
+        raise InvalidVector(
+            f"{what} must be a list of numbers, a numpy array or a pgvector object, "
+            "not a string; embed the text first"
+        )
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidVector(
+                f"{what} must be a list of numbers, a numpy array or a pgvector object: {exc}"
+            ) from None
+    if arr.ndim != 1:
+        raise InvalidVector(
+            f"{what} must be one-dimensional, got shape {arr.shape}; pass one vector at a time"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidVector(f"{what} is empty")
+    if arr.shape[0] != dim:
+        raise DimensionMismatch(
+            f"{what} has {arr.shape[0]} dimensions but {column} has {dim}; "
+            "embed with the same model the column was filled with"
+        )
+    check_finite(arr, what=what)
+    return arr
+
+
+def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
+    if isinstance(value, Bit):
+        bits = value.to_text()
+    elif isinstance(value, str):
+        bits = value
+        if bits.strip("01"):
+            raise InvalidVector(f"{what} for a bit column must contain only 0 and 1")
+    else:
+        arr = np.asarray(value)
+        if arr.ndim != 1:
+            raise InvalidVector(f"{what} must be one-dimensional, got shape {arr.shape}")
+        if arr.dtype != np.bool_ and not np.isin(arr, (0, 1)).all():
+            raise InvalidVector(
+                f"{what} for a bit column must be booleans or 0/1 values; "
+                "use binary quantization to turn floats into bits"
+            )
+        bits = "".join("1" if b else "0" for b in arr.tolist())
+    if not bits:
+        raise InvalidVector(f"{what} is empty")
+    if len(bits) != dim:
+        raise DimensionMismatch(f"{what} has {len(bits)} bits but {column} has {dim}")
+    return bits
+
+
+def as_query_value(
+    value: Any, *, dim: int, storage: Storage, column: str = "the column", zero_ok: bool = True
+) -> Vector | HalfVector | SparseVector | str:
+    """Check ``value`` and convert it to what the driver sends for ``storage``.
+
+    ``zero_ok=False`` rejects the zero vector (it has no direction, so its cosine
+    distance to anything is NaN).
+    """
+    what = "query vector"
+    if storage is Storage.BIT:
+        return _as_bits(value, dim=dim, what=what, column=column)
+    if storage is Storage.SPARSEVEC:
+        if isinstance(value, SparseVector):
+            if value.dimensions() != dim:
+                raise DimensionMismatch(
+                    f"{what} has {value.dimensions()} dimensions but {column} has {dim}"
+                )
+            vals = np.asarray(value.values(), dtype=np.float32)
+            check_finite(vals, what=what)
+            if not zero_ok and not vals.any():
+                raise InvalidVector(_zero_message(what))
+            return value
+        if isinstance(value, dict):
+            return as_query_value(
+                SparseVector(value, dim), dim=dim, storage=storage, column=column, zero_ok=zero_ok
+            )
+        arr = as_dense_array(value, dim=dim, what=what, column=column)
+        if not zero_ok and not arr.any():
+            raise InvalidVector(_zero_message(what))
+        return SparseVector(arr)
+    arr = as_dense_array(value, dim=dim, what=what, column=column)
+    if not zero_ok and not arr.any():
+        raise InvalidVector(_zero_message(what))
+    if storage is Storage.HALFVEC:
+        if np.abs(arr).max() > 65504.0:
+            raise InvalidVector(f"{what} has values beyond halfvec's range of +-65504")
+        return HalfVector(arr)
+    return Vector(arr)
+
+
+def _zero_message(what: str) -> str:
+    return (
+        f"{what} is all zeros; a zero vector has no direction, so its cosine distance is "
+        "undefined: check the embedding"
+    )

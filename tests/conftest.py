@@ -1,0 +1,144 @@
+"""Fixtures: a real PostgreSQL with pgvector, and a transaction per test that is rolled back.
+
+The session starts a throwaway embedded cluster in a temporary directory, unless
+``VECALCHEMY_TEST_DATABASE_URL`` names a server to use instead. Each test gets a
+connection inside a transaction (and a Session joined to it with savepoints), rolled
+back at the end, so tests can create tables freely and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+
+import vecalchemy
+
+TEST_URL_ENV = "VECALCHEMY_TEST_DATABASE_URL"
+
+#: Server settings that make a throwaway cluster fast (durability does not matter here).
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+ASYNC_DRIVERS = ["psycopg_async", "asyncpg"]
+
+
+def _with_driver(url: sa.URL, driver: str) -> sa.URL:
+    name = "psycopg" if driver == "psycopg_async" else driver
+    return url.set(drivername=f"postgresql+{name}")
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.URL]:
+    """URL (psycopg) of the server the tests run against, with a fresh database."""
+    given = os.environ.get(TEST_URL_ENV)
+    server = None
+    if given:
+        base = vecalchemy.resolve_url(given)
+    else:
+        from vecalchemy.server import EmbeddedServer
+
+        server = EmbeddedServer(tmp_path_factory.mktemp("pg"), settings=FAST_SETTINGS)
+        server.start()
+        base = sa.make_url(server.url())
+    # A database of our own, so a shared server is left as it was.
+    dbname = f"vecalchemy_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
+    except sa.exc.OperationalError as exc:  # abort early: nothing else can run
+        pytest.exit(f"cannot reach the test database at {base}: {exc}", returncode=3)
+    url = base.set(database=dbname)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin.dispose()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(server_url: sa.URL) -> Iterator[Engine]:
+    """A vecalchemy engine (psycopg 3, sync) on the test database."""
+    eng = vecalchemy.create_engine(server_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            yield conn
+        finally:
+            trans.rollback()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """An ORM Session joined to the test's transaction (its commits become savepoints)."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+@pytest.fixture(scope="session", params=ASYNC_DRIVERS)
+async def async_engine(
+    request: pytest.FixtureRequest, server_url: sa.URL
+) -> AsyncIterator[AsyncEngine]:
+    """A vecalchemy async engine, once per async driver (psycopg async, asyncpg)."""
+    eng = vecalchemy.create_async_engine(_with_driver(server_url, request.param))
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def async_connection(async_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """An async connection inside a transaction that is rolled back after the test."""
+    async with async_engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await trans.rollback()
+
+
+@pytest.fixture
+async def async_session(async_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """An AsyncSession joined to the test's transaction."""
+    async with AsyncSession(bind=async_connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+def explain(conn: Connection | Session, stmt: sa.Select[tuple[object, ...]] | sa.TextClause) -> str:
+    """The plan PostgreSQL chooses for ``stmt`` (sequential scans discouraged, as on big tables)."""
+    conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    if isinstance(stmt, sa.TextClause):
+        rows = conn.execute(sa.text("EXPLAIN " + stmt.text)).all()
+    else:
+        rows = conn.execute(_Explain(stmt)).all()
+    return "\n".join(r[0] for r in rows)
+
+
+class _Explain(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
+    """``EXPLAIN <select>`` keeping the select's bound parameters (the query vector)."""
+
+    inherit_cache = False
+
+    def __init__(self, stmt: sa.Select[tuple[object, ...]]) -> None:
+        self.stmt = stmt
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
+    return "EXPLAIN " + compiler.process(element.stmt, **kw)
