@@ -148,6 +148,8 @@ def setup(engine: E) -> E:
     """
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
     driver = sync_engine.dialect.driver
+    if driver == "psycopg" and sync_engine.dialect.is_async:
+        driver = "psycopg_async"  # SQLAlchemy 2.1 names both psycopg dialects "psycopg"
     if sync_engine.dialect.name != "postgresql" or driver not in _SUPPORTED:
         raise ConfigurationError(
             f"vecalchemy supports postgresql with psycopg 3 or asyncpg, not "
@@ -234,9 +236,37 @@ def _register_types(driver: str, dbapi_connection: Any, schema: str) -> None:
     elif driver == "psycopg_async":
         dbapi_connection.run_async(lambda conn: _register_psycopg_async(conn, schema))
     else:
-        from pgvector.asyncpg import register_vector
+        dbapi_connection.run_async(lambda conn: _register_asyncpg(conn, schema))
 
-        dbapi_connection.run_async(lambda conn: register_vector(conn, schema=schema))
+
+async def _register_asyncpg(conn: Any, schema: str) -> None:
+    """Binary codecs for asyncpg that also accept text.
+
+    pgvector-python's asyncpg codecs take only lists, arrays and pgvector objects, but
+    SQLAlchemy's pgvector column types turn values into text before the driver sees
+    them (pgvector-python#114); these encoders take both, so ORM writes work too.
+    """
+    from pgvector import HalfVector, SparseVector, Vector
+
+    for name, cls in (("vector", Vector), ("halfvec", HalfVector), ("sparsevec", SparseVector)):
+        await conn.set_type_codec(
+            name,
+            schema=schema,
+            encoder=_binary_encoder(cls),
+            decoder=cls.from_binary,
+            format="binary",
+        )
+
+
+def _binary_encoder(cls: Any) -> Any:
+    def encode(value: Any) -> bytes:
+        if isinstance(value, cls):
+            return bytes(value.to_binary())
+        if isinstance(value, str):
+            return bytes(cls.from_text(value).to_binary())
+        return bytes(cls(value).to_binary())
+
+    return encode
 
 
 def _psycopg_names(schema: str) -> list[tuple[str, Any]]:

@@ -95,6 +95,7 @@ def _build_one(conn: Connection, ix: Index) -> IndexResult:
                 "the row count, or load more rows"
             )
         opts["with"] = with_
+    used = dict(opts["with"] or {})
     started = time.perf_counter()
     try:
         with building_indexes():
@@ -103,9 +104,7 @@ def _build_one(conn: Connection, ix: Index) -> IndexResult:
         opts["with"] = saved
     seconds = time.perf_counter() - started
     log.info("built %s on %s rows in %.1f s", name, rows, seconds)
-    return IndexResult(
-        name=name, action="built", rows=rows, seconds=seconds, options=opts["with"] or None
-    )
+    return IndexResult(name=name, action="built", rows=rows, seconds=seconds, options=used or None)
 
 
 def build_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
