@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Connection, Index, Integer, String, event, insert, select
+from sqlalchemy import Connection, Index, Integer, String, event, insert
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
+from tests.conftest import explain
 from vecalchemy import HNSW, Embedding, IVFFlat, nearest
 from vecalchemy.metrics import Metric, Storage
-from tests.conftest import explain
 
 rng = np.random.default_rng(7)
 

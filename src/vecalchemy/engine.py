@@ -13,7 +13,7 @@ asyncpg:
   how to fix it;
 * registers pgvector's types with the driver, looking them up in the schema the
   extension lives in (which need not be on the ``search_path``), so vectors travel in
-  binary and come back as numpy arrays.
+  binary and come back as pgvector objects.
 
 Example::
 
@@ -99,6 +99,8 @@ def resolve_url(url: str | URL | None = None, *, async_: bool = False) -> URL:
             f"driver {driver!r} is not supported; use postgresql+psycopg:// (sync or async) or "
             "postgresql+asyncpg:// (async)"
         )
+    if driver == "psycopg_async" and not async_:
+        driver = "psycopg"  # one package, both modes; a sync engine needs the sync dialect
     if driver == "asyncpg" and not async_:
         raise ConfigurationError(
             "asyncpg is async-only; use vecalchemy.create_async_engine(), or "

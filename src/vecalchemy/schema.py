@@ -253,11 +253,7 @@ def check_spec(spec: VectorSpec) -> None:
     if storage is Storage.SPARSEVEC:
         return  # the sparsevec limit is on non-zero elements, checked when loading
     if dim > ilimit:
-        hint = (
-            "store it as halfvec or reduce the dimension"
-            if storage is Storage.VECTOR
-            else "reduce the dimension"
-        )
+        hint = "reduce the dimension (binary quantization is an option)"
         why = " (a vector above 2,000 dimensions is indexed as halfvec)"
         raise UnsupportedIndex(
             f"pgvector indexes {istorage.value} of at most {ilimit:,} dimensions, got {dim:,}"
@@ -434,6 +430,9 @@ def _make_index(table: Table, column: Column[Any], spec: VectorSpec) -> Index:
         postgresql_ops={key: spec.opclass},
         postgresql_with=with_,
         info={INFO_KEY: spec},
+        # Like Column(index=True): Table.to_metadata() skips flagged indexes, and the
+        # after_parent_attach listener builds a correctly named one for the copy.
+        _column_flag=True,
     )
     idx.ddl_if(dialect="postgresql", callable_=_should_create, state=spec)
     return idx
