@@ -9,8 +9,11 @@ back at the end, so tests can create tables freely and leave nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -35,7 +38,7 @@ def _with_driver(url: sa.URL, driver: str) -> sa.URL:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.URL]:
+def server_url() -> Iterator[sa.URL]:
     """URL (psycopg) of the server the tests run against, with a fresh database."""
     given = os.environ.get(TEST_URL_ENV)
     server = None
@@ -44,7 +47,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.URL]:
     else:
         from vecalchemy.server import EmbeddedServer
 
-        server = EmbeddedServer(tmp_path_factory.mktemp("pg"), settings=FAST_SETTINGS)
+        # Not under pytest's tmp_path: the server runs as another user when we are root,
+        # and each new pytest session resets /tmp/pytest-of-<user> to mode 0700.
+        data_dir = Path(tempfile.mkdtemp(prefix="vecalchemy-test-"))
+        server = EmbeddedServer(data_dir, settings=FAST_SETTINGS)
         server.start()
         base = sa.make_url(server.url())
     # A database of our own, so a shared server is left as it was.
@@ -64,6 +70,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.URL]:
         admin.dispose()
         if server is not None:
             server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

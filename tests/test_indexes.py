@@ -255,5 +255,5 @@ def test_build_indexes_on_a_core_table(connection: sa.Connection) -> None:
 def test_table_of_refuses_other_objects() -> None:
     """build_indexes needs a mapped class or a Table."""
     assert table_of(HnswDoc) is HnswDoc.__table__
-    with pytest.raises(TypeError, match="expected a mapped class or a Table"):
+    with pytest.raises(vecalchemy.InvalidArgument, match="expected a mapped class or a Table"):
         table_of("idx_hnsw_docs")

@@ -189,7 +189,7 @@ def test_nearest_is_composable(session: Session) -> None:
     session.flush()
     stmt = nearest(Doc.embedding, vecs[3], k=4).where(Doc.lang == "en")
     rows = session.execute(stmt).all()
-    assert [doc.id for doc, _ in rows][0] == 3
+    assert rows[0][0].id == 3
     assert all(doc.lang == "en" for doc, _ in rows)
     assert rows[0].distance == pytest.approx(0.0, abs=1e-6)
 

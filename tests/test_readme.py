@@ -38,7 +38,7 @@ def test_readme_tour_runs(server_url: sa.URL, monkeypatch: pytest.MonkeyPatch) -
     try:
         with contextlib.redirect_stdout(out):
             for block in blocks:
-                exec(compile(block, str(README), "exec", dont_inherit=True), namespace)  # noqa: S102
+                exec(compile(block, str(README), "exec", dont_inherit=True), namespace)
     finally:
         base = namespace.get("Base")
         engine = namespace.get("engine")

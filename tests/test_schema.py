@@ -782,5 +782,5 @@ def test_resolve_spec_of_a_non_vector_column() -> None:
     with pytest.raises(VecalchemyError, match="is not a pgvector column") as info:
         resolve_spec(PlainItem.name, metric="cosine")
     assert isinstance(info.value, ValueError)
-    with pytest.raises(TypeError, match="expected a vector column"):
+    with pytest.raises(vecalchemy.InvalidArgument, match="expected a vector column"):
         resolve_spec("embedding", metric="cosine")

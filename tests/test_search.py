@@ -1,4 +1,4 @@
-"""search() and asearch(): right rows, right scores, per-query settings, bad input rejected early."""
+"""search() and asearch(): right rows and scores, per-query settings, bad input rejected early."""
 
 from __future__ import annotations
 

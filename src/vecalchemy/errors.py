@@ -10,6 +10,7 @@ Each subclass names something the caller can do about it::
     ├── ExtensionNotAvailable       the server has no pgvector, or we may not create it
     ├── IndexBuildError             an index cannot be built now (IVFFlat on an empty table)
     ├── EmbedderError               an embedding model failed or is misconfigured
+    ├── InvalidArgument (also TypeError)  an argument of the wrong kind (a table, a column)
     └── (also ValueError)
         ├── UnknownMetric           a metric or storage name vecalchemy does not know
         ├── UnsupportedIndex        a metric/storage/index combination pgvector cannot index
@@ -17,6 +18,7 @@ Each subclass names something the caller can do about it::
         ├── MetricRequired          a plain pgvector column was searched without metric=
         ├── DimensionMismatch       a vector of the wrong length
         ├── InvalidVector           NaN, infinity, an empty or unreadable vector
+        ├── InvalidRows             rows to load that do not fit their columns
         └── InvalidSearch           k, ef_search, probes or a threshold out of range
 
 Example::
@@ -35,6 +37,8 @@ __all__ = [
     "EmbedderError",
     "ExtensionNotAvailable",
     "IndexBuildError",
+    "InvalidArgument",
+    "InvalidRows",
     "InvalidSearch",
     "InvalidVector",
     "MetricMismatch",
@@ -71,6 +75,14 @@ class IndexBuildError(VecalchemyError):
 
 class EmbedderError(VecalchemyError):
     """An embedding model failed, or its configuration is wrong."""
+
+
+class InvalidArgument(VecalchemyError, TypeError):
+    """An argument of the wrong kind: not a table, not a vector column, ..."""
+
+
+class InvalidRows(VecalchemyError, ValueError):
+    """Rows to load that do not fit their columns (width, names, lengths, batch size)."""
 
 
 class UnknownMetric(VecalchemyError, ValueError):

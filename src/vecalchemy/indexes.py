@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Index, Table, func, inspect, select, text
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from vecalchemy.errors import IndexBuildError
+from vecalchemy.errors import IndexBuildError, InvalidArgument
 from vecalchemy.schema import INFO_KEY, IVFFlat, VectorSpec, building_indexes, vector_indexes
 
 __all__ = ["IndexResult", "build_indexes", "drop_indexes", "table_of"]
@@ -51,9 +51,9 @@ def table_of(target: Any) -> Table:
     try:
         table = inspect(target).local_table
     except Exception as exc:
-        raise TypeError(f"expected a mapped class or a Table, got {target!r}") from exc
+        raise InvalidArgument(f"expected a mapped class or a Table, got {target!r}") from exc
     if not isinstance(table, Table):
-        raise TypeError(f"{target!r} is not mapped to a single table")
+        raise InvalidArgument(f"{target!r} is not mapped to a single table")
     return table
 
 

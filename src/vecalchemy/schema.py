@@ -46,7 +46,13 @@ from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
 from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.types import TypeEngine
 
-from vecalchemy.errors import MetricMismatch, MetricRequired, UnknownMetric, UnsupportedIndex
+from vecalchemy.errors import (
+    InvalidArgument,
+    MetricMismatch,
+    MetricRequired,
+    UnknownMetric,
+    UnsupportedIndex,
+)
 from vecalchemy.metrics import (
     INDEX_DIM_LIMITS,
     STORAGE_DIM_LIMITS,
@@ -465,11 +471,11 @@ def _as_column(column: Any) -> Column[Any]:
         prop = column.property
         cols = getattr(prop, "columns", None)
         if not cols or not isinstance(cols[0], Column):
-            raise TypeError(f"{column} is not a column attribute")
+            raise InvalidArgument(f"{column} is not a column attribute")
         return cols[0]
     if isinstance(column, Column):
         return column
-    raise TypeError(
+    raise InvalidArgument(
         f"expected a vector column (Doc.embedding or table.c.embedding), got {column!r}"
     )
 

@@ -1,0 +1,251 @@
+"""``vecalchemy demo``: the whole job end to end on a real corpus, in well under a minute.
+
+1. start the embedded PostgreSQL (or use the configured server);
+2. build a corpus from the docstrings of the Python standard library installed with this
+   interpreter (several thousand real documents, nothing downloaded);
+3. embed them with the built-in :class:`~vecalchemy.embedders.HashingEmbedder`;
+4. bulk-load them with binary COPY into a table created without its vector index;
+5. build the HNSW index;
+6. run example queries through :func:`vecalchemy.search` and print the hits.
+
+Example::
+
+    report = run_demo(limit=500, console=Console(quiet=True))
+    report.results[0].hits[0].title      # 'json.loads' (or another json function)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from vecalchemy.corpus import stdlib_corpus
+from vecalchemy.embedders import HashingEmbedder
+from vecalchemy.engine import create_engine
+from vecalchemy.indexes import build_indexes
+from vecalchemy.load import load
+from vecalchemy.schema import HNSW, Embedding, defer_indexes
+from vecalchemy.search import search
+
+__all__ = ["DEFAULT_QUERIES", "DemoReport", "QueryResult", "run_demo"]
+
+DIM = 384
+BATCH = 500
+
+DEFAULT_QUERIES: tuple[str, ...] = (
+    "parse a JSON document into Python objects",
+    "compute a cryptographic hash digest of bytes",
+    "run a subprocess and capture its output",
+    "read a CSV file row by row",
+    "send an email message over SMTP",
+    "compress data with gzip",
+)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class DemoDoc(_Base):
+    """A standard-library docstring, as the demo stores it."""
+
+    __tablename__ = "vecalchemy_demo_docs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    embedding = Embedding(DIM, metric="cosine", index=HNSW(m=16, ef_construction=64))
+
+
+@dataclass(frozen=True)
+class DemoHit:
+    """One hit of an example query."""
+
+    title: str
+    source: str
+    similarity: float
+    snippet: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The hits of one example query and how long the search took."""
+
+    query: str
+    hits: list[DemoHit]
+    seconds: float
+
+
+@dataclass
+class DemoReport:
+    """What the demo did and how long each step took (seconds)."""
+
+    documents: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    results: list[QueryResult] = field(default_factory=list)
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_demo(
+    url: str | None = None,
+    *,
+    limit: int | None = None,
+    queries: Sequence[str] = DEFAULT_QUERIES,
+    k: int = 5,
+    console: Console | None = None,
+    engine: Engine | None = None,
+) -> DemoReport:
+    """Run the demo and return its report; prints progress and results to ``console``.
+
+    ``limit`` caps the number of documents (all of them by default); ``engine``
+    overrides ``url`` (tests pass their own).
+    """
+    console = console or Console()
+    report = DemoReport()
+    t = report.timings
+
+    started = time.perf_counter()
+    with console.status("starting the database"):
+        eng = engine or create_engine(url)
+        with eng.connect() as conn:
+            server = conn.exec_driver_sql("SHOW server_version").scalar()
+            ext = conn.exec_driver_sql(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).scalar()
+    t["database"] = time.perf_counter() - started
+    console.print(f"[bold]PostgreSQL[/] {server}, pgvector {ext} ({t['database']:.1f} s)")
+
+    started = time.perf_counter()
+    with console.status("reading standard-library docstrings"):
+        docs = stdlib_corpus(limit)
+    t["corpus"] = time.perf_counter() - started
+    report.documents = len(docs)
+    console.print(
+        f"[bold]corpus[/] {len(docs):,} docstrings of the standard library ({t['corpus']:.1f} s)"
+    )
+
+    embedder = HashingEmbedder(DIM)
+    vectors = np.empty((len(docs), DIM), dtype=np.float32)
+    with _progress(console) as progress:
+        task = progress.add_task("embedding", total=len(docs), rate="")
+        started = time.perf_counter()
+        for i in range(0, len(docs), BATCH):
+            chunk = docs[i : i + BATCH]
+            vectors[i : i + len(chunk)] = embedder.embed_documents([d.text for d in chunk])
+            rate = (i + len(chunk)) / (time.perf_counter() - started)
+            progress.update(task, advance=len(chunk), rate=f"{rate:,.0f} docs/s")
+        t["embed"] = time.perf_counter() - started
+
+        task = progress.add_task("loading", total=len(docs), rate="")
+        started = time.perf_counter()
+        with eng.begin() as conn:
+            _Base.metadata.drop_all(conn)
+            with defer_indexes():  # load first, index after: much faster
+                _Base.metadata.create_all(conn)
+            for i in range(0, len(docs), BATCH):
+                chunk = docs[i : i + BATCH]
+                load(
+                    conn,
+                    DemoDoc,
+                    {
+                        "id": list(range(i, i + len(chunk))),
+                        "title": [d.title[:300] for d in chunk],
+                        "source": [d.source[:300] for d in chunk],
+                        "body": [d.text for d in chunk],
+                        "embedding": vectors[i : i + len(chunk)],
+                    },
+                )
+                rate = (i + len(chunk)) / (time.perf_counter() - started)
+                progress.update(task, advance=len(chunk), rate=f"{rate:,.0f} rows/s")
+        t["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with console.status("building the HNSW index"):
+        build_indexes(eng, DemoDoc)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {DemoDoc.__tablename__}")
+    t["index"] = time.perf_counter() - started
+    console.print(f"[bold]index[/] HNSW (m=16, ef_construction=64) built in {t['index']:.1f} s")
+
+    started_all = time.perf_counter()
+    with Session(eng) as session:
+        for query in queries:
+            q = embedder.embed_query(query)
+            started = time.perf_counter()
+            hits = search(session, DemoDoc.embedding, q, k=k)
+            took = time.perf_counter() - started
+            report.results.append(
+                QueryResult(
+                    query=query,
+                    hits=[
+                        DemoHit(h.row.title, h.row.source, h.similarity, _snippet(h.row.body))
+                        for h in hits
+                    ],
+                    seconds=took,
+                )
+            )
+    t["queries"] = time.perf_counter() - started_all
+    for result in report.results:
+        console.print(_results_table(result))
+    console.print(_timings_table(report))
+    if engine is None:
+        eng.dispose()
+    return report
+
+
+def _results_table(result: QueryResult) -> Table:
+    table = Table(title=f"“{result.query}”  ({result.seconds * 1000:.1f} ms)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("docstring of", no_wrap=True, max_width=40)
+    table.add_column("similarity", justify="right")
+    table.add_column("text", no_wrap=True, overflow="ellipsis")
+    for i, hit in enumerate(result.hits, 1):
+        table.add_row(str(i), hit.title, f"{hit.similarity:.3f}", hit.snippet)
+    return table
+
+
+def _timings_table(report: DemoReport) -> Table:
+    table = Table(title="timings", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("rate", justify="right")
+    n = report.documents
+    rates: dict[str, Any] = {
+        "embed": f"{n / report.timings['embed']:,.0f} docs/s"
+        if report.timings.get("embed")
+        else "",
+        "load": f"{n / report.timings['load']:,.0f} rows/s" if report.timings.get("load") else "",
+        "queries": (
+            f"{report.timings['queries'] / max(1, len(report.results)) * 1000:.1f} ms/query"
+        ),
+    }
+    for step, seconds in report.timings.items():
+        table.add_row(step, f"{seconds:.2f}", rates.get(step, ""))
+    table.add_row("total", f"{sum(report.timings.values()):.2f}", "")
+    return table

@@ -1,0 +1,353 @@
+"""Tests for binary COPY loading, against a throwaway PostgreSQL with pgvector."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from pgvector import Bit, HalfVector, SparseVector, Vector
+from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from vecalchemy.errors import (
+    ConfigurationError,
+    DimensionMismatch,
+    InvalidArgument,
+    InvalidRows,
+    InvalidVector,
+)
+from vecalchemy.load import load
+
+
+@pytest.fixture
+def pg(engine: sa.Engine) -> sa.Engine:
+    """The session's psycopg engine on the test database (tables here are committed)."""
+    return engine
+
+
+@pytest.fixture
+def docs(pg: sa.Engine) -> Iterator[sa.Table]:
+    """A fresh ``docs`` table: id, body, embedding vector(3), half halfvec(3)."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "docs",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("body", sa.Text),
+        sa.Column("embedding", VECTOR(3)),
+        sa.Column("half", HALFVEC(3)),
+    )
+    metadata.create_all(pg)
+    yield table
+    metadata.drop_all(pg)
+
+
+def count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def column_array(engine: sa.Engine, column: sa.Column[Any], dtype: type) -> np.ndarray:
+    """The values of a vector column, ordered by id, as a 2-D array."""
+    with engine.connect() as conn:
+        values = conn.execute(sa.select(column).order_by(column.table.c.id)).scalars().all()
+    return np.array(values, dtype=dtype)
+
+
+def test_rows_of_tuples(pg: sa.Engine, docs: sa.Table) -> None:
+    """Tuples in table-column order are written, with lists, arrays, pgvector objects, None."""
+    rows = [
+        (1, "one", [0.5, 1.5, -2.0], [1.0, 2.0, 3.0]),
+        (2, "two", np.array([1, 2, 3], dtype=np.int64), np.array([0.25, 0.5, 0.75])),
+        (3, None, Vector([7.0, 8.0, 9.0]), HalfVector([1.5, 2.5, 3.5])),
+        (4, "nulls", None, None),
+    ]
+    assert load(pg, docs, rows) == 4
+    with pg.connect() as conn:
+        got = conn.execute(sa.select(docs).order_by(docs.c.id)).all()
+    assert got == [
+        (1, "one", [0.5, 1.5, -2.0], [1.0, 2.0, 3.0]),
+        (2, "two", [1.0, 2.0, 3.0], [0.25, 0.5, 0.75]),
+        (3, None, [7.0, 8.0, 9.0], [1.5, 2.5, 3.5]),
+        (4, "nulls", None, None),
+    ]
+
+
+def test_columns_names_a_subset(pg: sa.Engine, docs: sa.Table) -> None:
+    """columns= names the values given, in any order; the others get their defaults."""
+    assert load(pg, docs, [([1.0, 2.0, 3.0], 10)], columns=["embedding", "id"]) == 1
+    with pg.connect() as conn:
+        assert conn.execute(sa.select(docs)).one() == (10, None, [1.0, 2.0, 3.0], None)
+
+
+def test_dict_of_columns_round_trips_float32_exactly(pg: sa.Engine, docs: sa.Table) -> None:
+    """A dict of columns with 2-D float32 arrays loads; the floats come back bit for bit."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((2_500, 3)).astype(np.float32) * 1e3
+    halves = rng.standard_normal((2_500, 3)).astype(np.float32)
+    n = load(
+        pg,
+        docs,
+        {"id": np.arange(2_500), "body": [f"doc {i}" for i in range(2_500)],
+         "embedding": vectors, "half": halves},
+        batch_size=1_000,
+    )  # fmt: skip
+    assert n == 2_500
+    assert np.array_equal(column_array(pg, docs.c.embedding, np.float32), vectors)
+    # halfvec stores float16: the values are the float32 ones rounded to float16, exactly.
+    assert np.array_equal(column_array(pg, docs.c.half, np.float16), halves.astype(np.float16))
+
+
+def test_float64_and_list_columns(pg: sa.Engine, docs: sa.Table) -> None:
+    """Float64 arrays and lists of lists are accepted and stored as float32."""
+    vectors = np.array([[0.1, 0.2, 0.3], [1e-3, 2e30, -4.5]])
+    load(pg, docs, {"id": [1, 2], "embedding": vectors, "half": [[1, 2, 3], [4, 5, 6]]})
+    assert np.array_equal(
+        column_array(pg, docs.c.embedding, np.float32), vectors.astype(np.float32)
+    )
+    assert column_array(pg, docs.c.half, np.float16).tolist() == [[1, 2, 3], [4, 5, 6]]
+    objects = np.array([[1, 2, 3], [4.5, 5, 6]], dtype=object)
+    load(pg, docs, {"id": [3, 4], "embedding": objects})
+    assert column_array(pg, docs.c.embedding, np.float32)[2:].tolist() == objects.tolist()
+
+
+def test_generator_is_streamed_in_batches(pg: sa.Engine, docs: sa.Table) -> None:
+    """25,000 rows from a generator load in batches: memory holds a batch, not the input."""
+    dim = 3
+    rng = np.random.default_rng(0)
+    expected = rng.standard_normal((25_000, dim)).astype(np.float32)
+
+    def rows() -> Iterator[tuple[int, str, np.ndarray]]:
+        for i in range(25_000):
+            # 4 KB of text per row: 100 MB if the rows were all held at once.
+            yield i, f"{i:04096d}", expected[i]
+
+    tracemalloc.start()
+    try:
+        n = load(pg, docs, rows(), columns=["id", "body", "embedding"], batch_size=1_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 25_000
+    assert count(pg, docs) == 25_000
+    assert np.array_equal(column_array(pg, docs.c.embedding, np.float32), expected)
+    assert peak < 30_000_000, f"peak {peak / 1e6:.0f} MB: rows are not streamed"
+
+
+def test_wrong_dimension_in_a_later_batch_writes_nothing(pg: sa.Engine, docs: sa.Table) -> None:
+    """A short vector in the third batch raises DimensionMismatch naming it; no row stays."""
+
+    def rows() -> Iterator[tuple[int, list[float]]]:
+        for i in range(5_000):
+            yield i, [1.0, 2.0] if i == 2_345 else [1.0, 2.0, 3.0]
+
+    with pytest.raises(DimensionMismatch, match=r"row 2345: docs\.embedding is vector\(3\)"):
+        load(pg, docs, rows(), columns=["id", "embedding"], batch_size=1_000)
+    assert count(pg, docs) == 0
+
+
+def test_wrong_dimension_in_a_numpy_column(pg: sa.Engine, docs: sa.Table) -> None:
+    """A 2-D array of the wrong width raises DimensionMismatch before anything is written."""
+    with pytest.raises(DimensionMismatch, match=r"row 0: docs\.embedding .* 4 dimensions"):
+        load(pg, docs, {"id": [1, 2], "embedding": np.zeros((2, 4), dtype=np.float32)})
+    assert count(pg, docs) == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 1e39])
+def test_non_finite_values_write_nothing(pg: sa.Engine, docs: sa.Table, bad: float) -> None:
+    """NaN, ±infinity or a float64 beyond float32 range raise InvalidVector naming the row."""
+    vectors = np.ones((3_000, 3))
+    vectors[2_500, 1] = bad
+    with pytest.raises(InvalidVector, match=r"row 2500: docs\.embedding has .* at index 1"):
+        load(pg, docs, {"id": range(3_000), "embedding": vectors}, batch_size=1_000)
+    assert count(pg, docs) == 0
+
+    rows = [(i, [1.0, bad, 1.0] if i == 7 else [1.0, 1.0, 1.0]) for i in range(10)]
+    with pytest.raises(InvalidVector, match=r"row 7: docs\.embedding"):
+        load(pg, docs, rows, columns=["id", "embedding"])
+    assert count(pg, docs) == 0
+
+
+def test_halfvec_range_is_checked(pg: sa.Engine, docs: sa.Table) -> None:
+    """A value beyond float16's range raises InvalidVector for a halfvec column."""
+    with pytest.raises(InvalidVector, match=r"row 1: docs\.half has 70000.0 at index 2"):
+        load(pg, docs, [(1, [1, 2, 3]), (2, [1, 2, 70_000])], columns=["id", "half"])
+    assert count(pg, docs) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("[1,2,3]", InvalidVector, "not a str"),
+        ([1, "x", 3], InvalidVector, "cannot be read as numbers"),
+        ([[1, 2, 3]], InvalidVector, "flat list"),
+        (5.0, InvalidVector, "flat list"),
+        ([1, 2, 3, 4], DimensionMismatch, "4 dimensions"),
+    ],
+)
+def test_unreadable_vectors(
+    pg: sa.Engine, docs: sa.Table, value: object, error: type[Exception], message: str
+) -> None:
+    """A vector that is not a flat list of numbers raises, naming the row; nothing is written."""
+    rows = [(1, [1, 2, 3]), (2, value), (3, [1, 2, 3])]
+    with pytest.raises(error, match=rf"row 1: docs\.embedding .*{message}"):
+        load(pg, docs, rows, columns=["id", "embedding"])
+    assert count(pg, docs) == 0
+
+
+def test_engine_load_commits(pg: sa.Engine, docs: sa.Table) -> None:
+    """With an engine the rows are committed: another connection sees them."""
+    load(pg, docs, {"id": [1, 2, 3]})
+    assert count(pg, docs) == 3
+
+
+def test_connection_without_transaction_commits(pg: sa.Engine, docs: sa.Table) -> None:
+    """On a connection outside a transaction, load begins and commits its own."""
+    with pg.connect() as conn:
+        assert not conn.in_transaction()
+        load(conn, docs, {"id": [1, 2]})
+        assert not conn.in_transaction()
+    assert count(pg, docs) == 2
+
+
+def test_failure_in_callers_transaction_keeps_earlier_work(pg: sa.Engine, docs: sa.Table) -> None:
+    """Inside the caller's transaction a failed load rolls back to its savepoint only."""
+    with pg.connect() as conn:
+        conn.execute(docs.insert().values(id=1, body="mine"))
+        with pytest.raises(DimensionMismatch, match="row 1"):
+            load(conn, docs, [(2, [1, 2, 3]), (3, [1, 2])], columns=["id", "embedding"])
+        # The transaction is still usable, and the load's first row is gone.
+        load(conn, docs, [(4, [4, 5, 6])], columns=["id", "embedding"])
+        assert count(pg, docs) == 0  # nothing committed yet: the caller decides
+        conn.commit()
+    with pg.connect() as conn:
+        assert conn.execute(sa.select(docs.c.id, docs.c.body).order_by(docs.c.id)).all() == [
+            (1, "mine"),
+            (4, None),
+        ]
+
+
+def test_callers_rollback_undoes_the_load(pg: sa.Engine, docs: sa.Table) -> None:
+    """A load in the caller's transaction is not committed behind the caller's back."""
+    with pg.connect() as conn:
+        conn.execute(sa.select(1))  # autobegins
+        assert load(conn, docs, {"id": [1, 2, 3]}) == 3
+        conn.rollback()
+    assert count(pg, docs) == 0
+
+
+def test_mapped_class(pg: sa.Engine) -> None:
+    """A mapped class is accepted in place of its Table."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+        meta: Mapped[dict[str, Any]] = mapped_column(JSONB)
+        embedding: Mapped[Any] = mapped_column(VECTOR(2))
+
+    Base.metadata.create_all(pg)
+    try:
+        load(pg, Item, [(1, {"tags": ["a"]}, [1.0, 2.0])])
+        with pg.connect() as conn:
+            assert conn.execute(sa.select(Item.__table__)).one() == (1, {"tags": ["a"]}, [1.0, 2.0])
+    finally:
+        Base.metadata.drop_all(pg)
+
+
+def test_sparsevec_bit_and_undimensioned_columns(pg: sa.Engine) -> None:
+    """sparsevec, bit and a vector column without a dimension are checked and loaded."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "other_vectors",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("sparse", SPARSEVEC(5)),
+        sa.Column("bits", BIT(4)),
+        sa.Column("free", VECTOR()),
+    )
+    metadata.create_all(pg)
+    try:
+        rows = [
+            (1, SparseVector({0: 1.5, 4: -2.0}, 5), "1010", [1.0]),
+            (2, [0.0, 0.0, 3.0, 0.0, 0.0], [True, False, False, True], [1.0, 2.0, 3.0]),
+            (3, None, Bit("0001"), None),
+        ]
+        assert load(pg, table, rows) == 3
+        with pg.connect() as conn:
+            got = conn.execute(sa.select(table).order_by(table.c.id)).all()
+        assert [r.sparse for r in got] == [
+            SparseVector({0: 1.5, 4: -2.0}, 5),
+            SparseVector({2: 3.0}, 5),
+            None,
+        ]
+        assert [str(r.bits) for r in got] == ["1010", "1001", "0001"]
+        assert [r.free for r in got] == [[1.0], [1.0, 2.0, 3.0], None]
+
+        with pytest.raises(DimensionMismatch, match=r"row 0: other_vectors\.sparse .* 6"):
+            load(pg, table, [(9, SparseVector({0: 1.0}, 6))], columns=["id", "sparse"])
+        with pytest.raises(InvalidVector, match=r"row 0: other_vectors\.sparse .*non-finite"):
+            load(pg, table, [(9, SparseVector({0: np.nan}, 5))], columns=["id", "sparse"])
+        with pytest.raises(DimensionMismatch, match=r"row 1: other_vectors\.bits .* 3 bits"):
+            load(pg, table, [(8, "1111"), (9, "101")], columns=["id", "bits"])
+        with pytest.raises(InvalidVector, match=r"row 0: other_vectors\.free .* 0 dimensions"):
+            load(pg, table, [(9, [])], columns=["id", "free"])
+        assert count(pg, table) == 3
+    finally:
+        metadata.drop_all(pg)
+
+
+def test_model_that_differs_from_the_database(pg: sa.Engine, docs: sa.Table) -> None:
+    """A model declaring another dimension than the table has raises ConfigurationError."""
+    stale = sa.Table(
+        "docs", sa.MetaData(), sa.Column("id", sa.BigInteger), sa.Column("embedding", VECTOR(4))
+    )
+    with pytest.raises(ConfigurationError, match=r"vector\(4\) in the table .* vector\(3\)"):
+        load(pg, stale, [(1, [1, 2, 3, 4])])
+    missing = sa.Table(
+        "docs", sa.MetaData(), sa.Column("id", sa.BigInteger), sa.Column("nope", sa.Text)
+    )
+    with pytest.raises(ConfigurationError, match=r"'nope' .* does not exist"):
+        load(pg, missing, [(1, "x")])
+    assert count(pg, docs) == 0
+
+
+def test_argument_errors_are_raised_before_any_sql(docs: sa.Table) -> None:
+    """Bad arguments raise before a connection is used (an unusable engine would fail)."""
+    sqlite = sa.create_engine("sqlite://")
+    with pytest.raises(ConfigurationError, match="psycopg"):
+        load(sqlite, docs, [(1, "x", None, None)])
+    with pytest.raises(InvalidRows, match="no column 'nope'"):
+        load(sqlite, docs, [(1,)], columns=["nope"])
+    with pytest.raises(InvalidRows, match="different lengths"):
+        load(sqlite, docs, {"id": [1, 2], "body": ["a"]})
+    with pytest.raises(InvalidRows, match="batch_size"):
+        load(sqlite, docs, [], batch_size=0)
+    with pytest.raises(InvalidRows, match="columns= is for rows"):
+        load(sqlite, docs, {"id": [1]}, columns=["id"])
+    with pytest.raises(InvalidArgument, match="mapped class"):
+        load(sqlite, object, [])
+    sqlite.dispose()
+
+
+def test_rows_of_the_wrong_width(pg: sa.Engine, docs: sa.Table) -> None:
+    """A row with too few values raises ValueError naming it, and suggests columns=."""
+    with pytest.raises(InvalidRows, match=r"row 1 has 2 values, expected 4; name the columns"):
+        load(pg, docs, [(1, "a", None, None), (2, "b")])
+    with pytest.raises(InvalidRows, match=r"row 0 has a dict"):
+        load(pg, docs, [{"id": 1}], columns=["id"])
+    assert count(pg, docs) == 0
+
+
+def test_empty_input(pg: sa.Engine, docs: sa.Table) -> None:
+    """No rows: nothing is written and 0 is returned."""
+    assert load(pg, docs, []) == 0
+    assert load(pg, docs, {"id": [], "embedding": np.empty((0, 3), dtype=np.float32)}) == 0
+    assert count(pg, docs) == 0
