@@ -504,3 +504,46 @@ async def test_user_who_may_not_create_the_extension(server_url: URL, driver: st
                 eng.dispose()
             else:
                 await eng.dispose()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_server_without_pgvector(server_url: URL, driver: str) -> None:
+    """A server where pgvector is not installed gets ExtensionNotAvailable naming the fix
+    (install pgvector or use the embedded server), and nothing is created.
+
+    The embedded server always ships pgvector, so this database hides it: a view in a
+    schema placed before pg_catalog on the search_path lists the available extensions
+    without vector, which is what a server without pgvector reports.
+    """
+    hide = (
+        "CREATE SCHEMA shadow",
+        "CREATE VIEW shadow.pg_available_extensions AS "
+        "SELECT * FROM pg_catalog.pg_available_extensions WHERE name <> 'vector'",
+        "GRANT USAGE ON SCHEMA shadow TO PUBLIC",
+    )
+    with fresh_database(server_url, *hide) as admin_url:
+        url = _with_driver(admin_url, driver)
+        search_path = "-c search_path=shadow,pg_catalog,public"
+        if driver == "asyncpg":
+            connect_args: dict[str, Any] = {
+                "server_settings": {"search_path": "shadow,pg_catalog,public"}
+            }
+        else:
+            connect_args = {"options": search_path}
+        if driver == "psycopg":
+            eng: Any = vecalchemy.create_engine(url, connect_args=connect_args)
+        else:
+            eng = vecalchemy.create_async_engine(url, connect_args=connect_args)
+        try:
+            with pytest.raises(ExtensionNotAvailable) as info:
+                await _open_and_close(eng)
+            message = str(info.value)
+            assert message.startswith("vector extension is not available on this server")
+            assert "install pgvector" in message
+            assert "vecalchemy db up" in message
+            assert "vector" not in _extensions(admin_url)
+        finally:
+            if driver == "psycopg":
+                eng.dispose()
+            else:
+                await eng.dispose()

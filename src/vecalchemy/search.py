@@ -27,11 +27,11 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Select, func, select, text
+from sqlalchemy import ColumnElement, Connection, Executable, Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -195,6 +195,24 @@ def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
     return out
 
 
+def _steps(plan: _Plan) -> Generator[Executable, Any, list[Hit[Any]]]:
+    """The statements one search runs, in order; the runner sends back each result.
+
+    Written once for :func:`search` and :func:`asearch`, which only differ in how they
+    execute a statement.
+    """
+    settings = dict(plan.settings)
+    if plan.lists_lookup is not None:
+        found = yield _LISTS_SQL.bindparams(name=plan.lists_lookup)
+        lists = found.scalar()
+        if lists is not None:
+            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
+    if settings:
+        yield _settings_stmt(settings)
+    rows = yield plan.query.select
+    return _hits(plan, rows.all())
+
+
 def search(
     session: Session | Connection,
     column: Any,
@@ -239,15 +257,14 @@ def search(
         probes=probes,
         load_embedding=load_embedding,
     )
-    settings = dict(plan.settings)
-    if plan.lists_lookup is not None:
-        lists = session.execute(_LISTS_SQL, {"name": plan.lists_lookup}).scalar()
-        if lists is not None:
-            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
-    if settings:
-        session.execute(_settings_stmt(settings))
-    rows = session.execute(plan.query.select).all()
-    return _hits(plan, rows)
+    steps = _steps(plan)
+    result: Any = None
+    try:
+        while True:
+            result = session.execute(steps.send(result))
+    except StopIteration as done:
+        hits: list[Hit[Any]] = done.value
+        return hits
 
 
 async def asearch(
@@ -283,12 +300,11 @@ async def asearch(
         probes=probes,
         load_embedding=load_embedding,
     )
-    settings = dict(plan.settings)
-    if plan.lists_lookup is not None:
-        lists = (await session.execute(_LISTS_SQL, {"name": plan.lists_lookup})).scalar()
-        if lists is not None:
-            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
-    if settings:
-        await session.execute(_settings_stmt(settings))
-    rows = (await session.execute(plan.query.select)).all()
-    return _hits(plan, rows)
+    steps = _steps(plan)
+    result: Any = None
+    try:
+        while True:
+            result = await session.execute(steps.send(result))
+    except StopIteration as done:
+        hits: list[Hit[Any]] = done.value
+        return hits
