@@ -427,3 +427,11 @@ def test_bit_and_sparse_columns(session: Session) -> None:
         search(session, Mixed.bits, "0101", k=2)
     with pytest.raises(vecalchemy.InvalidVector, match="0 and 1"):
         search(session, Mixed.bits, "2" * 64, k=2)
+
+
+def test_orm_column_through_a_connection_gives_rows(docs: Session) -> None:
+    """Searching Doc.embedding through a Connection returns flat rows, not mapped objects."""
+    hits = search(docs.connection(), Doc.embedding, VECS[8], k=2)
+    assert hits[0].row.id == 8
+    assert hits[0].row.lang == "en"  # id 8: 8 % 3 != 0
+    assert "embedding" not in hits[0].row._mapping

@@ -96,6 +96,7 @@ def _plan(
     ef_search: int | None,
     probes: int | None,
     load_embedding: bool,
+    orm_session: bool,
 ) -> _Plan:
     nq = plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding)
     spec = nq.spec
@@ -155,7 +156,8 @@ def _plan(
         query=nq,
         settings=settings,
         max_distance=cutoff,
-        orm=isinstance(column, InstrumentedAttribute),
+        # Only a Session turns rows into mapped objects; a Connection returns flat rows.
+        orm=orm_session and isinstance(column, InstrumentedAttribute),
         lists_lookup=lists_lookup,
     )
 
@@ -256,6 +258,7 @@ def search(
         ef_search=ef_search,
         probes=probes,
         load_embedding=load_embedding,
+        orm_session=isinstance(session, Session),
     )
     steps = _steps(plan)
     result: Any = None
@@ -299,6 +302,7 @@ async def asearch(
         ef_search=ef_search,
         probes=probes,
         load_embedding=load_embedding,
+        orm_session=isinstance(session, AsyncSession),
     )
     steps = _steps(plan)
     result: Any = None
