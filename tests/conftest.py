@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 
 import vecalchemy
@@ -127,25 +126,7 @@ async def async_session(async_connection: AsyncConnection) -> AsyncIterator[Asyn
         yield s
 
 
-def explain(conn: Connection | Session, stmt: sa.Select[tuple[object, ...]] | sa.TextClause) -> str:
+def explain(conn: Connection | Session, stmt: sa.Select[tuple[object, ...]]) -> str:
     """The plan PostgreSQL chooses for ``stmt`` (sequential scans discouraged, as on big tables)."""
     conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
-    if isinstance(stmt, sa.TextClause):
-        rows = conn.execute(sa.text("EXPLAIN " + stmt.text)).all()
-    else:
-        rows = conn.execute(_Explain(stmt)).all()
-    return "\n".join(r[0] for r in rows)
-
-
-class _Explain(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
-    """``EXPLAIN <select>`` keeping the select's bound parameters (the query vector)."""
-
-    inherit_cache = False
-
-    def __init__(self, stmt: sa.Select[tuple[object, ...]]) -> None:
-        self.stmt = stmt
-
-
-@compiles(_Explain)
-def _compile_explain(element: _Explain, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
-    return "EXPLAIN " + compiler.process(element.stmt, **kw)
+    return vecalchemy.explain(conn, stmt)

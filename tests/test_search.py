@@ -435,3 +435,43 @@ def test_orm_column_through_a_connection_gives_rows(docs: Session) -> None:
     assert hits[0].row.id == 8
     assert hits[0].row.lang == "en"  # id 8: 8 % 3 != 0
     assert "embedding" not in hits[0].row._mapping
+
+
+class Flags(Base):
+    __tablename__ = "search_flags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bits = Embedding(8, metric="hamming", storage="bit")
+
+
+def test_orm_writes_bit_like_values(session: Session) -> None:
+    """A bit column takes numpy bool arrays, 0/1 lists, pgvector Bit and strings on write."""
+    from pgvector import Bit
+
+    Flags.__table__.create(session.connection())
+    session.add_all(
+        [
+            Flags(id=1, bits=np.array([True, False] * 4)),
+            Flags(id=2, bits=[1, 1, 1, 1, 0, 0, 0, 0]),
+            Flags(id=3, bits=Bit("00000001")),
+            Flags(id=4, bits="11111111"),
+        ]
+    )
+    session.flush()
+    stored = dict(session.execute(sa.text("SELECT id, bits::text FROM search_flags")).all())
+    assert stored == {1: "10101010", 2: "11110000", 3: "00000001", 4: "11111111"}
+    # SQLAlchemy wraps errors raised while binding parameters in StatementError.
+    session.add(Flags(id=5, bits=[0.5] * 8))
+    with pytest.raises(sa.exc.StatementError, match="booleans or 0/1") as info:
+        session.flush()
+    assert isinstance(info.value.orig, vecalchemy.InvalidVector)
+
+
+async def test_async_orm_writes_bits(async_session: AsyncSession) -> None:
+    """Bit-like values are written through both async drivers too."""
+    conn = await async_session.connection()
+    await conn.run_sync(lambda c: Flags.__table__.create(c))
+    async_session.add(Flags(id=1, bits=np.array([True] * 8)))
+    await async_session.flush()
+    hits = await asearch(async_session, Flags.bits, [1] * 8, k=1)
+    assert hits[0].row.id == 1
+    assert hits[0].distance == 0

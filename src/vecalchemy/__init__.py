@@ -37,6 +37,7 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
+from vecalchemy.explain import aexplain, explain, index_used
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
 from vecalchemy.metrics import Metric, Storage
 from vecalchemy.query import distance, nearest
@@ -78,6 +79,7 @@ __all__ = [
     "VecalchemyError",
     "VectorSpec",
     "__version__",
+    "aexplain",
     "asearch",
     "build_indexes",
     "create_async_engine",
@@ -86,6 +88,8 @@ __all__ = [
     "distance",
     "drop_indexes",
     "embedding_column",
+    "explain",
+    "index_used",
     "nearest",
     "resolve_spec",
     "resolve_url",

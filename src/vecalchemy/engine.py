@@ -59,11 +59,14 @@ _STATE_KEY = "vecalchemy_ready"
 E = TypeVar("E", Engine, AsyncEngine)
 
 
-def resolve_url(url: str | URL | None = None, *, async_: bool = False) -> URL:
+def resolve_url(
+    url: str | URL | None = None, *, async_: bool = False, driver: str | None = None
+) -> URL:
     """The database URL to use, normalised to a driver vecalchemy supports.
 
     Order: ``url``, ``$VECALCHEMY_DATABASE_URL``, ``$DATABASE_URL``, then the embedded
-    server (started if needed). ``postgres://`` and ``postgresql://`` mean psycopg 3.
+    server (started if needed). ``postgres://`` and ``postgresql://`` mean psycopg 3;
+    ``driver="asyncpg"`` (or ``"psycopg"``) picks the driver whatever the URL says.
 
     Example::
 
@@ -84,7 +87,8 @@ def resolve_url(url: str | URL | None = None, *, async_: bool = False) -> URL:
             f"cannot parse database URL {str(raw)!r}; expected "
             "postgresql+psycopg://user:password@host:port/dbname"
         ) from exc
-    backend, _, driver = parsed.drivername.partition("+")
+    backend, _, url_driver = parsed.drivername.partition("+")
+    driver = driver or url_driver
     if backend == "postgres":
         backend = "postgresql"
     if backend != "postgresql":
@@ -109,7 +113,7 @@ def resolve_url(url: str | URL | None = None, *, async_: bool = False) -> URL:
     return parsed.set(drivername=f"postgresql+{driver}")
 
 
-def create_engine(url: str | URL | None = None, **kw: Any) -> Engine:
+def create_engine(url: str | URL | None = None, *, driver: str | None = None, **kw: Any) -> Engine:
     """A SQLAlchemy ``Engine`` set up for pgvector (see :func:`setup`).
 
     ``url`` defaults as described in :func:`resolve_url`; other keyword arguments go to
@@ -121,19 +125,24 @@ def create_engine(url: str | URL | None = None, **kw: Any) -> Engine:
         with Session(engine) as session:
             hits = vecalchemy.search(session, Doc.embedding, q, k=5)
     """
-    return setup(sa.create_engine(resolve_url(url), **kw))
+    return setup(sa.create_engine(resolve_url(url, driver=driver), **kw))
 
 
-def create_async_engine(url: str | URL | None = None, **kw: Any) -> AsyncEngine:
+def create_async_engine(
+    url: str | URL | None = None, *, driver: str | None = None, **kw: Any
+) -> AsyncEngine:
     """An ``AsyncEngine`` set up for pgvector; psycopg 3 (async) or asyncpg.
+
+    ``driver="asyncpg"`` uses asyncpg with the configured (or embedded) server.
 
     Example::
 
         engine = vecalchemy.create_async_engine("postgresql+asyncpg://app@localhost/app")
+        engine = vecalchemy.create_async_engine(driver="asyncpg")   # default server
         async with AsyncSession(engine) as session:
             hits = await vecalchemy.asearch(session, Doc.embedding, q, k=5)
     """
-    return setup(sa_create_async_engine(resolve_url(url, async_=True), **kw))
+    return setup(sa_create_async_engine(resolve_url(url, async_=True, driver=driver), **kw))
 
 
 def setup(engine: E) -> E:

@@ -60,6 +60,7 @@ from vecalchemy.metrics import (
     Metric,
     Storage,
 )
+from vecalchemy.vectors import bits_text
 
 __all__ = [
     "HNSW",
@@ -126,6 +127,10 @@ class IVFFlat:
     centres are learnt from the table's rows, an IVFFlat index is never built on an
     empty table: ``metadata.create_all()`` skips it (and logs that it did), and
     :func:`vecalchemy.build_indexes` builds it once rows are loaded.
+
+    Migrations: the index's DDL has no ``lists`` when it was left ``None``, so a
+    migration that creates it directly gets pgvector's default of 100 lists. In
+    migrations, give ``lists`` explicitly or call :func:`vecalchemy.build_indexes`.
 
     Example::
 
@@ -221,6 +226,26 @@ class VectorSpec:
         return _sql_type(self.index_storage, self.dim)
 
 
+class BitString(BIT):
+    """pgvector-python's ``BIT`` that also takes numpy bool arrays and lists of 0/1.
+
+    ``load()`` and ``search()`` accept those for bit columns, so ORM writes do too; they
+    are sent as bit strings (``"0101"``).
+
+    Example::
+
+        session.add(Doc(bits=np.array([True, False, True, True])))
+    """
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        """Turn any bit-like value into a bit string, then let ``BIT`` bind it."""
+        if value is not None and not isinstance(value, str):
+            value = bits_text(value, what="bit value")
+        return super().process_bind_param(value, dialect)
+
+
 def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
     if storage is Storage.VECTOR:
         return VECTOR(dim)
@@ -228,7 +253,7 @@ def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
         return HALFVEC(dim)
     if storage is Storage.SPARSEVEC:
         return SPARSEVEC(dim)
-    return BIT(dim)
+    return BitString(dim)
 
 
 def check_spec(spec: VectorSpec) -> None:

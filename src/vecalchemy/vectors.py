@@ -27,7 +27,7 @@ from pgvector import Bit, HalfVector, SparseVector, Vector
 from vecalchemy.errors import DimensionMismatch, InvalidVector
 from vecalchemy.metrics import Storage
 
-__all__ = ["as_dense_array", "as_query_value", "check_finite"]
+__all__ = ["as_dense_array", "as_query_value", "bits_text", "check_finite"]
 
 
 def check_finite(arr: npt.NDArray[Any], *, what: str = "query vector") -> None:
@@ -74,7 +74,14 @@ def as_dense_array(
     return arr
 
 
-def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
+def bits_text(value: Any, *, what: str = "value") -> str:
+    """A bit string (``"0101"``) from a ``Bit``, a str of 0/1, or booleans / 0-1 numbers.
+
+    Example::
+
+        >>> bits_text([True, False, 1, 0])
+        '1010'
+    """
     if isinstance(value, Bit):
         bits = value.to_text()
     elif isinstance(value, str):
@@ -91,6 +98,11 @@ def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
                 "use binary quantization to turn floats into bits"
             )
         bits = "".join("1" if b else "0" for b in arr.tolist())
+    return bits
+
+
+def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
+    bits = bits_text(value, what=what)
     if not bits:
         raise InvalidVector(f"{what} is empty")
     if len(bits) != dim:
