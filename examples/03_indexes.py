@@ -72,8 +72,7 @@ def synthetic_texts(n: int) -> list[str]:
 
 def explain(conn: Connection, stmt: Select[Any]) -> str:
     """The plan's node lines (without the long query-vector literal)."""
-    compiled = stmt.compile(conn)
-    plan = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars()
+    plan = vecalchemy.explain(conn, stmt).splitlines()
     return "\n".join(line for line in plan if "'[" not in line)
 
 

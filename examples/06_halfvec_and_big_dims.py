@@ -61,8 +61,7 @@ DOCS = [
 
 
 def explain(conn: Connection, stmt: Select[Any]) -> str:
-    compiled = stmt.compile(conn)
-    plan = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars()
+    plan = vecalchemy.explain(conn, stmt).splitlines()
     return "\n".join(line for line in plan if "'[" not in line)
 
 

@@ -56,8 +56,7 @@ DOCS = [
 
 async def main() -> None:
     # The same database as create_engine() would use, through the asyncpg driver.
-    url = vecalchemy.resolve_url().set(drivername="postgresql+asyncpg")
-    engine = vecalchemy.create_async_engine(url)
+    engine = vecalchemy.create_async_engine(driver="asyncpg")
     print("driver:", engine.dialect.driver)
     assert engine.dialect.driver == "asyncpg"
     async with engine.begin() as conn:
