@@ -475,3 +475,23 @@ async def test_async_orm_writes_bits(async_session: AsyncSession) -> None:
     hits = await asearch(async_session, Flags.bits, [1] * 8, k=1)
     assert hits[0].row.id == 1
     assert hits[0].distance == 0
+
+
+def test_search_reuses_its_statement(docs: Session, statements: list[str]) -> None:
+    """search() builds its SELECT once per (column, k, ...) and sends the LIMIT as a literal,
+    so the driver's prepared statement can use a generic plan."""
+    from vecalchemy.query import nearest_template
+
+    first = nearest_template(Doc.embedding, 7)
+    assert nearest_template(Doc.embedding, 7) is first
+    assert nearest_template(Doc.embedding, 8) is not first
+    assert nearest_template(Doc.embedding, 7, load_embedding=True) is not first
+    statements.clear()
+    a = search(docs, Doc.embedding, VECS[1], k=7)
+    b = search(docs, Doc.embedding, VECS[2], k=7)
+    assert a[0].row.id == 1
+    assert b[0].row.id == 2
+    selects = [s for s in statements if "ORDER BY" in s]
+    assert len(selects) == 2
+    assert selects[0] == selects[1]
+    assert selects[0].rstrip().endswith("LIMIT 7")

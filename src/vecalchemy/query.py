@@ -35,7 +35,19 @@ from vecalchemy.metrics import MAX_EF_SEARCH, Metric, Storage
 from vecalchemy.schema import HNSW, IVFFlat, VectorSpec, _describe, is_vector_type, resolve_spec
 from vecalchemy.vectors import as_query_value
 
-__all__ = ["REGISTERED_FLAG", "NearestQuery", "distance", "nearest", "plan_nearest"]
+__all__ = [
+    "QUERY_PARAM",
+    "REGISTERED_FLAG",
+    "NearestQuery",
+    "distance",
+    "nearest",
+    "nearest_template",
+    "plan_nearest",
+    "query_value",
+]
+
+#: Name of the bind parameter holding the query vector in every built statement.
+QUERY_PARAM = "query_vector"
 
 #: Attribute set on a SQLAlchemy dialect by :func:`vecalchemy.setup` once every pooled
 #: connection has pgvector's types registered; query vectors are then sent in binary.
@@ -97,16 +109,20 @@ def _check_k(k: object, spec: VectorSpec) -> int:
     return k
 
 
-def query_param(spec: VectorSpec, query: Any, *, column: str = "the column") -> BindParameter[Any]:
-    """The checked query vector as a bind parameter of the indexed expression's type."""
-    value = as_query_value(
+def query_value(spec: VectorSpec, query: Any, *, column: str = "the column") -> Any:
+    """The checked query vector, as the object the driver sends for the indexed type."""
+    return as_query_value(
         query,
         dim=spec.dim,
         storage=spec.index_storage,
         column=column,
         zero_ok=spec.metric is not Metric.COSINE,
     )
-    return bindparam("query_vector", value, type_=_param_type(spec))
+
+
+def query_param(spec: VectorSpec, query: Any, *, column: str = "the column") -> BindParameter[Any]:
+    """The checked query vector as a bind parameter of the indexed expression's type."""
+    return bindparam(QUERY_PARAM, query_value(spec, query, column=column), type_=_param_type(spec))
 
 
 def _distance_expr(
@@ -139,19 +155,53 @@ def distance(
     return _distance_expr(column, spec, query_param(spec, query, column=_describe(col)))
 
 
-def plan_nearest(
+_TEMPLATES: dict[tuple[int, str | None, int, bool], tuple[Any, NearestQuery]] = {}
+_TEMPLATES_MAX = 1024
+
+
+def nearest_template(
     column: Any,
-    query: Any,
     k: int = 10,
     *,
     metric: str | Metric | None = None,
     load_embedding: bool = False,
 ) -> NearestQuery:
-    """Build :func:`nearest`'s query and return it with the column's :class:`VectorSpec`."""
+    """:func:`nearest`'s query with the query vector left as the parameter ``query_vector``.
+
+    Built once per (column, k, metric, load_embedding) and cached, so that a search only
+    binds its vector (see :func:`query_value`) when it executes the statement:
+    ``session.execute(t.select, {"query_vector": value})``.
+    """
+    cacheable = type(k) is int and (metric is None or isinstance(metric, str))
+    key = (id(column), str(metric) if metric is not None else None, k, load_embedding)
+    if cacheable:
+        hit = _TEMPLATES.get(key)
+        if hit is not None and hit[0] is column:
+            return hit[1]
     col, spec = resolve_spec(column, metric)
     k = _check_k(k, spec)
     name = _describe(col)
-    dist = _distance_expr(column, spec, query_param(spec, query, column=name)).label("distance")
+    param = bindparam(QUERY_PARAM, None, type_=_param_type(spec))
+    stmt = _build(column, col, spec, k, load_embedding, param, literal_limit=True)
+    template = NearestQuery(select=stmt, spec=spec, k=k, column_name=name)
+    if cacheable:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = (column, template)
+    return template
+
+
+def _build(
+    column: Any,
+    col: Any,
+    spec: VectorSpec,
+    k: int,
+    load_embedding: bool,
+    param: BindParameter[Any],
+    *,
+    literal_limit: bool = False,
+) -> Select[Any]:
+    dist = _distance_expr(column, spec, param).label("distance")
     if isinstance(column, InstrumentedAttribute):
         entity = column.parent.entity
         stmt = select(entity, dist)
@@ -166,7 +216,28 @@ def plan_nearest(
         table = col.table
         cols = [c for c in table.c if load_embedding or not is_vector_type(c.type)]
         stmt = select(*cols, dist)
-    stmt = stmt.order_by(dist).limit(k)
+    if literal_limit:
+        # LIMIT written into the SQL at execution (still one cache entry for every k): a
+        # LIMIT parameter makes PostgreSQL re-plan the driver's prepared statement each
+        # time. Only for search()'s own statements: it shows as __[POSTCOMPILE_k] when a
+        # user compiles the statement to a string.
+        return stmt.order_by(dist).limit(bindparam("k", k, literal_execute=True))
+    return stmt.order_by(dist).limit(k)
+
+
+def plan_nearest(
+    column: Any,
+    query: Any,
+    k: int = 10,
+    *,
+    metric: str | Metric | None = None,
+    load_embedding: bool = False,
+) -> NearestQuery:
+    """Build :func:`nearest`'s query, with the query vector bound, and its column's spec."""
+    col, spec = resolve_spec(column, metric)
+    k = _check_k(k, spec)
+    name = _describe(col)
+    stmt = _build(column, col, spec, k, load_embedding, query_param(spec, query, column=name))
     return NearestQuery(select=stmt, spec=spec, k=k, column_name=name)
 
 

@@ -26,18 +26,36 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Executable, Select, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from vecalchemy.errors import InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
-from vecalchemy.query import NearestQuery, may_use_hnsw, plan_nearest
+from vecalchemy.query import (
+    QUERY_PARAM,
+    NearestQuery,
+    may_use_hnsw,
+    nearest_template,
+    query_value,
+)
 from vecalchemy.schema import HNSW, IVFFlat, VectorSpec
 
 __all__ = ["DEFAULT_EF_SEARCH", "Hit", "asearch", "search"]
@@ -72,6 +90,7 @@ class Hit(Generic[T]):
 @dataclass(frozen=True)
 class _Plan:
     query: NearestQuery
+    value: Any  # the query vector, bound at execution
     settings: dict[str, str]
     max_distance: float | None
     orm: bool
@@ -98,8 +117,10 @@ def _plan(
     load_embedding: bool,
     orm_session: bool,
 ) -> _Plan:
-    nq = plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding)
+    # A cached statement; only the checked query vector changes from call to call.
+    nq = nearest_template(column, k, metric=metric, load_embedding=load_embedding)
     spec = nq.spec
+    value = query_value(spec, query, column=nq.column_name)
     stmt: Select[Any] = nq.select
     if where is not None:
         clauses = [where] if isinstance(where, ColumnElement) else list(where)
@@ -154,6 +175,7 @@ def _plan(
         cutoff = spec.metric.max_distance_for(min_similarity, dim=spec.dim)
     return _Plan(
         query=nq,
+        value=value,
         settings=settings,
         max_distance=cutoff,
         # Only a Session turns rows into mapped objects; a Connection returns flat rows.
@@ -166,8 +188,15 @@ def _default_probes(lists: int) -> int:
     return max(1, min(lists, round(math.sqrt(lists))))
 
 
-def _settings_stmt(settings: dict[str, str]) -> Select[Any]:
-    return select(*(func.set_config(name, value, True) for name, value in settings.items()))
+@functools.lru_cache(maxsize=64)
+def _settings_stmt(names: tuple[str, ...]) -> Select[Any]:
+    """``SELECT set_config(name, :v0, true), ...``, built once per tuple of names."""
+    return select(
+        *(
+            func.set_config(literal(name), bindparam(f"v{i}", type_=String), True)
+            for i, name in enumerate(names)
+        )
+    )
 
 
 _LISTS_SQL = text(
@@ -197,7 +226,10 @@ def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
     return out
 
 
-def _steps(plan: _Plan) -> Generator[Executable, Any, list[Hit[Any]]]:
+Step = tuple[Executable, dict[str, Any]]
+
+
+def _steps(plan: _Plan) -> Generator[Step, Any, list[Hit[Any]]]:
     """The statements one search runs, in order; the runner sends back each result.
 
     Written once for :func:`search` and :func:`asearch`, which only differ in how they
@@ -205,13 +237,14 @@ def _steps(plan: _Plan) -> Generator[Executable, Any, list[Hit[Any]]]:
     """
     settings = dict(plan.settings)
     if plan.lists_lookup is not None:
-        found = yield _LISTS_SQL.bindparams(name=plan.lists_lookup)
+        found = yield _LISTS_SQL, {"name": plan.lists_lookup}
         lists = found.scalar()
         if lists is not None:
             settings["ivfflat.probes"] = str(_default_probes(int(lists)))
     if settings:
-        yield _settings_stmt(settings)
-    rows = yield plan.query.select
+        values = {f"v{i}": value for i, value in enumerate(settings.values())}
+        yield _settings_stmt(tuple(settings)), values
+    rows = yield plan.query.select, {QUERY_PARAM: plan.value}
     return _hits(plan, rows.all())
 
 
@@ -264,7 +297,7 @@ def search(
     result: Any = None
     try:
         while True:
-            result = session.execute(steps.send(result))
+            result = session.execute(*steps.send(result))
     except StopIteration as done:
         hits: list[Hit[Any]] = done.value
         return hits
@@ -308,7 +341,7 @@ async def asearch(
     result: Any = None
     try:
         while True:
-            result = await session.execute(steps.send(result))
+            result = await session.execute(*steps.send(result))
     except StopIteration as done:
         hits: list[Hit[Any]] = done.value
         return hits
