@@ -212,21 +212,25 @@ def run_demo(
             )
     t["queries"] = time.perf_counter() - started_all
     for result in report.results:
-        console.print(_results_table(result))
+        console.print(_results_table(result, console.width))
     console.print(_timings_table(report))
     if engine is None:
         eng.dispose()
     return report
 
 
-def _results_table(result: QueryResult) -> Table:
+def _results_table(result: QueryResult, width: int) -> Table:
+    titles = max((len(h.title) for h in result.hits), default=12)
+    title_width = min(40, max(12, titles))
+    # What is left of the console for the text once the other columns and borders are in.
+    text_width = max(20, width - title_width - 2 - 10 - 13)
     table = Table(title=f"“{result.query}”  ({result.seconds * 1000:.1f} ms)", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("docstring of", no_wrap=True, max_width=40)
-    table.add_column("similarity", justify="right")
-    table.add_column("text", no_wrap=True, overflow="ellipsis")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("docstring of", no_wrap=True, max_width=title_width)
+    table.add_column("similarity", justify="right", no_wrap=True)
+    table.add_column("text", no_wrap=True)
     for i, hit in enumerate(result.hits, 1):
-        table.add_row(str(i), hit.title, f"{hit.similarity:.3f}", hit.snippet)
+        table.add_row(str(i), hit.title, f"{hit.similarity:.3f}", _snippet(hit.snippet, text_width))
     return table
 
 
