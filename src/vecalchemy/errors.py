@@ -19,6 +19,7 @@ Each subclass names something the caller can do about it::
         ├── DimensionMismatch       a vector of the wrong length
         ├── InvalidVector           NaN, infinity, an empty or unreadable vector
         ├── InvalidRows             rows to load that do not fit their columns
+        ├── FilterError             a metadata filter outside the filter language
         └── InvalidSearch           k, ef_search, probes or a threshold out of range
 
 Example::
@@ -36,6 +37,7 @@ __all__ = [
     "DimensionMismatch",
     "EmbedderError",
     "ExtensionNotAvailable",
+    "FilterError",
     "IndexBuildError",
     "InvalidArgument",
     "InvalidRows",
@@ -83,6 +85,10 @@ class InvalidArgument(VecalchemyError, TypeError):
 
 class InvalidRows(VecalchemyError, ValueError):
     """Rows to load that do not fit their columns (width, names, lengths, batch size)."""
+
+
+class FilterError(VecalchemyError, ValueError):
+    """A metadata filter that is not in the filter language (see :mod:`vecalchemy.filters`)."""
 
 
 class UnknownMetric(VecalchemyError, ValueError):
