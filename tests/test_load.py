@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -14,14 +15,16 @@ from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import vecalchemy
 from vecalchemy.errors import (
     ConfigurationError,
     DimensionMismatch,
+    IndexBuildError,
     InvalidArgument,
     InvalidRows,
     InvalidVector,
 )
-from vecalchemy.load import load
+from vecalchemy.load import LoadResult, load
 
 
 @pytest.fixture
@@ -342,7 +345,7 @@ def test_rows_of_the_wrong_width(pg: sa.Engine, docs: sa.Table) -> None:
     with pytest.raises(InvalidRows, match=r"row 1 has 2 values, expected 4; name the columns"):
         load(pg, docs, [(1, "a", None, None), (2, "b")])
     with pytest.raises(InvalidRows, match=r"row 0 has a dict"):
-        load(pg, docs, [{"id": 1}], columns=["id"])
+        load(pg, docs, [{"id": 1}], columns=["id"])  # type: ignore[list-item]
     assert count(pg, docs) == 0
 
 
@@ -351,3 +354,360 @@ def test_empty_input(pg: sa.Engine, docs: sa.Table) -> None:
     assert load(pg, docs, []) == 0
     assert load(pg, docs, {"id": [], "embedding": np.empty((0, 3), dtype=np.float32)}) == 0
     assert count(pg, docs) == 0
+
+
+# -- the result -------------------------------------------------------------------------
+
+
+def test_result_is_the_count(pg: sa.Engine, docs: sa.Table) -> None:
+    """load() returns a LoadResult: an int wherever the count was used, with timings."""
+    result = load(pg, docs, {"id": range(1_234)})
+    assert isinstance(result, LoadResult)
+    assert isinstance(result, int)
+    assert result == 1_234
+    assert result + 1 == 1_235
+    assert f"{result:,} rows" == "1,234 rows"
+    assert f"{result}" == str(result) == "1234"
+    assert result.rows == 1_234
+    assert type(result.rows) is int
+    assert result.received == 1_234
+    assert result.seconds > 0
+    assert result.indexes_rebuilt == []
+    assert repr(result).startswith("LoadResult(rows=1234, received=1234, seconds=")
+    copied = pickle.loads(pickle.dumps(result))
+    assert (copied, copied.received, copied.seconds) == (1_234, 1_234, result.seconds)
+    with pytest.raises(AttributeError):
+        result.rows = 5  # type: ignore[misc]
+
+
+def test_load_refuses_async_arguments(pg: sa.Engine, docs: sa.Table) -> None:
+    """An async iterable or an AsyncEngine given to load() points to aload()."""
+
+    async def rows() -> Any:
+        yield (1,)
+
+    gen = rows()
+    with pytest.raises(InvalidArgument, match=r"async iterable; load it with await aload"):
+        load(pg, docs, gen, columns=["id"])
+    aengine = vecalchemy.create_async_engine(pg.url.set(drivername="postgresql+asyncpg"))
+    with pytest.raises(InvalidArgument, match=r"got an AsyncEngine; use await aload"):
+        load(aengine, docs, [(1,)], columns=["id"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="bind must be"):
+        load("postgresql://", docs, [(1,)], columns=["id"])  # type: ignore[arg-type]
+    assert count(pg, docs) == 0
+
+
+def test_missing_table(connection: sa.Connection) -> None:
+    """A table that is not in the database raises ConfigurationError saying to create it."""
+    table = sa.Table("no_such_table", sa.MetaData(), sa.Column("id", sa.Integer))
+    with pytest.raises(ConfigurationError, match=r"'no_such_table' does not exist .* create"):
+        load(connection, table, [(1,)])
+
+
+# -- deferring the vector indexes ---------------------------------------------------------
+
+
+@pytest.fixture
+def indexed(connection: sa.Connection) -> sa.Table:
+    """``indexed_docs`` with an HNSW index (created with the table), in the test's transaction."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "indexed_docs",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        vecalchemy.embedding_column("embedding", 8, metric="l2", index=vecalchemy.HNSW()),
+    )
+    metadata.create_all(connection)
+    return table
+
+
+HNSW_NAME = "ix_indexed_docs_embedding_hnsw"
+
+
+def index_oid(conn: sa.Connection, name: str) -> int | None:
+    """The oid of an index (a new one each time it is rebuilt), None when it does not exist."""
+    found = conn.execute(sa.text("SELECT to_regclass(:n)::oid"), {"n": name}).scalar()
+    return None if found is None else int(found)
+
+
+def vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def test_defer_drops_and_rebuilds_the_hnsw_index(
+    connection: sa.Connection, indexed: sa.Table
+) -> None:
+    """indexes='defer' rebuilds the HNSW index after the load; queries use it again."""
+    before = index_oid(connection, HNSW_NAME)
+    assert before is not None
+    result = load(
+        connection, indexed, {"id": range(2_000), "embedding": vectors(2_000)}, indexes="defer"
+    )
+    assert result == 2_000
+    assert result.indexes_rebuilt == [HNSW_NAME]
+    after = index_oid(connection, HNSW_NAME)
+    assert after is not None
+    assert after != before  # dropped, then built anew
+    assert (
+        connection.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": HNSW_NAME}
+        )
+        .scalar_one()
+        .endswith("USING hnsw (embedding vector_l2_ops) WITH (m='16', ef_construction='64')")
+    )
+    connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    stmt = vecalchemy.nearest(indexed.c.embedding, vectors(1)[0], k=5)
+    assert vecalchemy.index_used(connection, stmt) == HNSW_NAME
+    assert len(connection.execute(stmt).all()) == 5
+
+
+def test_keep_leaves_the_index_alone(connection: sa.Connection, indexed: sa.Table) -> None:
+    """indexes='keep' (the default) loads into the live index and rebuilds nothing."""
+    before = index_oid(connection, HNSW_NAME)
+    result = load(connection, indexed, {"id": range(100), "embedding": vectors(100)})
+    assert (result, result.indexes_rebuilt) == (100, [])
+    assert index_oid(connection, HNSW_NAME) == before
+
+
+def test_failed_deferred_load_keeps_the_index(connection: sa.Connection, indexed: sa.Table) -> None:
+    """A bad row in a later batch rolls back the drop too: same index, no rows."""
+    before = index_oid(connection, HNSW_NAME)
+    data = vectors(3_000)
+    data[2_222, 3] = np.nan
+    with pytest.raises(InvalidVector, match=r"row 2222: indexed_docs\.embedding"):
+        load(
+            connection,
+            indexed,
+            {"id": range(3_000), "embedding": data},
+            indexes="defer",
+            batch_size=1_000,
+        )
+    assert index_oid(connection, HNSW_NAME) == before
+    assert connection.execute(sa.select(sa.func.count()).select_from(indexed)).scalar() == 0
+
+
+def test_defer_builds_ivfflat_from_the_row_count(connection: sa.Connection) -> None:
+    """IVFFlat (skipped by create_all) is built after a deferred load, lists from the rows."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "ivf_docs",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        vecalchemy.embedding_column("embedding", 8, index=vecalchemy.IVFFlat()),
+    )
+    metadata.create_all(connection)
+    assert index_oid(connection, "ix_ivf_docs_embedding_ivfflat") is None
+    with pytest.raises(IndexBuildError, match="no rows"):
+        load(connection, table, [], indexes="defer")  # nothing to train the lists on
+    result = load(
+        connection, table, {"id": range(3_000), "embedding": vectors(3_000)}, indexes="defer"
+    )
+    assert result.indexes_rebuilt == ["ix_ivf_docs_embedding_ivfflat"]
+    indexdef = connection.execute(
+        sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_ivf_docs_embedding_ivfflat'")
+    ).scalar_one()
+    assert "lists='3'" in indexdef
+
+
+# -- upserts --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def items(connection: sa.Connection) -> sa.Table:
+    """``items``: serial id, unique slug, body NOT NULL, meta, embedding vector(3); 3 rows."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "items",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("slug", sa.Text, unique=True),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("meta", JSONB),
+        sa.Column("embedding", VECTOR(3)),
+    )
+    metadata.create_all(connection)
+    connection.execute(
+        table.insert(),
+        [
+            {"slug": f"s{i}", "body": "old", "meta": {"n": i}, "embedding": [i, i, i]}
+            for i in (1, 2, 3)  # ids 1, 2, 3 from the table's sequence
+        ],
+    )
+    return table
+
+
+def rows_of(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+
+
+def test_upsert_update_inserts_new_and_updates_existing(
+    connection: sa.Connection, items: sa.Table
+) -> None:
+    """on_conflict='update' updates the loaded columns of existing keys, inserts the rest."""
+    result = load(
+        connection,
+        items,
+        [(2, "new 2", [20, 20, 20]), (4, "new 4", [4, 4, 4]), (3, "new 3", [30, 30, 30])],
+        columns=["id", "body", "embedding"],
+        on_conflict="update",
+    )
+    assert (result, result.received) == (3, 3)  # 1 inserted + 2 updated
+    assert rows_of(connection, items) == [
+        (1, "s1", "old", {"n": 1}, [1, 1, 1]),
+        (2, "s2", "new 2", {"n": 2}, [20, 20, 20]),  # slug and meta were not loaded: kept
+        (3, "s3", "new 3", {"n": 3}, [30, 30, 30]),
+        (4, None, "new 4", None, [4, 4, 4]),
+    ]
+
+
+def test_upsert_ignore_keeps_existing_rows(connection: sa.Connection, items: sa.Table) -> None:
+    """on_conflict='ignore' inserts the new keys only; the result counts them alone."""
+    result = load(
+        connection,
+        items,
+        {"id": [3, 5, 1], "body": ["x", "y", "z"], "embedding": np.ones((3, 3))},
+        on_conflict="ignore",
+    )
+    assert (result, result.received) == (1, 3)
+    assert rows_of(connection, items)[2:] == [
+        (3, "s3", "old", {"n": 3}, [3, 3, 3]),
+        (5, None, "y", None, [1, 1, 1]),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["ignore", "update"])
+def test_duplicate_key_within_the_load(
+    connection: sa.Connection, items: sa.Table, mode: Any
+) -> None:
+    """A key given twice in one load raises InvalidRows naming both rows; nothing is written."""
+    before = rows_of(connection, items)
+    rows = [(i, "b", [1, 1, 1]) for i in (7, 2, 8, 9, 2, 10)]
+    with pytest.raises(InvalidRows, match=r"rows 1 and 4 have the same key \(id\)=\(2\)"):
+        load(connection, items, rows, columns=["id", "body", "embedding"], on_conflict=mode)
+    many = [(5, "b", None)] * 9
+    with pytest.raises(InvalidRows, match=r"rows 0, 1, 2, 3, 4 and 4 more .*\(id\)=\(5\)"):
+        load(connection, items, many, columns=["id", "body", "embedding"], on_conflict=mode)
+    assert rows_of(connection, items) == before
+
+
+def test_upsert_on_a_unique_column(connection: sa.Connection, items: sa.Table) -> None:
+    """conflict_columns names another unique key; NULL keys never conflict."""
+    result = load(
+        connection,
+        items,
+        {
+            "slug": ["s2", "s9", None, None],
+            "body": ["by slug", "nine", "n1", "n2"],
+            "embedding": [[2, 0, 0], [9, 9, 9], None, None],
+        },
+        on_conflict="update",
+        conflict_columns=["slug"],
+    )
+    assert result == 4
+    got = {r.slug: (r.body, r.embedding) for r in connection.execute(sa.select(items)) if r.slug}
+    assert got["s2"] == ("by slug", [2, 0, 0])
+    assert got["s9"] == ("nine", [9, 9, 9])
+    assert (
+        connection.execute(
+            sa.select(sa.func.count()).select_from(items).where(items.c.slug.is_(None))
+        ).scalar()
+        == 2
+    )
+
+
+def test_upsert_needs_a_unique_key(connection: sa.Connection, items: sa.Table) -> None:
+    """conflict_columns without a unique index raises ConfigurationError before copying."""
+    with pytest.raises(
+        ConfigurationError, match=r"unique index or constraint on \(body\) .*\(id\), \(slug\)"
+    ):
+        load(
+            connection,
+            items,
+            [(9, "old")],
+            columns=["id", "body"],
+            on_conflict="ignore",
+            conflict_columns=["body"],
+        )
+    assert len(rows_of(connection, items)) == 3
+
+
+def test_upsert_failure_writes_nothing(connection: sa.Connection, items: sa.Table) -> None:
+    """A bad vector, or an INSERT the table refuses, leaves the table and the caller's work."""
+    connection.execute(items.insert().values(id=10, body="mine"))
+    before = rows_of(connection, items)
+    data = np.ones((2_500, 3))
+    data[2_100] = [1, np.inf, 1]
+    with pytest.raises(InvalidVector, match=r"row 2100: items\.embedding"):
+        load(
+            connection,
+            items,
+            {"id": range(2_500), "body": ["x"] * 2_500, "embedding": data},
+            on_conflict="update",
+            batch_size=1_000,
+        )
+    assert rows_of(connection, items) == before
+    # body is NOT NULL: the new row 11 fails in the INSERT, after row 2 was updated.
+    with pytest.raises(sa.exc.IntegrityError, match="null value in column"):
+        load(
+            connection,
+            items,
+            [(2, [5, 5, 5]), (11, [1, 1, 1])],
+            columns=["id", "embedding"],
+            on_conflict="update",
+        )
+    assert rows_of(connection, items) == before
+    # The transaction is usable, and a second upsert in it reuses the staging table's name.
+    assert (
+        load(connection, items, [(2, "again")], columns=["id", "body"], on_conflict="update") == 1
+    )
+    assert (
+        load(connection, items, [(2, "twice")], columns=["id", "body"], on_conflict="update") == 1
+    )
+    assert rows_of(connection, items)[1][2] == "twice"
+
+
+def test_upsert_into_committed_table(pg: sa.Engine, docs: sa.Table) -> None:
+    """With an engine the upsert commits; an empty upsert writes nothing and returns 0."""
+    load(pg, docs, {"id": [1, 2], "body": ["a", "b"]})
+    result = load(pg, docs, {"id": [2, 3], "body": ["B", "C"]}, on_conflict="update")
+    assert (result, result.received) == (2, 2)
+    with pg.connect() as conn:
+        assert conn.execute(sa.select(docs.c.id, docs.c.body).order_by(docs.c.id)).all() == [
+            (1, "a"),
+            (2, "B"),
+            (3, "C"),
+        ]
+    assert load(pg, docs, [], columns=["id"], on_conflict="ignore") == 0
+
+
+def test_conflict_on_error_mode_is_the_drivers_error(pg: sa.Engine, docs: sa.Table) -> None:
+    """on_conflict='error' (the default): an existing key fails the load; nothing is written."""
+    load(pg, docs, {"id": [1]})
+    with pytest.raises(Exception, match="duplicate key value violates unique constraint"):
+        load(pg, docs, {"id": [2, 1]})
+    assert count(pg, docs) == 1
+
+
+def test_load_option_errors_are_raised_before_any_sql(docs: sa.Table) -> None:
+    """Wrong indexes=/on_conflict=/conflict_columns= raise before a connection is used."""
+    sqlite = sa.create_engine("sqlite://")
+    rows = [(1, "x")]
+    cols = ["id", "body"]
+    with pytest.raises(InvalidRows, match="indexes must be 'keep' or 'defer'"):
+        load(sqlite, docs, rows, columns=cols, indexes="drop")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRows, match="on_conflict must be"):
+        load(sqlite, docs, rows, columns=cols, on_conflict="merge")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRows, match="conflict_columns= goes with"):
+        load(sqlite, docs, rows, columns=cols, conflict_columns=["id"])
+    with pytest.raises(InvalidRows, match=r"\['id'\] are not among the loaded columns"):
+        load(sqlite, docs, [("x",)], columns=["body"], on_conflict="ignore")
+    with pytest.raises(InvalidRows, match="nothing to update"):
+        load(sqlite, docs, [(1,)], columns=["id"], on_conflict="update")
+    with pytest.raises(InvalidRows, match="list of column names"):
+        load(sqlite, docs, rows, columns=cols, on_conflict="ignore", conflict_columns="id")
+    with pytest.raises(InvalidRows, match="no column 'nope'"):
+        load(sqlite, docs, rows, columns=cols, on_conflict="ignore", conflict_columns=["nope"])
+    keyless = sa.Table("keyless", sa.MetaData(), sa.Column("a", sa.Integer))
+    with pytest.raises(InvalidRows, match=r"no primary key .* conflict_columns"):
+        load(sqlite, keyless, [(1,)], on_conflict="update")
+    sqlite.dispose()

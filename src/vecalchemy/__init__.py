@@ -30,6 +30,7 @@ from vecalchemy.errors import (
     InvalidArgument,
     InvalidRows,
     InvalidSearch,
+    InvalidSplitter,
     InvalidVector,
     MetricMismatch,
     MetricRequired,
@@ -40,6 +41,7 @@ from vecalchemy.errors import (
 )
 from vecalchemy.explain import aexplain, explain, index_used
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.load import LoadResult, aload, load
 from vecalchemy.metrics import Metric, Storage
 from vecalchemy.query import distance, nearest
 from vecalchemy.schema import (
@@ -67,9 +69,11 @@ __all__ = [
     "IVFFlat",
     "IndexBuildError",
     "IndexResult",
+    "LoadResult",
     "InvalidArgument",
     "InvalidRows",
     "InvalidSearch",
+    "InvalidSplitter",
     "InvalidVector",
     "Metric",
     "MetricMismatch",
@@ -82,6 +86,7 @@ __all__ = [
     "VectorSpec",
     "__version__",
     "aexplain",
+    "aload",
     "asearch",
     "build_indexes",
     "create_async_engine",
@@ -92,6 +97,7 @@ __all__ = [
     "embedding_column",
     "explain",
     "index_used",
+    "load",
     "nearest",
     "resolve_spec",
     "resolve_url",

@@ -20,6 +20,7 @@ Each subclass names something the caller can do about it::
         ├── InvalidVector           NaN, infinity, an empty or unreadable vector
         ├── InvalidRows             rows to load that do not fit their columns
         ├── FilterError             a metadata filter outside the filter language
+        ├── InvalidSplitter         a chunking size, overlap or spec that cannot work
         └── InvalidSearch           k, ef_search, probes or a threshold out of range
 
 Example::
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidRows",
     "InvalidSearch",
+    "InvalidSplitter",
     "InvalidVector",
     "MetricMismatch",
     "MetricRequired",
@@ -89,6 +91,10 @@ class InvalidRows(VecalchemyError, ValueError):
 
 class FilterError(VecalchemyError, ValueError):
     """A metadata filter that is not in the filter language (see :mod:`vecalchemy.filters`)."""
+
+
+class InvalidSplitter(VecalchemyError, ValueError):
+    """A chunking size, overlap, tokenizer or spec that cannot work."""
 
 
 class UnknownMetric(VecalchemyError, ValueError):
