@@ -9,12 +9,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# torch goes in first, as the CPU build: a plain torch requirement (here, the local
+# extra's) would otherwise pull the newest torch with several GB of CUDA packages. On
+# these machines torch==2.13.0 resolves to a CPU wheel on disk; elsewhere, point TORCH
+# at a CPU build (e.g. TORCH="torch --index-url <torch's CPU index>").
+TORCH ?= torch==2.13.0
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[local]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[test,local]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -26,7 +26,7 @@ def demo_engine(server_url: sa.URL) -> Iterator[sa.Engine]:
 def test_demo_full_corpus(demo_engine: sa.Engine) -> None:
     """All steps run; thousands of docstrings load; queries find the right modules via HNSW."""
     console = Console(record=True, width=140)
-    report = run_demo(engine=demo_engine, console=console)
+    report = run_demo(engine=demo_engine, console=console, embedder="hashing")
     assert report.documents > 2000
     assert set(report.timings) == {"database", "corpus", "embed", "load", "index", "queries"}
     with demo_engine.connect() as conn:
@@ -50,7 +50,12 @@ def test_demo_full_corpus(demo_engine: sa.Engine) -> None:
         sims = [h.similarity for h in result.hits]
         assert len(sims) == 5
         assert sims == sorted(sims, reverse=True)
+    # HNSW at ef_search 40 on hashing vectors: about 0.85-0.95; a broken recall (ids
+    # compared wrongly) would be near 0.
+    assert report.recall >= 0.6
+    assert all(0.0 <= r.recall <= 1.0 for r in report.results)
     text = console.export_text()
+    assert "recall@k" in text
     assert "embedding" in text
     assert "timings" in text
 
@@ -75,6 +80,7 @@ def test_demo_cli_json(demo_engine: sa.Engine, server_url: sa.URL) -> None:
     report = json.loads(result.output)
     assert report["documents"] == 150
     assert all(len(r["hits"]) == 3 for r in report["results"])
+    assert 0.5 <= report["recall"] <= 1.0
 
 
 def test_demo_cli_bad_url_is_a_clean_error() -> None:

@@ -19,6 +19,8 @@ Declare the metric once, and the index and the query follow from it::
 
 from __future__ import annotations
 
+from vecalchemy.collection import Collection, CollectionHit
+from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
 from vecalchemy.engine import create_async_engine, create_engine, resolve_url, setup
 from vecalchemy.errors import (
     ConfigurationError,
@@ -59,22 +61,26 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HNSW",
+    "Collection",
+    "CollectionHit",
     "ConfigurationError",
     "DimensionMismatch",
+    "Embedder",
     "EmbedderError",
     "Embedding",
     "ExtensionNotAvailable",
     "FilterError",
+    "HashingEmbedder",
     "Hit",
     "IVFFlat",
     "IndexBuildError",
     "IndexResult",
-    "LoadResult",
     "InvalidArgument",
     "InvalidRows",
     "InvalidSearch",
     "InvalidSplitter",
     "InvalidVector",
+    "LoadResult",
     "Metric",
     "MetricMismatch",
     "MetricRequired",
@@ -96,6 +102,7 @@ __all__ = [
     "drop_indexes",
     "embedding_column",
     "explain",
+    "get_embedder",
     "index_used",
     "load",
     "nearest",

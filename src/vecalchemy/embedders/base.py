@@ -6,17 +6,39 @@ members is an embedder; there is no base class to inherit from::
     >>> from vecalchemy.embedders import Embedder, HashingEmbedder
     >>> isinstance(HashingEmbedder(), Embedder)
     True
+
+For writing a new embedder, :class:`BatchedEmbedder` supplies what every model needs
+around its one batch call: checking the texts, splitting them into batches of
+``batch_size``, checking what the model returned, and the async twins (a worker
+thread). :func:`check_texts`, :func:`batches` and :func:`as_matrix` are the same
+pieces for an embedder that cannot inherit from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import abc
+import asyncio
+import inspect
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embedder"]
+from vecalchemy.errors import EmbedderError
+
+__all__ = [
+    "BatchedEmbedder",
+    "Embedder",
+    "as_matrix",
+    "batches",
+    "check_batch_size",
+    "check_query",
+    "check_texts",
+    "is_embedder",
+]
+
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -31,6 +53,14 @@ class Embedder(Protocol):
     ``embed_query`` returns shape ``(dim,)``. Symmetric models embed both the same
     way; asymmetric ones (query and passage prompts) may not. The async twins do the
     same without blocking the event loop.
+
+    Implementations that call a model in batches take a keyword-only ``batch_size``
+    (how many texts go to the model, or to a server, at once); it changes speed and
+    memory, never the vectors, so it is not part of ``name`` nor of this protocol.
+
+    Checking an object: before Python 3.12, ``isinstance(obj, Embedder)`` reads every
+    member, properties included, and reading ``dim`` or ``name`` may load a model or
+    ask a server; :func:`is_embedder` checks without reading them.
 
     Example::
 
@@ -65,3 +95,242 @@ class Embedder(Protocol):
     async def aembed_query(self, text: str) -> npt.NDArray[np.float32]:
         """Like :meth:`embed_query`, without blocking the event loop."""
         ...
+
+
+_MEMBERS = ("dim", "name", "embed_documents", "embed_query", "aembed_documents", "aembed_query")
+_MISSING = object()
+
+
+def is_embedder(obj: object) -> TypeGuard[Embedder]:
+    """Whether ``obj`` has every member of :class:`Embedder`, without reading any of them.
+
+    This is ``isinstance(obj, Embedder)`` as Python 3.12 does it (with
+    ``inspect.getattr_static``); older versions read the properties, and an embedder's
+    ``dim`` or ``name`` may load its model, hash its weights or send a request.
+
+    Example::
+
+        >>> from vecalchemy.embedders import HashingEmbedder
+        >>> is_embedder(HashingEmbedder()), is_embedder("hashing")
+        (True, False)
+    """
+    return all(inspect.getattr_static(obj, member, _MISSING) is not _MISSING for member in _MEMBERS)
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Return ``texts`` as a list after checking that each is a non-blank ``str``.
+
+    Raises :class:`~vecalchemy.errors.EmbedderError` for a single ``str`` (a common
+    slip that would embed every character), and naming the index of the first item
+    that is not a ``str`` or is empty or whitespace only: such a text has no meaning
+    to embed, and the vector a model makes of it would match arbitrary queries.
+
+    Example::
+
+        >>> check_texts(("a text", "another"))
+        ['a text', 'another']
+        >>> check_texts(["fine", " "])
+        Traceback (most recent call last):
+        ...
+        vecalchemy.errors.EmbedderError: text at index 1 is empty or whitespace only; ...
+    """
+    if isinstance(texts, (str, bytes)):
+        raise EmbedderError(
+            f"embed_documents() takes a sequence of texts, got a single {type(texts).__name__}; "
+            "wrap it in a list or use embed_query()"
+        )
+    checked = list(texts)
+    for index, text in enumerate(checked):
+        if not isinstance(text, str):
+            raise EmbedderError(
+                f"text at index {index} is a {type(text).__name__}, not a str; embed strings only"
+            )
+        if not text.strip():
+            raise EmbedderError(
+                f"text at index {index} is empty or whitespace only; its vector would mean "
+                "nothing, so leave such texts out (or give them a title)"
+            )
+    return checked
+
+
+def check_query(text: str) -> str:
+    """Return ``text`` after checking that it is one non-blank ``str``.
+
+    Example::
+
+        >>> check_query("where is the config file?")
+        'where is the config file?'
+    """
+    if not isinstance(text, str):
+        raise EmbedderError(f"embed_query() takes a str, got {type(text).__name__}")
+    return check_texts([text])[0]
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Return ``batch_size`` after checking that it is a positive ``int``.
+
+    Example::
+
+        >>> check_batch_size(64)
+        64
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise EmbedderError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """Yield consecutive slices of ``items`` of ``size`` items (the last may be shorter).
+
+    Example::
+
+        >>> [list(b) for b in batches(["a", "b", "c", "d", "e"], 2)]
+        [['a', 'b'], ['c', 'd'], ['e']]
+    """
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def as_matrix(vectors: Any, *, rows: int, dim: int | None, source: str) -> npt.NDArray[np.float32]:
+    """Check what a model returned and give it back as a C-contiguous float32 matrix.
+
+    ``vectors`` must be ``rows`` finite vectors of ``dim`` numbers each (any ``dim``
+    when it is ``None``); otherwise :class:`~vecalchemy.errors.EmbedderError` says what
+    ``source`` (the model, or the server's URL) returned instead.
+
+    Example::
+
+        >>> as_matrix([[1, 0], [0, 1]], rows=2, dim=2, source="my model").dtype
+        dtype('float32')
+    """
+    try:
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise EmbedderError(f"{source} returned vectors that are not numbers: {exc}") from exc
+    if matrix.ndim != 2 or matrix.shape[0] != rows:
+        raise EmbedderError(
+            f"{source} returned an array of shape {matrix.shape} for {rows} texts; "
+            f"expected ({rows}, {dim if dim is not None else 'dim'})"
+        )
+    if dim is not None and matrix.shape[1] != dim:
+        raise EmbedderError(
+            f"{source} returned vectors of {matrix.shape[1]} dimensions, expected {dim}; "
+            "check that the model is the one the embedder was configured for"
+        )
+    if not np.isfinite(matrix).all():
+        row = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise EmbedderError(f"{source} returned NaN or infinity in the vector of text {row}")
+    return matrix
+
+
+class BatchedEmbedder(abc.ABC):
+    """A base class for embedders whose model embeds one batch of texts at a time.
+
+    A subclass sets ``batch_size`` and implements :attr:`dim`, :attr:`name` and
+    :meth:`_embed_batch`; it gets :meth:`embed_documents` (texts checked, split into
+    batches, results checked and stacked), :meth:`embed_query`, and async twins that
+    run them in a worker thread (``asyncio.to_thread``), which suits in-process models:
+    they release the GIL while they compute, so the event loop keeps running.
+
+    Example::
+
+        class Lengths(BatchedEmbedder):
+            batch_size = 100
+            dim = 1
+            name = "lengths-v1"
+
+            def _embed_batch(self, texts, *, query):
+                return [[float(len(t))] for t in texts]
+
+        Lengths().embed_documents(["ab", "abc"])  # array([[2.], [3.]], dtype=float32)
+    """
+
+    batch_size: int
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """The number of dimensions of every vector."""
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The model and every setting that changes its output."""
+
+    @abc.abstractmethod
+    def _embed_batch(self, texts: list[str], *, query: bool) -> Any:
+        """Embed at most :meth:`_texts_per_call` checked texts; return ``len(texts)`` vectors.
+
+        ``query`` is true for :meth:`embed_query`: an asymmetric model applies its
+        query prompt then.
+        """
+
+    def _source(self) -> str:
+        """How errors name this embedder."""
+        return type(self).__name__
+
+    def _texts_per_call(self) -> int:
+        """How many texts one :meth:`_embed_batch` call gets: ``batch_size`` by default.
+
+        A model that batches by itself may take more at a time (and batch them its way).
+        """
+        return self.batch_size
+
+    def _expected_dim(self) -> int | None:
+        """The dimension to check results against (``None``: learn it from them)."""
+        return self.dim
+
+    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` as a float32 array of shape ``(len(texts), dim)``, in batches.
+
+        Example::
+
+            vectors = embedder.embed_documents(["first text", "second text"])
+        """
+        checked = check_texts(texts)
+        if not checked:
+            return np.empty((0, self.dim), dtype=np.float32)
+        parts = [
+            as_matrix(
+                self._embed_batch(list(batch), query=False),
+                rows=len(batch),
+                dim=self._expected_dim(),
+                source=self._source(),
+            )
+            for batch in batches(checked, self._texts_per_call())
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """Embed one query as a float32 array of shape ``(dim,)``.
+
+        Example::
+
+            vector = embedder.embed_query("where is the config file?")
+        """
+        matrix = as_matrix(
+            self._embed_batch([check_query(text)], query=True),
+            rows=1,
+            dim=self._expected_dim(),
+            source=self._source(),
+        )
+        vector: npt.NDArray[np.float32] = matrix[0]
+        return vector
+
+    async def aembed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """:meth:`embed_documents` in a worker thread, so the event loop keeps running.
+
+        Example::
+
+            vectors = await embedder.aembed_documents(["first text", "second text"])
+        """
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """:meth:`embed_query` in a worker thread, so the event loop keeps running.
+
+        Example::
+
+            vector = await embedder.aembed_query("where is the config file?")
+        """
+        return await asyncio.to_thread(self.embed_query, text)
