@@ -57,7 +57,6 @@ DOC = REPO / "docs" / "benchmarks.md"
 DOC_HEADING = "## Ingest (issue 3)"
 DIM = 384
 PREFIX = "bench_ingest_"
-ADD_SLICE = 50_000  # texts per Collection.add call
 Vec = npt.NDArray[np.float32]
 
 
@@ -183,13 +182,8 @@ def va_collection(url: sa.URL, vectors: Vec, texts: list[str]) -> Callable[[], i
     ids = [str(i) for i in range(len(texts))]
 
     def run() -> int:
-        # In slices: one add() of more than 65,535 texts fails (its check for existing
-        # ids binds one parameter per id, beyond PostgreSQL's limit).
         try:
-            return sum(
-                coll.add(texts[i : i + ADD_SLICE], ids=ids[i : i + ADD_SLICE]).chunks
-                for i in range(0, len(texts), ADD_SLICE)
-            )
+            return coll.add(texts, ids=ids).chunks  # all rows in one call
         finally:
             engine.dispose()
 
