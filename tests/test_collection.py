@@ -207,3 +207,13 @@ def test_add_more_ids_than_postgres_parameters(coll: Collection) -> None:
     assert [r.id for r in coll.get(["5", "69999"])] == ["5", "69999"]
     assert coll.search("note 69999", k=1)[0].id == "69999"  # the index was rebuilt after
     assert coll.delete([str(i) for i in range(0, n, 2)]) == n // 2
+
+
+def test_progress_reports(coll: Collection, capsys: pytest.CaptureFixture[str]) -> None:
+    """progress= takes a callback (stages reported up to their totals) or True (a bar)."""
+    seen: list[tuple[str, int, int]] = []
+    coll.add(TEXTS, ids=["a", "b", "c", "d"], progress=lambda *a: seen.append(a))
+    assert ("embedding", 4, 4) in seen
+    assert ("loading", 4, 4) in seen
+    coll.upsert(["another text"], ids=["e"], progress=True)
+    assert "rows/s" in capsys.readouterr().err

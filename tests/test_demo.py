@@ -55,7 +55,7 @@ def test_demo_full_corpus(demo_engine: sa.Engine) -> None:
     assert report.recall >= 0.6
     assert all(0.0 <= r.recall <= 1.0 for r in report.results)
     text = console.export_text()
-    assert "recall@k" in text
+    assert "recall@10" in text
     assert "embedding" in text
     assert "timings" in text
 

@@ -292,7 +292,6 @@ def ingest(
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from vecalchemy.collection import Collection
     from vecalchemy.engine import create_engine
@@ -320,27 +319,12 @@ def ingest(
         if not docs:
             raise CliError("no readable text, Markdown, reStructuredText or HTML files found")
         started = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            console=console,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total, rate="")
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:,.0f} rows/s")
-
-            result = collection.upsert(
-                [d.text for d in docs],
-                metadata=[d.metadata for d in docs],
-                ids=[d.id for d in docs],
-                progress=progress,
-            )
+        result = collection.upsert(
+            [d.text for d in docs],
+            metadata=[d.metadata for d in docs],
+            ids=[d.id for d in docs],
+            progress=not as_json,  # a bar with rows/s on stderr
+        )
         seconds = time.perf_counter() - started
         summary = {
             "collection": name,

@@ -30,12 +30,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,37 @@ class AddResult:
     chunks: int = 0
     skipped: int = 0  # upsert: documents whose text and embedder were unchanged
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _progress(progress: Progress | bool | None) -> Iterator[Progress | None]:
+    """The callback to report progress to: the caller's, a rich bar (True), or none."""
+    if not progress:
+        yield None
+        return
+    if callable(progress):
+        yield progress
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        console=Console(stderr=True),
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:,.0f} rows/s")
+
+        yield report
 
 
 def _id_in(table: sa.Table, ids: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -442,12 +474,13 @@ class Collection:
         ids: Sequence[str] | None = None,
         *,
         batch_size: int = 256,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> AddResult:
         """Split, embed and store new documents; return their ids and what was done.
 
         ``ids`` default to random hex ids. An id that is already stored is an error
-        (use :meth:`upsert` to replace). ``progress`` is called as ``(stage, done, total)``.
+        (use :meth:`upsert` to replace). ``progress=True`` shows a progress bar with
+        rows/s on stderr; a callable is called as ``(stage, done, total)`` instead.
 
         Example::
 
@@ -465,7 +498,8 @@ class Collection:
                 f"document id {existing!r} is already in collection {self.name!r}; use upsert() "
                 "to replace documents"
             )
-        return self._write(docs, replace=False, batch_size=batch_size, progress=progress)
+        with _progress(progress) as report:
+            return self._write(docs, replace=False, batch_size=batch_size, progress=report)
 
     def upsert(
         self,
@@ -474,7 +508,7 @@ class Collection:
         ids: Sequence[str] | None = None,
         *,
         batch_size: int = 256,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> AddResult:
         """Insert or replace documents by id, re-embedding only those whose text changed.
 
@@ -486,7 +520,8 @@ class Collection:
             docs.upsert(["new text"], ids=["doc-1"])
         """
         docs = self._documents(texts, metadata, ids, ids_required=True)
-        return self._write(docs, replace=True, batch_size=batch_size, progress=progress)
+        with _progress(progress) as report:
+            return self._write(docs, replace=True, batch_size=batch_size, progress=report)
 
     def delete(
         self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None
