@@ -68,14 +68,14 @@ def test_ingest_then_search(folder: Path, name: str, server_url: sa.URL) -> None
     )
     assert code == 0, err
     hits = json.loads(out)
-    assert hits[0]["id"] == "install.md"
+    assert hits[0]["id"] == f"{folder.as_posix()}/install.md"
     assert hits[0]["metadata"]["type"] == "markdown"
 
     code, out, _ = _run(
         "search", "pets", "-c", name, "--url", url, "--json", "--where", '{"type": "html"}'
     )
     assert code == 0
-    assert [h["id"] for h in json.loads(out)] == ["guide/page.html"]
+    assert [h["id"] for h in json.loads(out)] == [f"{folder.as_posix()}/guide/page.html"]
 
     code, out, _ = _run("search", "walks with a dog", "-c", name, "--url", url)
     assert code == 0

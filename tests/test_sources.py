@@ -36,15 +36,29 @@ def test_read_documents_walks_a_tree(tmp_path: Path) -> None:
     (tmp_path / "e.bin").write_bytes(b"\x00\x01")
     (tmp_path / "f.md").write_text("   \n")
     (tmp_path / "g.txt").write_bytes(b"\xff\xfe\x00bad")
-    docs = {d.id: d for d in read_documents([tmp_path])}
+    root = tmp_path.as_posix()
+    docs = {d.id.removeprefix(root + "/"): d for d in read_documents([tmp_path])}
     assert set(docs) == {"a.md", "sub/b.rst", "sub/c.html", "d.txt"}
-    assert docs["a.md"].metadata == {"source": "a.md", "type": "markdown"}
+    assert docs["a.md"].metadata == {"source": f"{root}/a.md", "type": "markdown"}
     assert docs["sub/c.html"].text == "gamma"
     assert docs["sub/c.html"].metadata["title"] == "C"
     only_md = [d.id for d in read_documents([tmp_path], glob="**/*.md")]
-    assert only_md == ["a.md"]  # f.md is whitespace only
+    assert only_md == [f"{root}/a.md"]  # f.md is whitespace only
     single = list(read_documents([tmp_path / "d.txt"]))
-    assert [d.id for d in single] == ["d.txt"]
+    assert [d.id for d in single] == [f"{root}/d.txt"]
+
+
+def test_same_names_in_two_places_stay_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two README.md files given on one command line get distinct ids; a file reached twice
+    is read once."""
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "README.md").write_text(f"# {folder}")
+    monkeypatch.chdir(tmp_path)
+    ids = [d.id for d in read_documents(["one", "two/README.md", "one/README.md"])]
+    assert ids == ["one/README.md", "two/README.md"]
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:

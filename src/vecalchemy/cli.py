@@ -256,6 +256,11 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
         click.echo(json.dumps({**asdict(report), "recall": report.recall}, indent=2))
 
 
+def _tail(text: str, width: int) -> str:
+    """``text`` cut from the left to ``width`` characters: a path's end says the most."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
 _URL_OPTION = click.option(
     "--url",
     envvar="VECALCHEMY_DATABASE_URL",
@@ -411,19 +416,20 @@ def search_command(
         return
     console = Console()
     table = Table(title=f"{len(hits)} hits for “{query}” in {name}", title_justify="left")
+    # Files ingested by path have source == id: a second column would say it again.
+    sources = [str(h.metadata.get("source", "")) for h in hits]
+    show_source = any(src and src != h.id for src, h in zip(sources, hits, strict=True))
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("id", no_wrap=True, max_width=40)
+    table.add_column("id", no_wrap=True)
     table.add_column("similarity", justify="right", no_wrap=True)
-    table.add_column("source", no_wrap=True, max_width=30)
+    if show_source:
+        table.add_column("source", no_wrap=True)
     table.add_column("snippet")
-    for i, h in enumerate(hits, 1):
+    for i, (h, src) in enumerate(zip(hits, sources, strict=True), 1):
         snippet = " ".join(h.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:159] + "…"
-        table.add_row(
-            str(i),
-            f"{h.id}#{h.chunk}",
-            f"{h.similarity:.3f}",
-            str(h.metadata.get("source", "")),
-            snippet,
-        )
+        cells = [str(i), _tail(f"{h.id}#{h.chunk}", 36), f"{h.similarity:.3f}"]
+        if show_source:
+            cells.append(_tail(src, 24))
+        table.add_row(*cells, snippet)
     console.print(table)

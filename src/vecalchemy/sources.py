@@ -1,8 +1,8 @@
 """Reading documents from files: plain text, Markdown, reStructuredText and HTML.
 
 :func:`read_documents` walks files and directories and yields one
-:class:`SourceDocument` per readable file, its id being the path relative to the
-directory given (so re-ingesting the same tree updates the same documents). HTML is
+:class:`SourceDocument` per readable file, its id being its path as given (``docs`` gives
+``docs/guide.md``), so re-ingesting the same tree updates the same documents. HTML is
 reduced to its visible text (scripts, styles and markup dropped).
 
 Example::
@@ -122,16 +122,16 @@ def html_to_text(markup: str) -> tuple[str, str]:
     return "\n".join(out).strip(), html.unescape(parser.title.strip())
 
 
-def _files(paths: Iterable[str | Path], glob: str | None) -> Iterator[tuple[Path, Path]]:
+def _files(paths: Iterable[str | Path], glob: str | None) -> Iterator[Path]:
     for given in paths:
         path = Path(given)
         if path.is_file():
-            yield path, path.parent
+            yield path
         elif path.is_dir():
             pattern = glob or "**/*"
             for found in sorted(path.glob(pattern)):
                 if found.is_file() and (glob or found.suffix.lower() in SUFFIXES):
-                    yield found, path
+                    yield found
         else:
             raise InvalidArgument(f"no such file or directory: {given}")
 
@@ -145,7 +145,8 @@ def read_documents(
     ``glob`` (e.g. ``"**/*.md"``) when given. Files that are empty, not valid text in
     ``encoding`` or contain NUL bytes (binary files) are skipped.
     """
-    for path, root in _files(paths, glob):
+    seen: set[str] = set()
+    for path in _files(paths, glob):
         try:
             raw = path.read_text(encoding=encoding)
         except (UnicodeDecodeError, OSError):
@@ -159,7 +160,12 @@ def read_documents(
             text, title = html_to_text(raw)
         if not text.strip():
             continue
-        rel = path.relative_to(root).as_posix() if path != root else path.name
+        # The path as given (e.g. docs/guide.md): unique across the arguments, and the
+        # same id when the same command runs again, so re-ingesting updates in place.
+        rel = path.as_posix()
+        if rel in seen:
+            continue  # the same file reached through two arguments
+        seen.add(rel)
         meta: dict[str, Any] = {"source": rel, "type": kind}
         if title:
             meta["title"] = title
