@@ -11,6 +11,10 @@ Settings, set explicitly on every call so that one search never inherits another
 * ``hnsw.ef_search``: ``ef_search`` if given, else ``max(40, k)``; never below ``k``,
   because an HNSW scan returns at most ``ef_search`` rows.
 * ``ivfflat.probes``: ``probes`` if given, else ``sqrt(lists)`` of the index.
+* ``hnsw.iterative_scan`` / ``ivfflat.iterative_scan``: ``relaxed_order`` when ``where``
+  is given (pgvector 0.8 then keeps scanning until k rows pass the filter, so a
+  selective filter still returns k rows when k rows match; hits are re-sorted), ``off``
+  otherwise.
 
 Thresholds have two names so their direction cannot be confused: ``min_similarity``
 (keep hits at least this similar) and ``max_distance`` (keep hits at most this far).
@@ -141,9 +145,17 @@ def _plan(
                 "ef_search rows, so you would silently get fewer than k; raise ef_search "
                 "or leave it unset"
             )
+    # With a filter, pgvector 0.8's iterative scans keep walking the index until k rows
+    # pass it (up to hnsw.max_scan_tuples / ivfflat.max_probes), instead of filtering one
+    # ef_search-sized batch and silently returning fewer. relaxed_order results are
+    # re-sorted in _hits. Set explicitly either way, so no search inherits the mode.
+    scan = "relaxed_order" if where is not None else "off"
     if may_use_hnsw(spec):
         ef = ef_search if ef_search is not None else max(DEFAULT_EF_SEARCH, nq.k)
         settings["hnsw.ef_search"] = str(min(ef, MAX_EF_SEARCH))
+        settings["hnsw.iterative_scan"] = scan
+    if isinstance(spec.index, IVFFlat) or (spec.index is None and not spec.declared):
+        settings["ivfflat.iterative_scan"] = scan
 
     lists_lookup = None
     if probes is not None:
@@ -223,6 +235,7 @@ def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
                 similarity=spec.metric.similarity(d, dim=spec.dim),
             )
         )
+    out.sort(key=lambda hit: hit.distance)  # iterative scans return relaxed order
     return out
 
 

@@ -1,0 +1,101 @@
+"""Filtered search returns k rows when k rows match (pgvector 0.8 iterative scans).
+
+Without iterative scans an HNSW index scan yields ef_search candidates and the filter
+runs afterwards: with a 1% filter and ef_search 40, about 0.4 rows survive. The tests
+force the index (``enable_seqscan = off``), as a large table would, and compare with
+the plain query.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Integer, String, insert, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import vecalchemy
+from vecalchemy import HNSW, Embedding, IVFFlat, search
+
+N = 3000
+DIM = 16
+VECS = np.random.default_rng(21).normal(size=(N, DIM)).astype(np.float32)
+RARE = set(range(0, N, 100))  # 1% of the rows
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "filtered_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(8))
+    embedding = Embedding(DIM, metric="l2", index=HNSW(m=16, ef_construction=64))
+    coarse = Embedding(DIM, metric="l2", index=IVFFlat(lists=30))
+
+
+@pytest.fixture
+def items(session: Session) -> Session:
+    conn = session.connection()
+    Base.metadata.create_all(conn)
+    conn.execute(
+        insert(Item),
+        [
+            {"id": i, "tag": "rare" if i in RARE else "common", "embedding": v, "coarse": v}
+            for i, v in enumerate(VECS)
+        ],
+    )
+    vecalchemy.build_indexes(conn, Item)
+    conn.exec_driver_sql("ANALYZE filtered_items")
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    return session
+
+
+def _exact(q: np.ndarray, k: int) -> list[int]:
+    rare = sorted(RARE)
+    d = np.linalg.norm(VECS[rare] - q, axis=1)
+    return [rare[i] for i in np.argsort(d)[:k]]
+
+
+@pytest.mark.parametrize("column", ["embedding", "coarse"])
+def test_selective_filter_returns_k_rows(items: Session, column: str) -> None:
+    """A 1% filter: the plain query returns fewer than k rows; search() returns k, in order."""
+    col = getattr(Item, column)
+    q = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
+    plain = items.execute(
+        select(Item.id).where(Item.tag == "rare").order_by(col.l2_distance(q)).limit(10)
+    ).all()
+    if column == "coarse":  # the same probes as search() picks: sqrt(30 lists) = 5
+        items.execute(sa.text("SET LOCAL ivfflat.probes = 5"))
+        plain = items.execute(
+            select(Item.id).where(Item.tag == "rare").order_by(col.l2_distance(q)).limit(10)
+        ).all()
+    assert len(plain) < 10  # the problem pgvector users hit
+    hits = search(items, col, q, k=10, where=Item.tag == "rare")
+    assert len(hits) == 10
+    assert all(h.row.tag == "rare" for h in hits)
+    distances = [h.distance for h in hits]
+    assert distances == sorted(distances)
+    recall = len({h.row.id for h in hits} & set(_exact(q, 10))) / 10
+    # HNSW keeps walking its graph toward the query: near-exact. IVFFlat's relaxed scan
+    # stops in the lists nearest the query once k rows pass (0.7 measured here at
+    # probes=5); choosing exact search for very selective filters is issue 4's next step.
+    assert recall >= (0.9 if column == "embedding" else 0.5)
+
+
+def test_scan_mode_is_set_per_query(items: Session) -> None:
+    """Filtered searches turn iterative scans on; the next unfiltered one turns them off."""
+    q = VECS[7]
+    search(items, Item.embedding, q, k=5, where=Item.tag == "rare")
+    assert items.execute(sa.text("SHOW hnsw.iterative_scan")).scalar() == "relaxed_order"
+    search(items, Item.embedding, q, k=5)
+    assert items.execute(sa.text("SHOW hnsw.iterative_scan")).scalar() == "off"
+    search(items, Item.coarse, q, k=5, where=Item.tag == "rare")
+    assert items.execute(sa.text("SHOW ivfflat.iterative_scan")).scalar() == "relaxed_order"
+
+
+def test_filtered_search_still_uses_the_index(items: Session) -> None:
+    """The filtered statement search() sends is served by the HNSW index."""
+    stmt = vecalchemy.nearest(Item.embedding, VECS[3], k=10).where(Item.tag == "rare")
+    assert vecalchemy.index_used(items, stmt) == "ix_filtered_items_embedding_hnsw"
