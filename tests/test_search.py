@@ -495,3 +495,26 @@ def test_search_reuses_its_statement(docs: Session, statements: list[str]) -> No
     assert len(selects) == 2
     assert selects[0] == selects[1]
     assert selects[0].rstrip().endswith("LIMIT 7")
+
+
+def test_ivfflat_lists_are_read_once(session: Session, statements: list[str]) -> None:
+    """An IVFFlat(lists=None) column's lists are read from pg_class on the first search only."""
+
+    class B(DeclarativeBase):
+        pass
+
+    class Auto(B):
+        __tablename__ = "auto_ivf_once"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        embedding = Embedding(4, metric="l2", index=IVFFlat())
+
+    conn = session.connection()
+    B.metadata.create_all(conn)
+    vecs = rng.normal(size=(4000, 4)).astype(np.float32)
+    conn.execute(insert(Auto), [{"id": i, "embedding": v} for i, v in enumerate(vecs)])
+    vecalchemy.build_indexes(conn, Auto)
+    statements.clear()
+    for i in range(3):
+        assert search(session, Auto.embedding, vecs[i], k=1)[0].row.id == i
+    assert sum("pg_options_to_table" in s for s in statements) == 1
+    assert _setting(session, "ivfflat.probes") == "2"  # sqrt(4 lists)

@@ -32,6 +32,16 @@ __all__ = ["IndexResult", "build_indexes", "drop_indexes", "table_of"]
 
 log = logging.getLogger("vecalchemy.indexes")
 
+#: The ``lists`` of IVFFlat indexes built with ``lists=None``, per (database URL, index
+#: name), as :func:`vecalchemy.search` read them to choose ``probes``; building or
+#: dropping an index forgets its entries.
+IVFFLAT_LISTS: dict[tuple[str, str], int] = {}
+
+
+def _forget(name: str) -> None:
+    for key in [k for k in IVFFLAT_LISTS if k[1] == name]:
+        IVFFLAT_LISTS.pop(key, None)
+
 
 @dataclass(frozen=True)
 class IndexResult:
@@ -96,6 +106,7 @@ def _build_one(conn: Connection, ix: Index) -> IndexResult:
             )
         opts["with"] = with_
     used = dict(opts["with"] or {})
+    _forget(name)
     started = time.perf_counter()
     try:
         with building_indexes():
@@ -142,6 +153,7 @@ def drop_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
         out = []
         for ix in vector_indexes(table):
             existed = _exists(conn, ix)
+            _forget(str(ix.name))
             conn.execute(DropIndex(ix, if_exists=True))
             out.append(IndexResult(name=str(ix.name), action="dropped" if existed else "absent"))
         return out

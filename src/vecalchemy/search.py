@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from vecalchemy.errors import InvalidSearch
+from vecalchemy.indexes import IVFFLAT_LISTS
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
 from vecalchemy.query import (
     QUERY_PARAM,
@@ -242,7 +243,16 @@ def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
 Step = tuple[Executable, dict[str, Any]]
 
 
-def _steps(plan: _Plan) -> Generator[Step, Any, list[Hit[Any]]]:
+def _database(session: Any) -> str | None:
+    """A key for the database behind ``session``, or None when it cannot be told."""
+    try:
+        bind = session.get_bind() if hasattr(session, "get_bind") else session
+        return str(bind.engine.url)
+    except Exception:
+        return None
+
+
+def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[Any]]]:
     """The statements one search runs, in order; the runner sends back each result.
 
     Written once for :func:`search` and :func:`asearch`, which only differ in how they
@@ -250,10 +260,16 @@ def _steps(plan: _Plan) -> Generator[Step, Any, list[Hit[Any]]]:
     """
     settings = dict(plan.settings)
     if plan.lists_lookup is not None:
-        found = yield _LISTS_SQL, {"name": plan.lists_lookup}
-        lists = found.scalar()
+        key = (database, plan.lists_lookup) if database is not None else None
+        lists = IVFFLAT_LISTS.get(key) if key is not None else None
+        if lists is None:
+            found = yield _LISTS_SQL, {"name": plan.lists_lookup}
+            value = found.scalar()
+            lists = int(value) if value is not None else None
+            if lists is not None and key is not None:
+                IVFFLAT_LISTS[key] = lists
         if lists is not None:
-            settings["ivfflat.probes"] = str(_default_probes(int(lists)))
+            settings["ivfflat.probes"] = str(_default_probes(lists))
     if settings:
         values = {f"v{i}": value for i, value in enumerate(settings.values())}
         yield _settings_stmt(tuple(settings)), values
@@ -306,7 +322,7 @@ def search(
         load_embedding=load_embedding,
         orm_session=isinstance(session, Session),
     )
-    steps = _steps(plan)
+    steps = _steps(plan, _database(session))
     result: Any = None
     try:
         while True:
@@ -350,7 +366,7 @@ async def asearch(
         load_embedding=load_embedding,
         orm_session=isinstance(session, AsyncSession),
     )
-    steps = _steps(plan)
+    steps = _steps(plan, _database(session))
     result: Any = None
     try:
         while True:
