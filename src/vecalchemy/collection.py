@@ -400,18 +400,32 @@ class Collection:
         table = self.table
         hashes = [_digest(text) for _, text, _ in docs]
         todo = list(range(len(docs)))
+        retag: list[int] = []  # unchanged documents whose metadata changed
         with self.engine.connect() as conn:
             self._check_embedder(conn)
-            if replace and docs:
-                stored = dict(
-                    conn.execute(
-                        select(table.c.id, table.c.content_hash)
+            if not replace:
+                existing = conn.execute(
+                    select(table.c.id).where(_id_in(table, [d[0] for d in docs])).limit(1)
+                ).scalar()
+                if existing is not None:
+                    raise InvalidRows(
+                        f"document id {existing!r} is already in collection {self.name!r}; "
+                        "use upsert() to replace documents"
+                    )
+            elif docs:
+                stored = {
+                    row.id: (row.content_hash, row.metadata)
+                    for row in conn.execute(
+                        select(table.c.id, table.c.content_hash, table.c.metadata)
                         .where(_id_in(table, [d[0] for d in docs]))
                         .where(table.c.chunk == 0)
                         .where(table.c.embedder == self.embedder.name)
-                    ).all()
-                )
-                unchanged = {n for n, d in enumerate(docs) if stored.get(d[0]) == hashes[n]}
+                    )
+                }
+                unchanged = {
+                    n for n, d in enumerate(docs) if stored.get(d[0], ("",))[0] == hashes[n]
+                }
+                retag = [n for n in unchanged if stored[docs[n][0]][1] != docs[n][2]]
                 todo = [n for n in todo if n not in unchanged]
                 result.skipped = len(unchanged)
             conn.rollback()
@@ -424,8 +438,8 @@ class Collection:
         started = time.perf_counter()
         with self.engine.begin() as conn:
             if replace:
-                # Unchanged documents: only their metadata may have changed.
-                for n in set(range(len(docs))) - set(todo):
+                # Unchanged texts: write only the metadata that differs.
+                for n in retag:
                     conn.execute(
                         sa.update(table).where(table.c.id == docs[n][0]).values(metadata=docs[n][2])
                     )
@@ -488,16 +502,6 @@ class Collection:
             result.ids, result.chunks
         """
         docs = self._documents(texts, metadata, ids, ids_required=False)
-        self.create()
-        with self.engine.connect() as conn:
-            existing = conn.execute(
-                select(self.table.c.id).where(_id_in(self.table, [d[0] for d in docs])).limit(1)
-            ).scalar()
-        if existing is not None:
-            raise InvalidRows(
-                f"document id {existing!r} is already in collection {self.name!r}; use upsert() "
-                "to replace documents"
-            )
         with _progress(progress) as report:
             return self._write(docs, replace=False, batch_size=batch_size, progress=report)
 
