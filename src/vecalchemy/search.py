@@ -66,6 +66,7 @@ from vecalchemy.schema import HNSW, IVFFlat, VectorSpec
 __all__ = ["DEFAULT_EF_SEARCH", "Hit", "asearch", "search"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: pgvector's default ``hnsw.ef_search``; vecalchemy never sets less than ``max(this, k)``.
 DEFAULT_EF_SEARCH = 40
@@ -132,46 +133,14 @@ def _plan(
         stmt = stmt.where(*clauses)
     nq = NearestQuery(select=stmt, spec=spec, k=nq.k, column_name=nq.column_name)
 
-    settings: dict[str, str] = {}
-    if ef_search is not None:
-        if isinstance(spec.index, IVFFlat):
-            raise InvalidSearch(
-                f"ef_search applies to HNSW indexes; {nq.column_name} has an IVFFlat index, "
-                "tune it with probes="
-            )
-        _check_setting("ef_search", ef_search, 1, MAX_EF_SEARCH)
-        if ef_search < nq.k:
-            raise InvalidSearch(
-                f"ef_search={ef_search} is below k={nq.k}: an HNSW scan returns at most "
-                "ef_search rows, so you would silently get fewer than k; raise ef_search "
-                "or leave it unset"
-            )
-    # With a filter, pgvector 0.8's iterative scans keep walking the index until k rows
-    # pass it (up to hnsw.max_scan_tuples / ivfflat.max_probes), instead of filtering one
-    # ef_search-sized batch and silently returning fewer. relaxed_order results are
-    # re-sorted in _hits. Set explicitly either way, so no search inherits the mode.
-    scan = "relaxed_order" if where is not None else "off"
-    if may_use_hnsw(spec):
-        ef = ef_search if ef_search is not None else max(DEFAULT_EF_SEARCH, nq.k)
-        settings["hnsw.ef_search"] = str(min(ef, MAX_EF_SEARCH))
-        settings["hnsw.iterative_scan"] = scan
-    if isinstance(spec.index, IVFFlat) or (spec.index is None and not spec.declared):
-        settings["ivfflat.iterative_scan"] = scan
-
-    lists_lookup = None
-    if probes is not None:
-        if isinstance(spec.index, HNSW):
-            raise InvalidSearch(
-                f"probes applies to IVFFlat indexes; {nq.column_name} has an HNSW index, "
-                "tune it with ef_search="
-            )
-        _check_setting("probes", probes, 1, 32768)
-        settings["ivfflat.probes"] = str(probes)
-    elif isinstance(spec.index, IVFFlat):
-        if spec.index.lists is not None:
-            settings["ivfflat.probes"] = str(_default_probes(spec.index.lists))
-        else:
-            lists_lookup = spec.index_name
+    settings, lists_lookup = index_settings(
+        spec,
+        nq.k,
+        filtered=where is not None,
+        ef_search=ef_search,
+        probes=probes,
+        column_name=nq.column_name,
+    )
 
     if min_similarity is not None and max_distance is not None:
         raise InvalidSearch("give min_similarity or max_distance, not both")
@@ -195,6 +164,66 @@ def _plan(
         orm=orm_session and isinstance(column, InstrumentedAttribute),
         lists_lookup=lists_lookup,
     )
+
+
+def index_settings(
+    spec: VectorSpec,
+    candidates: int,
+    *,
+    filtered: bool,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    column_name: str = "the column",
+) -> tuple[dict[str, str], str | None]:
+    """The query-time settings a scan of ``spec``'s index for ``candidates`` rows needs.
+
+    Returns the settings and, for an ``IVFFlat(lists=None)`` index, the index name whose
+    ``lists`` must be read to choose ``probes`` (``None`` otherwise). Every setting the
+    scan depends on is present, so no search inherits another's. Raises
+    :class:`~vecalchemy.InvalidSearch` for a setting that does not apply to the index.
+    """
+    settings: dict[str, str] = {}
+    if ef_search is not None:
+        if isinstance(spec.index, IVFFlat):
+            raise InvalidSearch(
+                f"ef_search applies to HNSW indexes; {column_name} has an IVFFlat index, "
+                "tune it with probes="
+            )
+        _check_setting("ef_search", ef_search, 1, MAX_EF_SEARCH)
+        if ef_search < candidates:
+            raise InvalidSearch(
+                f"ef_search={ef_search} is below k={candidates}: an HNSW scan returns at most "
+                "ef_search rows, so you would silently get fewer than k; raise ef_search "
+                "or leave it unset"
+            )
+    # With a filter, pgvector 0.8's iterative scans keep walking the index until k rows
+    # pass it (up to hnsw.max_scan_tuples / ivfflat.max_probes), instead of filtering one
+    # ef_search-sized batch and silently returning fewer. relaxed_order results are
+    # re-sorted in _hits. Set explicitly either way, so no search inherits the mode.
+    scan = "relaxed_order" if filtered else "off"
+    if may_use_hnsw(spec):
+        ef = ef_search if ef_search is not None else max(DEFAULT_EF_SEARCH, candidates)
+        settings["hnsw.ef_search"] = str(min(ef, MAX_EF_SEARCH))
+        settings["hnsw.iterative_scan"] = scan
+    if isinstance(spec.index, IVFFlat) or (spec.index is None and not spec.declared):
+        settings["ivfflat.iterative_scan"] = scan
+
+    lists_lookup = None
+    if probes is not None:
+        if isinstance(spec.index, HNSW):
+            raise InvalidSearch(
+                f"probes applies to IVFFlat indexes; {column_name} has an HNSW index, "
+                "tune it with ef_search="
+            )
+        _check_setting("probes", probes, 1, 32768)
+        settings["ivfflat.probes"] = str(probes)
+    elif isinstance(spec.index, IVFFlat):
+        if spec.index.lists is not None:
+            settings["ivfflat.probes"] = str(_default_probes(spec.index.lists))
+        else:
+            lists_lookup = spec.index_name
+
+    return settings, lists_lookup
 
 
 def _default_probes(lists: int) -> int:
@@ -243,7 +272,7 @@ def _hits(plan: _Plan, rows: Sequence[Any]) -> list[Hit[Any]]:
 Step = tuple[Executable, dict[str, Any]]
 
 
-def _database(session: Any) -> str | None:
+def database_key(session: Any) -> str | None:
     """A key for the database behind ``session``, or None when it cannot be told."""
     try:
         bind = session.get_bind() if hasattr(session, "get_bind") else session
@@ -252,18 +281,20 @@ def _database(session: Any) -> str | None:
         return None
 
 
-def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[Any]]]:
-    """The statements one search runs, in order; the runner sends back each result.
+def apply_settings(
+    settings: dict[str, str], lists_lookup: str | None, database: str | None
+) -> Generator[Step, Any, None]:
+    """The steps that apply ``settings`` (see :func:`index_settings`) for one search.
 
-    Written once for :func:`search` and :func:`asearch`, which only differ in how they
-    execute a statement.
+    When ``lists_lookup`` names an ``IVFFlat(lists=None)`` index, its ``lists`` are read
+    once per database (then cached) to set ``ivfflat.probes`` to ``sqrt(lists)``.
     """
-    settings = dict(plan.settings)
-    if plan.lists_lookup is not None:
-        key = (database, plan.lists_lookup) if database is not None else None
+    settings = dict(settings)
+    if lists_lookup is not None:
+        key = (database, lists_lookup) if database is not None else None
         lists = IVFFLAT_LISTS.get(key) if key is not None else None
         if lists is None:
-            found = yield _LISTS_SQL, {"name": plan.lists_lookup}
+            found = yield _LISTS_SQL, {"name": lists_lookup}
             value = found.scalar()
             lists = int(value) if value is not None else None
             if lists is not None and key is not None:
@@ -271,10 +302,51 @@ def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[A
         if lists is not None:
             settings["ivfflat.probes"] = str(_default_probes(lists))
     if settings:
-        values = {f"v{i}": value for i, value in enumerate(settings.values())}
-        yield _settings_stmt(tuple(settings)), values
+        yield settings_step(settings)
+
+
+def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[Any]]]:
+    """The statements one search runs, in order; the runner sends back each result.
+
+    Written once for :func:`search` and :func:`asearch`, which only differ in how they
+    execute a statement.
+    """
+    yield from apply_settings(plan.settings, plan.lists_lookup, database)
     rows = yield plan.query.select, {QUERY_PARAM: plan.value}
     return _hits(plan, rows.all())
+
+
+def run_steps(session: Session | Connection, steps: Generator[Step, Any, R]) -> R:
+    """Drive a step generator (see :func:`_steps`) on a sync session or connection.
+
+    Each yielded ``(statement, params)`` is executed and its result sent back; the
+    generator's return value is returned. Searches are written once as generators, and
+    this and :func:`arun_steps` are the only places that differ between sync and async.
+    """
+    result: Any = None
+    try:
+        while True:
+            result = session.execute(*steps.send(result))
+    except StopIteration as done:
+        value: R = done.value
+        return value
+
+
+async def arun_steps(session: AsyncSession | AsyncConnection, steps: Generator[Step, Any, R]) -> R:
+    """The async twin of :func:`run_steps`."""
+    result: Any = None
+    try:
+        while True:
+            result = await session.execute(*steps.send(result))
+    except StopIteration as done:
+        value: R = done.value
+        return value
+
+
+def settings_step(settings: dict[str, str]) -> Step:
+    """The one statement that applies ``settings`` with ``SET LOCAL`` semantics."""
+    values = {f"v{i}": value for i, value in enumerate(settings.values())}
+    return _settings_stmt(tuple(settings)), values
 
 
 def search(
@@ -322,14 +394,7 @@ def search(
         load_embedding=load_embedding,
         orm_session=isinstance(session, Session),
     )
-    steps = _steps(plan, _database(session))
-    result: Any = None
-    try:
-        while True:
-            result = session.execute(*steps.send(result))
-    except StopIteration as done:
-        hits: list[Hit[Any]] = done.value
-        return hits
+    return run_steps(session, _steps(plan, database_key(session)))
 
 
 async def asearch(
@@ -366,11 +431,4 @@ async def asearch(
         load_embedding=load_embedding,
         orm_session=isinstance(session, AsyncSession),
     )
-    steps = _steps(plan, _database(session))
-    result: Any = None
-    try:
-        while True:
-            result = await session.execute(*steps.send(result))
-    except StopIteration as done:
-        hits: list[Hit[Any]] = done.value
-        return hits
+    return await arun_steps(session, _steps(plan, database_key(session)))
