@@ -23,24 +23,35 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-__all__ = ["aexplain", "explain", "index_used"]
+__all__ = ["Explain", "aexplain", "explain", "index_used"]
 
 _INDEX_SCAN = re.compile(r"Index (?:Only )?Scan using (\S+)")
 
 
-class _Explain(Executable, ClauseElement):
-    """``EXPLAIN [ANALYZE] <statement>`` with the statement's own bound parameters."""
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN [ANALYZE] <statement>`` with the statement's own bound parameters.
+
+    ``fmt="json"`` asks for ``FORMAT JSON`` (one row holding the plan as JSON).
+
+    Example::
+
+        plan = session.execute(Explain(select(Doc.id).where(Doc.lang == "en"), fmt="json"))
+    """
 
     inherit_cache = False
 
-    def __init__(self, stmt: Any, analyze: bool) -> None:
+    def __init__(self, stmt: Any, analyze: bool = False, *, fmt: str = "text") -> None:
         self.stmt = stmt
         self.analyze = analyze
+        self.fmt = fmt
 
 
-@compiles(_Explain)
-def _compile(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if element.analyze else "EXPLAIN "
+@compiles(Explain)
+def _compile(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    options = ["ANALYZE", "BUFFERS"] if element.analyze else []
+    if element.fmt == "json":
+        options.append("FORMAT JSON")
+    prefix = f"EXPLAIN ({', '.join(options)}) " if options else "EXPLAIN "
     return prefix + compiler.process(element.stmt, **kw)
 
 
@@ -55,7 +66,7 @@ def explain(session: Session | Connection, stmt: Any, *, analyze: bool = False) 
         # Limit  (cost=...)
         #   ->  Index Scan using ix_docs_embedding_hnsw on docs  (cost=...)
     """
-    rows = session.execute(_Explain(stmt, analyze)).all()
+    rows = session.execute(Explain(stmt, analyze)).all()
     return "\n".join(str(r[0]) for r in rows)
 
 
@@ -68,7 +79,7 @@ async def aexplain(
 
         print(await vecalchemy.aexplain(async_session, stmt))
     """
-    rows = (await session.execute(_Explain(stmt, analyze))).all()
+    rows = (await session.execute(Explain(stmt, analyze))).all()
     return "\n".join(str(r[0]) for r in rows)
 
 

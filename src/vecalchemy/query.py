@@ -22,11 +22,24 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pgvector.sqlalchemy import HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import BindParameter, ColumnElement, Dialect, Float, Select, bindparam, cast, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Dialect,
+    Float,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.types import TypeEngine
 
@@ -76,24 +89,52 @@ class _SparsevecParam(_BinaryWhenRegistered, SPARSEVEC):
 
 
 def _param_type(spec: VectorSpec) -> TypeEngine[Any]:
-    storage = spec.index_storage
+    storage = spec.query_storage
     if storage is Storage.VECTOR:
         return _VectorParam(spec.dim)
     if storage is Storage.HALFVEC:
         return _HalfvecParam(spec.dim)
     if storage is Storage.SPARSEVEC:
         return _SparsevecParam(spec.dim)
-    return spec.index_sql_type()
+    return spec.query_sql_type()
+
+
+#: Candidates fetched from a binary-quantized index per row returned, unless overridden.
+DEFAULT_OVERSAMPLE = 4
+
+#: Name of the literal LIMIT of the candidate subquery of a binary-quantized search.
+CANDIDATES_PARAM = "candidates"
 
 
 @dataclass(frozen=True)
 class NearestQuery:
-    """A built nearest-neighbour query and what the runner needs to know about it."""
+    """A built nearest-neighbour query and what the runner needs to know about it.
+
+    ``filtered`` adds filters where they belong: on the query itself, or, for a
+    binary-quantized index, on the candidate subquery (so the candidates all match).
+    """
 
     select: Select[Any]
     spec: VectorSpec
     k: int
     column_name: str
+    rebuild: Callable[[Sequence[ColumnElement[bool]]], Select[Any]] | None = None
+    #: The same query for an exact scan: ordered by an expression no vector index can
+    #: serve (``distance + 0``), so PostgreSQL computes the distance of every row that
+    #: passes the filter (found through the filter's own index, if any), and without a
+    #: binary-quantized index's candidate subquery.
+    exact: Select[Any] | None = None
+
+    def filtered(self, clauses: Sequence[ColumnElement[bool]]) -> NearestQuery:
+        """This query with ``clauses`` added to its filter."""
+        stmt = self.select.where(*clauses) if self.rebuild is None else self.rebuild(clauses)
+        exact = self.exact.where(*clauses) if self.exact is not None else None
+        return dataclasses.replace(self, select=stmt, exact=exact)
+
+    @property
+    def exact_select(self) -> Select[Any]:
+        """The statement an exact (sequential or filter-index) scan runs."""
+        return self.exact if self.exact is not None else self.select
 
 
 def _check_k(k: object, spec: VectorSpec) -> int:
@@ -114,7 +155,7 @@ def query_value(spec: VectorSpec, query: Any, *, column: str = "the column") -> 
     return as_query_value(
         query,
         dim=spec.dim,
-        storage=spec.index_storage,
+        storage=spec.query_storage,
         column=column,
         zero_ok=spec.metric is not Metric.COSINE,
     )
@@ -129,8 +170,8 @@ def _distance_expr(
     column: Any, spec: VectorSpec, param: BindParameter[Any]
 ) -> ColumnElement[float]:
     lhs: ColumnElement[Any] = column
-    typ = spec.index_sql_type()
-    if spec.uses_expression_index:
+    typ = spec.query_sql_type()
+    if spec.uses_expression_index and not spec.binary_quantized:
         lhs = cast(column, typ)
     # A CAST of a parameter is still a constant to the planner, so the index is usable,
     # and it fixes the parameter's type for drivers that infer it (asyncpg).
@@ -182,8 +223,7 @@ def nearest_template(
     k = _check_k(k, spec)
     name = _describe(col)
     param = bindparam(QUERY_PARAM, None, type_=_param_type(spec))
-    stmt = _build(column, col, spec, k, load_embedding, param, literal_limit=True)
-    template = NearestQuery(select=stmt, spec=spec, k=k, column_name=name)
+    template = _nearest_query(column, col, spec, k, load_embedding, param, name, template=True)
     if cacheable:
         if len(_TEMPLATES) >= _TEMPLATES_MAX:
             _TEMPLATES.clear()
@@ -200,6 +240,8 @@ def _build(
     param: BindParameter[Any],
     *,
     literal_limit: bool = False,
+    filters: Sequence[ColumnElement[bool]] = (),
+    exact: bool = False,
 ) -> Select[Any]:
     dist = _distance_expr(column, spec, param).label("distance")
     if isinstance(column, InstrumentedAttribute):
@@ -216,13 +258,52 @@ def _build(
         table = col.table
         cols = [c for c in table.c if load_embedding or not is_vector_type(c.type)]
         stmt = select(*cols, dist)
+    if spec.binary_quantized and not exact:
+        stmt = stmt.where(_bq_candidates(col, spec, param, k, literal_limit, filters))
+    order: ColumnElement[Any] = dist
+    if exact:
+        order = dist.element + literal_column("0")
     if literal_limit:
         # LIMIT written into the SQL at execution (still one cache entry for every k): a
         # LIMIT parameter makes PostgreSQL re-plan the driver's prepared statement each
         # time. Only for search()'s own statements: it shows as __[POSTCOMPILE_k] when a
         # user compiles the statement to a string.
-        return stmt.order_by(dist).limit(bindparam("k", k, literal_execute=True))
-    return stmt.order_by(dist).limit(k)
+        return stmt.order_by(order).limit(bindparam("k", k, literal_execute=True))
+    return stmt.order_by(order).limit(k)
+
+
+def _bq_candidates(
+    col: Any,
+    spec: VectorSpec,
+    param: BindParameter[Any],
+    k: int,
+    literal_limit: bool,
+    filters: Sequence[ColumnElement[bool]],
+) -> ColumnElement[bool]:
+    """``pk IN (the candidates nearest by Hamming distance on the binary-quantized index)``.
+
+    The subquery orders by exactly the indexed expression, so the bit index serves it;
+    the outer query re-ranks its few rows by the exact distance. Filters go inside, so
+    every candidate matches them. The subquery is not correlated: its own FROM of the
+    same table is the one its filters (written against the table) refer to.
+    """
+    table = col.table
+    pk = list(table.primary_key.columns)
+    if len(pk) != 1:
+        raise InvalidSearch(
+            f"searching a binary-quantized index on {_describe(col)} re-ranks candidates by "
+            "primary key, so the table needs a single-column primary key"
+        )
+    codes = cast(func.binary_quantize(col), spec.index_sql_type())
+    query_codes = func.binary_quantize(cast(param, spec.query_sql_type()))
+    hamming = codes.op(Metric.HAMMING.operator, return_type=Float)(query_codes)
+    limit: Any = k * DEFAULT_OVERSAMPLE
+    if literal_limit:
+        limit = bindparam(CANDIDATES_PARAM, limit, literal_execute=True)
+    key: ColumnElement[Any] = pk[0]
+    inner = select(key).where(*filters).order_by(hamming).limit(limit).correlate(None)
+    member: ColumnElement[bool] = key.in_(inner)
+    return member
 
 
 def plan_nearest(
@@ -237,8 +318,37 @@ def plan_nearest(
     col, spec = resolve_spec(column, metric)
     k = _check_k(k, spec)
     name = _describe(col)
-    stmt = _build(column, col, spec, k, load_embedding, query_param(spec, query, column=name))
-    return NearestQuery(select=stmt, spec=spec, k=k, column_name=name)
+    param = query_param(spec, query, column=name)
+    return _nearest_query(column, col, spec, k, load_embedding, param, name, template=False)
+
+
+def _nearest_query(
+    column: Any,
+    col: Any,
+    spec: VectorSpec,
+    k: int,
+    load_embedding: bool,
+    param: BindParameter[Any],
+    name: str,
+    *,
+    template: bool,
+) -> NearestQuery:
+    def build(clauses: Sequence[ColumnElement[bool]]) -> Select[Any]:
+        return _build(
+            column, col, spec, k, load_embedding, param, literal_limit=template, filters=clauses
+        )
+
+    bq = spec.binary_quantized
+    return NearestQuery(
+        select=build(()),
+        spec=spec,
+        k=k,
+        column_name=name,
+        rebuild=build if bq else None,
+        exact=_build(
+            column, col, spec, k, load_embedding, param, literal_limit=template, exact=True
+        ),
+    )
 
 
 def nearest(
@@ -248,6 +358,7 @@ def nearest(
     *,
     metric: str | Metric | None = None,
     load_embedding: bool = False,
+    where: ColumnElement[bool] | Sequence[ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
     """A ``Select`` of ``(row, distance)`` for the ``k`` rows nearest to ``query``.
 
@@ -255,6 +366,9 @@ def nearest(
     the embedding deferred unless ``load_embedding=True``) or a Core column
     (``docs.c.embedding``: rows are the table's other columns). ``metric`` is needed
     only for plain pgvector columns that have no vector index in their metadata.
+    ``where`` filters like ``.where(...)`` does; for a column with a binary-quantized
+    index it filters the candidates, so prefer it there (``.where()`` on the result
+    would filter the re-ranked candidates and could return fewer than ``k`` rows).
 
     The query vector is checked here, before any SQL runs: a wrong dimension raises
     :class:`~vecalchemy.DimensionMismatch`, NaN or infinity
@@ -266,7 +380,10 @@ def nearest(
         stmt = nearest(Doc.embedding, [0.1, 0.2, 0.3], k=3).where(Doc.lang == "en")
         rows = session.execute(stmt).all()   # [(Doc, 0.02), (Doc, 0.11), (Doc, 0.3)]
     """
-    return plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding).select
+    nq = plan_nearest(column, query, k, metric=metric, load_embedding=load_embedding)
+    if where is not None:
+        nq = nq.filtered([where] if isinstance(where, ColumnElement) else list(where))
+    return nq.select
 
 
 def may_use_hnsw(spec: VectorSpec) -> bool:

@@ -41,9 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import Column, ColumnElement, Index, Table, cast, event
+from sqlalchemy import Column, ColumnElement, Index, Table, cast, event, func, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
 from sqlalchemy.sql.ddl import BaseDDLElement
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
 from vecalchemy.errors import (
@@ -73,6 +75,7 @@ __all__ = [
     "embedding_column",
     "is_vector_type",
     "ivfflat_lists_for",
+    "partial_index",
     "resolve_spec",
     "vector_indexes",
 ]
@@ -83,6 +86,7 @@ log = logging.getLogger("vecalchemy.schema")
 INFO_KEY = "vecalchemy"
 
 _PG_IDENTIFIER_MAX = 63
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -93,18 +97,35 @@ class HNSW:
     least ``2 * m``) the candidate list size while building. ``name`` overrides the
     generated index name.
 
+    ``quantize`` indexes a compressed copy of each vector while the column keeps full
+    precision: ``"halfvec"`` (half the index size, same metric) or ``"binary"`` (one bit
+    per dimension, 32x smaller: an index on ``binary_quantize(embedding)::bit(dim)``
+    searched by Hamming distance; :func:`vecalchemy.search` then over-fetches candidates
+    and re-ranks them by the exact distance in the same statement).
+
+    ``where`` makes the index partial (``CREATE INDEX ... WHERE <where>``), e.g. one index
+    per frequent filter value; PostgreSQL uses it for queries whose filter implies the
+    predicate. It is DDL written by you, never user input. For several partial indexes on
+    one column see :func:`partial_index`.
+
     Example::
 
         Embedding(768, index=HNSW(m=24, ef_construction=128))
+        Embedding(1536, index=HNSW(quantize="binary"))
+        Embedding(384, index=HNSW(where="lang = 'en'"))
     """
 
     m: int = 16
     ef_construction: int = 64
     name: str | None = None
+    quantize: str | None = None
+    where: str | None = None
 
     method = IndexMethod.HNSW
 
     def __post_init__(self) -> None:
+        _check_quantize(self.quantize)
+        _check_where(self.where)
         _check_int("HNSW m", self.m, 2, 100)
         _check_int("HNSW ef_construction", self.ef_construction, 4, 1000)
         if self.ef_construction < 2 * self.m:
@@ -136,14 +157,20 @@ class IVFFlat:
 
         Embedding(384, index=IVFFlat())          # lists from the row count at build time
         Embedding(384, index=IVFFlat(lists=200))
+
+    ``quantize`` and ``where`` work as for :class:`HNSW`.
     """
 
     lists: int | None = None
     name: str | None = None
+    quantize: str | None = None
+    where: str | None = None
 
     method = IndexMethod.IVFFLAT
 
     def __post_init__(self) -> None:
+        _check_quantize(self.quantize)
+        _check_where(self.where)
         if self.lists is not None:
             _check_int("IVFFlat lists", self.lists, 1, 32768)
 
@@ -171,6 +198,25 @@ def ivfflat_lists_for(rows: int) -> int:
     return max(1, min(32768, n))
 
 
+#: The index compressions ``HNSW(quantize=...)`` / ``IVFFlat(quantize=...)`` accept.
+QUANTIZE = ("halfvec", "binary")
+
+
+def _check_quantize(quantize: object) -> None:
+    if quantize is not None and quantize not in QUANTIZE:
+        raise UnsupportedIndex(
+            f"quantize must be one of {', '.join(map(repr, QUANTIZE))} or None, got {quantize!r}"
+        )
+
+
+def _check_where(where: object) -> None:
+    if where is not None and (not isinstance(where, str) or not where.strip()):
+        raise UnsupportedIndex(
+            f"where must be a SQL predicate string such as \"lang = 'en'\", got {where!r}; "
+            "for a SQLAlchemy expression use vecalchemy.partial_index()"
+        )
+
+
 def _check_int(what: str, value: object, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise UnsupportedIndex(f"{what} must be an integer from {lo} to {hi}, got {value!r}")
@@ -194,18 +240,40 @@ class VectorSpec:
     declared: bool = field(default=False, compare=False)
 
     @property
-    def index_storage(self) -> Storage:
-        """The storage type the index (and so every query) works on.
+    def binary_quantized(self) -> bool:
+        """True when the index is on ``binary_quantize(column)::bit(dim)``."""
+        return self.index is not None and self.index.quantize == "binary"
 
-        ``halfvec`` for a ``vector`` column above 2,000 dimensions, else the column's own.
+    @property
+    def index_storage(self) -> Storage:
+        """The storage type the index works on.
+
+        ``bit`` for ``quantize="binary"``; ``halfvec`` for ``quantize="halfvec"`` and for a
+        ``vector`` column above 2,000 dimensions; else the column's own.
         """
-        if (
-            self.index is not None
-            and self.storage is Storage.VECTOR
-            and self.dim > INDEX_DIM_LIMITS[Storage.VECTOR]
+        if self.index is None:
+            return self.storage
+        if self.index.quantize == "binary":
+            return Storage.BIT
+        if self.storage is Storage.VECTOR and (
+            self.index.quantize == "halfvec" or self.dim > INDEX_DIM_LIMITS[Storage.VECTOR]
         ):
             return Storage.HALFVEC
         return self.storage
+
+    @property
+    def index_metric(self) -> Metric:
+        """The metric of the index: Hamming for a binary-quantized index, else the column's."""
+        return Metric.HAMMING if self.binary_quantized else self.metric
+
+    @property
+    def query_storage(self) -> Storage:
+        """The storage type of the expression ordered by (and so of the query vector).
+
+        The index's, except for a binary-quantized index, whose candidates are re-ranked
+        by the exact distance on the column itself.
+        """
+        return self.storage if self.binary_quantized else self.index_storage
 
     @property
     def uses_expression_index(self) -> bool:
@@ -215,7 +283,7 @@ class VectorSpec:
     @property
     def opclass(self) -> str:
         """The operator class of the index, derived from metric and index storage."""
-        return self.metric.opclass(self.index_storage)
+        return self.index_metric.opclass(self.index_storage)
 
     def sql_type(self) -> TypeEngine[Any]:
         """The pgvector-python column type for this spec."""
@@ -224,6 +292,10 @@ class VectorSpec:
     def index_sql_type(self) -> TypeEngine[Any]:
         """The pgvector-python type of the indexed expression (see :attr:`index_storage`)."""
         return _sql_type(self.index_storage, self.dim)
+
+    def query_sql_type(self) -> TypeEngine[Any]:
+        """The type of the expression queries order by (see :attr:`query_storage`)."""
+        return _sql_type(self.query_storage, self.dim)
 
 
 class BitString(BIT):
@@ -256,6 +328,10 @@ def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
     return BitString(dim)
 
 
+_BQ_STORAGES = (Storage.VECTOR, Storage.HALFVEC)
+_BQ_METRICS = (Metric.COSINE, Metric.INNER_PRODUCT, Metric.L2)
+
+
 def check_spec(spec: VectorSpec) -> None:
     """Raise :class:`UnsupportedIndex` unless pgvector can store and index ``spec``."""
     dim, storage, metric, index = spec.dim, spec.storage, spec.metric, spec.index
@@ -273,7 +349,19 @@ def check_spec(spec: VectorSpec) -> None:
         raise UnsupportedIndex(
             f"index must be vecalchemy.HNSW(...), vecalchemy.IVFFlat(...) or None, got {index!r}"
         )
-    methods = metric.index_methods(storage)
+    if index.quantize is not None:
+        allowed = (Storage.VECTOR,) if index.quantize == "halfvec" else _BQ_STORAGES
+        if storage not in allowed:
+            raise UnsupportedIndex(
+                f"quantize={index.quantize!r} applies to "
+                f"{' and '.join(s.value for s in allowed)} columns, not {storage.value}"
+            )
+        if index.quantize == "binary" and metric not in _BQ_METRICS:
+            raise UnsupportedIndex(
+                f"quantize='binary' re-ranks by the exact {metric.value} distance, which "
+                "needs cosine, inner_product or l2 (binary codes of signs approximate those)"
+            )
+    methods = spec.index_metric.index_methods(spec.index_storage)
     if index.method not in methods:
         raise UnsupportedIndex(
             f"pgvector has no {index.method.value} index for {metric.value} on {storage.value}; "
@@ -430,6 +518,14 @@ def index_name(table: Table, column: Column[Any], spec: VectorSpec) -> str:
     if spec.index.name:
         return spec.index.name
     name = f"ix_{table.name}_{column.name}_{spec.index.method.value}"
+    if spec.index.quantize is not None:
+        name += "_bq" if spec.index.quantize == "binary" else "_hv"
+    if spec.index.where is not None:
+        name += "_" + hashlib.sha1(spec.index.where.encode()).hexdigest()[:8]
+    return _fit_identifier(name)
+
+
+def _fit_identifier(name: str) -> str:
     if len(name) > _PG_IDENTIFIER_MAX:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[: _PG_IDENTIFIER_MAX - 9]}_{digest}"
@@ -437,19 +533,31 @@ def index_name(table: Table, column: Column[Any], spec: VectorSpec) -> str:
 
 
 def index_expression(column: ColumnElement[Any], spec: VectorSpec) -> ColumnElement[Any]:
-    """The expression the index is on: the column, or ``column::halfvec(dim)``."""
+    """The expression the index is on: the column, ``column::halfvec(dim)``, or
+    ``binary_quantize(column)::bit(dim)``."""
+    if spec.binary_quantized:
+        return cast(func.binary_quantize(column), spec.index_sql_type())
     if spec.uses_expression_index:
         return cast(column, spec.index_sql_type())
     return column
 
 
-def _make_index(table: Table, column: Column[Any], spec: VectorSpec) -> Index:
+def _make_index(
+    table: Table,
+    column: Column[Any],
+    spec: VectorSpec,
+    *,
+    name: str | None = None,
+    where: ColumnElement[bool] | TextClause | None = None,
+) -> Index:
     assert spec.index is not None
-    name = index_name(table, column, spec)
+    name = name or index_name(table, column, spec)
+    if where is None and spec.index.where is not None:
+        where = text(spec.index.where)
     expr = index_expression(column, spec)
     key = column.key
     if spec.uses_expression_index:
-        key = f"{column.key}_{spec.index_storage.value}"
+        key = f"{column.key}_{'bq' if spec.binary_quantized else spec.index_storage.value}"
         expr.key = key  # postgresql_ops is keyed by expression key
     with_ = spec.index.with_options(rows=None) if isinstance(spec.index, HNSW) else {}
     if isinstance(spec.index, IVFFlat) and spec.index.lists is not None:
@@ -460,6 +568,7 @@ def _make_index(table: Table, column: Column[Any], spec: VectorSpec) -> Index:
         postgresql_using=spec.index.method.value,
         postgresql_ops={key: spec.opclass},
         postgresql_with=with_,
+        postgresql_where=where,
         info={INFO_KEY: spec},
         # Like Column(index=True): Table.to_metadata() skips flagged indexes, and the
         # after_parent_attach listener builds a correctly named one for the copy.
@@ -478,6 +587,53 @@ def _attach_index(column: Column[Any], parent: Any) -> None:
     if any(ix.name == name for ix in parent.indexes):
         return  # Table.to_metadata() copies the index already
     _make_index(parent, column, spec)
+
+
+def partial_index(
+    column: Any,
+    where: ColumnElement[bool],
+    *,
+    index: IndexSpec | None = None,
+    name: str | None = None,
+) -> Index:
+    """Add a partial vector index on ``column`` for the rows matching ``where``.
+
+    pgvector's advice for a frequent filter value: an index per value, so a query that
+    filters on it walks a graph holding only matching rows. The operator class follows
+    from the column's declaration like the column's own index; ``index`` defaults to the
+    declared one (or ``HNSW()``). PostgreSQL uses the partial index for queries whose
+    filter implies ``where`` (``Doc.lang == "en"`` for ``where=Doc.lang == "en"``);
+    :func:`vecalchemy.search` plans filtered queries with their actual values, so it
+    can. The index joins the table's metadata: ``create_all`` and
+    :func:`vecalchemy.build_indexes` create it.
+
+    Example::
+
+        for lang in ("en", "de"):
+            vecalchemy.partial_index(Doc.embedding, Doc.lang == lang)
+        Base.metadata.create_all(engine)
+    """
+    col, spec = resolve_spec(column)
+    if not isinstance(col.table, Table):
+        raise InvalidArgument(f"{_describe(col)} is not attached to a table")
+    chosen = index if index is not None else (spec.index or HNSW())
+    if not isinstance(chosen, (HNSW, IVFFlat)):
+        raise UnsupportedIndex(
+            f"index must be vecalchemy.HNSW(...) or IVFFlat(...), got {chosen!r}"
+        )
+    if not isinstance(where, ColumnElement):
+        raise InvalidArgument(
+            f"where must be a SQLAlchemy boolean expression such as Doc.lang == 'en', got {where!r}"
+        )
+    predicate = str(where.compile(dialect=_PG_DIALECT, compile_kwargs={"literal_binds": True}))
+    pspec = dataclasses.replace(spec, index=dataclasses.replace(chosen, where=predicate))
+    check_spec(pspec)
+    table = col.table
+    iname = name or index_name(table, col, pspec)
+    for ix in table.indexes:
+        if ix.name == iname:
+            return ix
+    return _make_index(table, col, pspec, name=iname, where=where)
 
 
 def vector_indexes(table: Table) -> list[Index]:

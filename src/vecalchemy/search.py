@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     select,
     text,
 )
@@ -52,16 +54,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from vecalchemy.errors import InvalidSearch
+from vecalchemy.explain import Explain
 from vecalchemy.indexes import IVFFLAT_LISTS
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
 from vecalchemy.query import (
+    CANDIDATES_PARAM,
+    DEFAULT_OVERSAMPLE,
     QUERY_PARAM,
     NearestQuery,
     may_use_hnsw,
     nearest_template,
     query_value,
 )
-from vecalchemy.schema import HNSW, IVFFlat, VectorSpec
+from vecalchemy.schema import HNSW, IVFFlat, VectorSpec, resolve_spec
 
 __all__ = ["DEFAULT_EF_SEARCH", "Hit", "asearch", "search"]
 
@@ -70,6 +75,9 @@ R = TypeVar("R")
 
 #: pgvector's default ``hnsw.ef_search``; vecalchemy never sets less than ``max(this, k)``.
 DEFAULT_EF_SEARCH = 40
+
+#: How :func:`search` may find the nearest rows (see its ``strategy`` argument).
+STRATEGIES = ("auto", "index", "exact")
 
 Where = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
 
@@ -101,6 +109,9 @@ class _Plan:
     max_distance: float | None
     orm: bool
     lists_lookup: str | None  # index whose lists must be read to choose probes
+    strategy: str  # "index", "exact", or "auto" (estimate the filter's matches first)
+    estimate: Executable | None  # EXPLAIN of the filter alone, for strategy="auto"
+    params: dict[str, Any]  # bound at execution: the query vector, candidate limit
 
 
 def _check_setting(name: str, value: object, lo: int, hi: int) -> int:
@@ -122,25 +133,48 @@ def _plan(
     probes: int | None,
     load_embedding: bool,
     orm_session: bool,
+    strategy: str = "auto",
+    oversample: int | None = None,
 ) -> _Plan:
     # A cached statement; only the checked query vector changes from call to call.
     nq = nearest_template(column, k, metric=metric, load_embedding=load_embedding)
     spec = nq.spec
     value = query_value(spec, query, column=nq.column_name)
-    stmt: Select[Any] = nq.select
+    if strategy not in STRATEGIES:
+        raise InvalidSearch(
+            f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}"
+        )
+    params: dict[str, Any] = {QUERY_PARAM: value}
+    candidates = nq.k
+    if spec.binary_quantized:
+        factor = DEFAULT_OVERSAMPLE if oversample is None else oversample
+        _check_setting("oversample", factor, 1, MAX_EF_SEARCH)
+        candidates = min(nq.k * factor, MAX_EF_SEARCH)
+        params[CANDIDATES_PARAM] = candidates
+    elif oversample is not None:
+        raise InvalidSearch(
+            f"oversample applies to binary-quantized indexes; {nq.column_name} has none "
+            "(declare it with index=HNSW(quantize='binary'))"
+        )
+    clauses: list[ColumnElement[bool]] = []
     if where is not None:
         clauses = [where] if isinstance(where, ColumnElement) else list(where)
-        stmt = stmt.where(*clauses)
-    nq = NearestQuery(select=stmt, spec=spec, k=nq.k, column_name=nq.column_name)
+        nq = nq.filtered(clauses)
 
     settings, lists_lookup = index_settings(
         spec,
-        nq.k,
-        filtered=where is not None,
+        candidates,
+        filtered=bool(clauses),
         ef_search=ef_search,
         probes=probes,
         column_name=nq.column_name,
     )
+    estimate = None
+    if clauses and strategy == "auto":
+        table = resolve_spec(column, metric)[0].table
+        estimate = Explain(
+            select(literal_column("1")).select_from(table).where(*clauses), fmt="json"
+        )
 
     if min_similarity is not None and max_distance is not None:
         raise InvalidSearch("give min_similarity or max_distance, not both")
@@ -163,6 +197,9 @@ def _plan(
         # Only a Session turns rows into mapped objects; a Connection returns flat rows.
         orm=orm_session and isinstance(column, InstrumentedAttribute),
         lists_lookup=lists_lookup,
+        strategy=strategy if clauses or strategy == "exact" else "index",
+        estimate=estimate,
+        params=params,
     )
 
 
@@ -201,6 +238,12 @@ def index_settings(
     # ef_search-sized batch and silently returning fewer. relaxed_order results are
     # re-sorted in _hits. Set explicitly either way, so no search inherits the mode.
     scan = "relaxed_order" if filtered else "off"
+    if filtered:
+        # Plan each filtered query with its actual values: the planner then sees the
+        # filter's real selectivity, and a partial index whose predicate the filter
+        # implies (partial_index, HNSW(where=...)) becomes usable. A generic plan of a
+        # prepared statement can use neither.
+        settings["plan_cache_mode"] = "force_custom_plan"
     if may_use_hnsw(spec):
         ef = ef_search if ef_search is not None else max(DEFAULT_EF_SEARCH, candidates)
         settings["hnsw.ef_search"] = str(min(ef, MAX_EF_SEARCH))
@@ -311,9 +354,52 @@ def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[A
     Written once for :func:`search` and :func:`asearch`, which only differ in how they
     execute a statement.
     """
+    exact = plan.strategy == "exact"
+    if plan.estimate is not None:
+        found = yield plan.estimate, {}
+        exact = prefers_exact_scan(found.scalar())
+    if exact:
+        yield settings_step(EXACT_SETTINGS)
+        rows = (yield plan.query.exact_select, plan.params).all()
+        return _hits(plan, rows)
     yield from apply_settings(plan.settings, plan.lists_lookup, database)
-    rows = yield plan.query.select, {QUERY_PARAM: plan.value}
-    return _hits(plan, rows.all())
+    rows = (yield plan.query.select, plan.params).all()
+    if plan.strategy == "auto" and len(rows) < plan.query.k:
+        # The index scan ran out (hnsw.max_scan_tuples, ivfflat.max_probes) before k rows
+        # passed the filter, or fewer than k rows match: an exact scan tells which, and
+        # returns every match either way.
+        yield settings_step(EXACT_SETTINGS)
+        rows = (yield plan.query.exact_select, plan.params).all()
+    return _hits(plan, rows)
+
+
+#: Settings of an exact scan (its statement orders by an expression no vector index can
+#: serve): planned with the filter's actual values, so its own index serves it.
+EXACT_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+#: ``strategy="auto"`` scans exactly when the planner expects the filter to match at
+#: most this many rows...
+EXACT_SCAN_ROWS = 2_000
+#: ...and finding them costs at most this much (planner cost units; a filter served by
+#: an index on a large table costs far less, a sequential scan of one far more).
+EXACT_SCAN_COST = 10_000.0
+
+
+def prefers_exact_scan(plan: Any) -> bool:
+    """Whether ``EXPLAIN (FORMAT JSON)`` of a filter says an exact scan is the better plan.
+
+    An exact scan computes the distance of every matching row; an iterative index scan
+    visits about ``k / selectivity`` rows. Few matches that an index finds cheaply: the
+    exact scan is faster, and its recall is 1.
+    """
+    if isinstance(plan, (str, bytes)):
+        plan = json.loads(plan)
+    try:
+        top = plan[0]["Plan"]
+        rows, cost = float(top["Plan Rows"]), float(top["Total Cost"])
+    except (LookupError, TypeError, ValueError):
+        return False
+    return rows <= EXACT_SCAN_ROWS and cost <= EXACT_SCAN_COST
 
 
 def run_steps(session: Session | Connection, steps: Generator[Step, Any, R]) -> R:
@@ -362,6 +448,8 @@ def search(
     ef_search: int | None = None,
     probes: int | None = None,
     load_embedding: bool = False,
+    strategy: str = "auto",
+    oversample: int | None = None,
 ) -> list[Hit[Any]]:
     """The ``k`` rows nearest to ``query``, as :class:`Hit` objects, nearest first.
 
@@ -393,6 +481,8 @@ def search(
         probes=probes,
         load_embedding=load_embedding,
         orm_session=isinstance(session, Session),
+        strategy=strategy,
+        oversample=oversample,
     )
     return run_steps(session, _steps(plan, database_key(session)))
 
@@ -410,6 +500,8 @@ async def asearch(
     ef_search: int | None = None,
     probes: int | None = None,
     load_embedding: bool = False,
+    strategy: str = "auto",
+    oversample: int | None = None,
 ) -> list[Hit[Any]]:
     """The async twin of :func:`search`, for ``AsyncSession`` and ``AsyncConnection``.
 
@@ -430,5 +522,7 @@ async def asearch(
         probes=probes,
         load_embedding=load_embedding,
         orm_session=isinstance(session, AsyncSession),
+        strategy=strategy,
+        oversample=oversample,
     )
     return await arun_steps(session, _steps(plan, database_key(session)))
