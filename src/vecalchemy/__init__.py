@@ -53,6 +53,7 @@ from vecalchemy.schema import (
     VectorSpec,
     defer_indexes,
     embedding_column,
+    partial_index,
     resolve_spec,
 )
 from vecalchemy.search import Hit, asearch, search
@@ -106,6 +107,7 @@ __all__ = [
     "index_used",
     "load",
     "nearest",
+    "partial_index",
     "resolve_spec",
     "resolve_url",
     "search",
