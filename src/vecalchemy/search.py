@@ -30,10 +30,12 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import json
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -66,6 +68,7 @@ from vecalchemy.query import (
     nearest_template,
     query_value,
 )
+from vecalchemy.rerank import MMR, apply_rerank
 from vecalchemy.schema import HNSW, IVFFlat, VectorSpec, resolve_spec
 
 __all__ = ["DEFAULT_EF_SEARCH", "Hit", "asearch", "search"]
@@ -99,6 +102,8 @@ class Hit(Generic[T]):
     row: T
     distance: float
     similarity: float
+    #: The reranker's score when ``search(..., rerank=...)`` reordered the hits, else None.
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class _Plan:
     strategy: str  # "index", "exact", or "auto" (estimate the filter's matches first)
     estimate: Executable | None  # EXPLAIN of the filter alone, for strategy="auto"
     params: dict[str, Any]  # bound at execution: the query vector, candidate limit
+    k: int  # hits wanted; the query fetches more when they are diversified or reranked
+    diversify: MMR | None
+    rerank: Callable[[Any, Sequence[Any]], Any] | None
+    rerank_query: Any
+    vector_key: Any  # how to read the searched vector from a fetched row (for MMR)
 
 
 def _check_setting(name: str, value: object, lo: int, hi: int) -> int:
@@ -135,9 +145,34 @@ def _plan(
     orm_session: bool,
     strategy: str = "auto",
     oversample: int | None = None,
+    diversify: MMR | None = None,
+    rerank: Callable[[Any, Sequence[Any]], Any] | None = None,
+    rerank_query: Any = None,
+    candidates: int | None = None,
 ) -> _Plan:
+    fetch = k
+    if diversify is not None and rerank is not None:
+        raise InvalidSearch("give diversify= or rerank=, not both")
+    if diversify is not None:
+        if not isinstance(diversify, MMR):
+            raise InvalidSearch(f"diversify must be vecalchemy.MMR(...), got {diversify!r}")
+        fetch = diversify.fetch_for(k)
+        load_embedding = True  # MMR compares the candidates with each other
+    elif rerank is not None:
+        if not callable(rerank):
+            raise InvalidSearch(
+                f"rerank must be callable as rerank(query, hits), got {type(rerank).__name__}"
+            )
+        fetch = max(4 * k, 20) if candidates is None else candidates
+        _check_setting("candidates", fetch, 1, MAX_EF_SEARCH)
+        if fetch < k:
+            raise InvalidSearch(
+                f"candidates={fetch} is below k={k}: the reranker picks k of the candidates"
+            )
+    elif candidates is not None:
+        raise InvalidSearch("candidates applies to rerank=; pass a reranker or drop it")
     # A cached statement; only the checked query vector changes from call to call.
-    nq = nearest_template(column, k, metric=metric, load_embedding=load_embedding)
+    nq = nearest_template(column, fetch, metric=metric, load_embedding=load_embedding)
     spec = nq.spec
     value = query_value(spec, query, column=nq.column_name)
     if strategy not in STRATEGIES:
@@ -200,7 +235,36 @@ def _plan(
         strategy=strategy if clauses or strategy == "exact" else "index",
         estimate=estimate,
         params=params,
+        k=k,
+        diversify=diversify,
+        rerank=rerank,
+        rerank_query=query if rerank_query is None else rerank_query,
+        vector_key=_vector_key(column),
     )
+
+
+def _vector_key(column: Any) -> Any:
+    return column.key if isinstance(column, InstrumentedAttribute) else column
+
+
+def _vector_of(plan: _Plan, hit: Hit[Any]) -> Any:
+    if plan.orm:
+        return getattr(hit.row, plan.vector_key)
+    return hit.row._mapping[plan.vector_key]
+
+
+def _finish(plan: _Plan, hits: list[Hit[Any]]) -> list[Hit[Any]]:
+    """Diversify (MMR) or apply the reranker's scores to the fetched candidates; keep k."""
+    if plan.diversify is not None and hits:
+        vectors = [_vector_of(plan, h) for h in hits]
+        picks = plan.diversify.select(
+            plan.params[QUERY_PARAM], vectors, plan.k, metric=plan.query.spec.metric
+        )
+        return [hits[i] for i in picks]
+    if plan.rerank is not None:
+        best = apply_rerank(plan.rerank, plan.rerank_query, hits, plan.k)
+        return [dataclasses.replace(hit, score=score) for hit, score in best]
+    return hits[: plan.k]
 
 
 def index_settings(
@@ -450,6 +514,10 @@ def search(
     load_embedding: bool = False,
     strategy: str = "auto",
     oversample: int | None = None,
+    diversify: MMR | None = None,
+    rerank: Callable[[Any, Sequence[Any]], Any] | None = None,
+    rerank_query: Any = None,
+    candidates: int | None = None,
 ) -> list[Hit[Any]]:
     """The ``k`` rows nearest to ``query``, as :class:`Hit` objects, nearest first.
 
@@ -459,6 +527,23 @@ def search(
     expression (or a list of them). ``metric`` is needed only for plain pgvector columns
     without a vector index in their metadata. ``load_embedding=True`` loads the vectors
     too (they are deferred otherwise).
+
+    ``strategy``: ``"auto"`` (default) asks the planner how many rows a filter matches
+    and scans them exactly when they are few and cheap to find (an index on the filter
+    column), else walks the vector index with iterative scans; if that returns fewer
+    than ``k`` rows, an exact scan follows, so a filter matching ``k`` rows returns
+    ``k``. ``"index"`` always uses the vector index; ``"exact"`` never does (true
+    top-k, e.g. to measure recall).
+
+    ``oversample``: for a binary-quantized index (``HNSW(quantize="binary")``), how many
+    candidates per hit to fetch by Hamming distance before re-ranking by the exact
+    distance (default 4; at most 1,000 candidates in all).
+
+    ``diversify=MMR(lambda_=0.5)`` fetches more rows and picks ``k`` of them by maximal
+    marginal relevance. ``rerank=fn`` fetches ``candidates`` rows (default
+    ``max(4k, 20)``), calls ``fn(rerank_query or query, hits)`` once for one score per
+    hit (higher is better: a cross-encoder, see :mod:`vecalchemy.rerank`) and keeps the
+    ``k`` best, with ``Hit.score`` set.
 
     Raises :class:`~vecalchemy.DimensionMismatch`, :class:`~vecalchemy.InvalidVector`,
     :class:`~vecalchemy.InvalidSearch`, :class:`~vecalchemy.MetricMismatch` or
@@ -483,8 +568,12 @@ def search(
         orm_session=isinstance(session, Session),
         strategy=strategy,
         oversample=oversample,
+        diversify=diversify,
+        rerank=rerank,
+        rerank_query=rerank_query,
+        candidates=candidates,
     )
-    return run_steps(session, _steps(plan, database_key(session)))
+    return _finish(plan, run_steps(session, _steps(plan, database_key(session))))
 
 
 async def asearch(
@@ -502,6 +591,10 @@ async def asearch(
     load_embedding: bool = False,
     strategy: str = "auto",
     oversample: int | None = None,
+    diversify: MMR | None = None,
+    rerank: Callable[[Any, Sequence[Any]], Any] | None = None,
+    rerank_query: Any = None,
+    candidates: int | None = None,
 ) -> list[Hit[Any]]:
     """The async twin of :func:`search`, for ``AsyncSession`` and ``AsyncConnection``.
 
@@ -524,5 +617,12 @@ async def asearch(
         orm_session=isinstance(session, AsyncSession),
         strategy=strategy,
         oversample=oversample,
+        diversify=diversify,
+        rerank=rerank,
+        rerank_query=rerank_query,
+        candidates=candidates,
     )
-    return await arun_steps(session, _steps(plan, database_key(session)))
+    hits = await arun_steps(session, _steps(plan, database_key(session)))
+    if plan.rerank is not None:  # a model may take a while: keep the event loop free
+        return await asyncio.to_thread(_finish, plan, hits)
+    return _finish(plan, hits)
