@@ -46,6 +46,7 @@ from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
 from vecalchemy.load import LoadResult, aload, load
 from vecalchemy.metrics import Metric, Storage
 from vecalchemy.query import distance, nearest
+from vecalchemy.rerank import MMR, CrossEncoderReranker, mmr
 from vecalchemy.schema import (
     HNSW,
     Embedding,
@@ -62,9 +63,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HNSW",
+    "MMR",
     "Collection",
     "CollectionHit",
     "ConfigurationError",
+    "CrossEncoderReranker",
     "DimensionMismatch",
     "Embedder",
     "EmbedderError",
@@ -106,6 +109,7 @@ __all__ = [
     "get_embedder",
     "index_used",
     "load",
+    "mmr",
     "nearest",
     "partial_index",
     "resolve_spec",
