@@ -11,6 +11,7 @@ first recommendation for selective filters.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,8 +87,8 @@ def test_selective_filter_is_scanned_exactly(items: Session, sent: list[str]) ->
     hits = search(items, Item.embedding, Q, k=10, where=Item.tag == "rare")
     assert [h.row.id for h in hits] == _exact(Q, 10, "rare")
     assert sent[0].startswith("EXPLAIN (FORMAT JSON)")
-    assert len(sent) == 3
-    assert _is_exact_scan(sent[2])
+    assert len(sent) == 2  # an exact scan needs no settings
+    assert _is_exact_scan(sent[1])
 
 
 def test_the_exact_scan_uses_the_filter_index_not_the_vector_index(items: Session) -> None:
@@ -118,7 +119,7 @@ def test_index_scan_that_runs_out_falls_back_to_exact(
     items: Session, sent: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An iterative scan stopped by hnsw.max_scan_tuples returns < k: an exact scan follows."""
-    monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 0)  # always choose the index first
+    monkeypatch.setattr(search_module, "EXACT_SCAN_FACTOR", 0.0)  # always choose the index first
     # An unindexed filter, and no way to it but the HNSW index, as on a large table.
     items.execute(sa.text("SET LOCAL enable_seqscan = off"))
     items.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
@@ -145,7 +146,7 @@ def test_strategy_exact_without_filter(items: Session, sent: list[str]) -> None:
     """strategy="exact" scans every row: the true top-k, e.g. to measure the index's recall."""
     hits = search(items, Item.embedding, Q, k=10, strategy="exact")
     assert [h.row.id for h in hits] == _exact(Q, 10)
-    assert len(sent) == 2
+    assert len(sent) == 1
     assert _is_exact_scan(sent[-1])
 
 
@@ -193,16 +194,37 @@ def test_filtered_settings_do_not_leak(engine: Engine) -> None:
             s.commit()
 
 
-@pytest.mark.parametrize(
-    ("rows", "cost", "expected"),
-    [(20, 40.0, True), (50_000, 40.0, False), (20, 90_000.0, False)],
-)
-def test_prefers_exact_scan(rows: int, cost: float, expected: bool) -> None:
-    """Few rows found cheaply: exact. Many rows, or a costly way to find them: the index."""
-    plan = [{"Plan": {"Node Type": "Bitmap Heap Scan", "Plan Rows": rows, "Total Cost": cost}}]
-    assert prefers_exact_scan(plan) is expected
-    import json
+def _plan(rows: float, cost: float, total: float, scan_cost: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "Plan": {
+                "Node Type": "Append",
+                "Plans": [
+                    {"Node Type": "Bitmap Heap Scan", "Plan Rows": rows, "Total Cost": cost},
+                    {"Node Type": "Seq Scan", "Plan Rows": total, "Total Cost": scan_cost},
+                ],
+            }
+        }
+    ]
 
+
+@pytest.mark.parametrize(
+    ("rows", "cost", "total", "scan_cost", "expected"),
+    [
+        (200, 300.0, 200_000, 45_000.0, True),  # 0.1% through a B-tree: exact
+        (2_000, 3_000.0, 200_000, 45_000.0, True),  # 1% of 200k: under sqrt(2.6*40*200k)
+        (20_000, 9_000.0, 200_000, 45_000.0, False),  # 10%: the index
+        (2_000, 3_000.0, 20_000, 4_500.0, False),  # 10% of 20k: over sqrt(2.6*40*20k)
+        (200, 44_000.0, 200_000, 45_000.0, False),  # unindexed filter on a big table
+        (200, 4_400.0, 20_000, 4_500.0, True),  # unindexed, but a small table
+    ],
+)
+def test_prefers_exact_scan(
+    rows: float, cost: float, total: float, scan_cost: float, expected: bool
+) -> None:
+    """Few rows found cheaply: exact. Many rows, or a costly way to find them: the index."""
+    plan = _plan(rows, cost, total, scan_cost)
+    assert prefers_exact_scan(plan) is expected
     assert prefers_exact_scan(json.dumps(plan)) is expected  # asyncpg returns the text
 
 

@@ -51,6 +51,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -117,6 +118,7 @@ class _Plan:
     strategy: str  # "index", "exact", or "auto" (estimate the filter's matches first)
     estimate: Executable | None  # EXPLAIN of the filter alone, for strategy="auto"
     params: dict[str, Any]  # bound at execution: the query vector, candidate limit
+    ef_search: int  # what an index scan would use (the strategy weighs it)
     k: int  # hits wanted; the query fetches more when they are diversified or reranked
     diversify: MMR | None
     rerank: Callable[[Any, Sequence[Any]], Any] | None
@@ -207,8 +209,11 @@ def _plan(
     estimate = None
     if clauses and strategy == "auto":
         table = resolve_spec(column, metric)[0].table
+        table = resolve_spec(column, metric)[0].table
+        # The filter's plan, and beside it the whole table's (for its row count).
+        matching: Select[Any] = select(literal_column("1")).select_from(table).where(*clauses)
         estimate = Explain(
-            select(literal_column("1")).select_from(table).where(*clauses), fmt="json"
+            union_all(matching, select(literal_column("1")).select_from(table)), fmt="json"
         )
 
     if min_similarity is not None and max_distance is not None:
@@ -235,6 +240,7 @@ def _plan(
         strategy=strategy if clauses or strategy == "exact" else "index",
         estimate=estimate,
         params=params,
+        ef_search=int(settings.get("hnsw.ef_search", DEFAULT_EF_SEARCH)),
         k=k,
         diversify=diversify,
         rerank=rerank,
@@ -421,9 +427,10 @@ def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[A
     exact = plan.strategy == "exact"
     if plan.estimate is not None:
         found = yield plan.estimate, {}
-        exact = prefers_exact_scan(found.scalar())
+        exact = prefers_exact_scan(found.scalar(), ef_search=plan.ef_search)
     if exact:
-        yield settings_step(EXACT_SETTINGS)
+        # No settings: the exact statement uses no vector index, and PostgreSQL prunes
+        # partitions at run time even under a generic plan.
         rows = (yield plan.query.exact_select, plan.params).all()
         return _hits(plan, rows)
     yield from apply_settings(plan.settings, plan.lists_lookup, database)
@@ -432,38 +439,43 @@ def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Hit[A
         # The index scan ran out (hnsw.max_scan_tuples, ivfflat.max_probes) before k rows
         # passed the filter, or fewer than k rows match: an exact scan tells which, and
         # returns every match either way.
-        yield settings_step(EXACT_SETTINGS)
         rows = (yield plan.query.exact_select, plan.params).all()
     return _hits(plan, rows)
 
 
-#: Settings of an exact scan (its statement orders by an expression no vector index can
-#: serve): planned with the filter's actual values, so its own index serves it.
-EXACT_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-
-#: ``strategy="auto"`` scans exactly when the planner expects the filter to match at
-#: most this many rows...
-EXACT_SCAN_ROWS = 2_000
-#: ...and finding them costs at most this much (planner cost units; a filter served by
-#: an index on a large table costs far less, a sequential scan of one far more).
+#: ``strategy="auto"`` scans exactly when the planner expects the filter to match at most
+#: ``sqrt(EXACT_SCAN_FACTOR * ef_search * table rows)`` rows (an exact scan costs about
+#: one distance per match; an iterative index scan visits about ef_search / selectivity
+#: tuples; the factor is fitted to docs/benchmarks.md: 1,450 rows of 20,000, 4,600 of
+#: 200,000 at ef_search 40)...
+EXACT_SCAN_FACTOR = 2.6
+#: ...and finding them costs at most this much (planner cost units), or at most half a
+#: sequential scan of the table: a filter served by an index.
 EXACT_SCAN_COST = 10_000.0
 
 
-def prefers_exact_scan(plan: Any) -> bool:
-    """Whether ``EXPLAIN (FORMAT JSON)`` of a filter says an exact scan is the better plan.
+def prefers_exact_scan(plan: Any, *, ef_search: int = DEFAULT_EF_SEARCH) -> bool:
+    """Whether ``EXPLAIN (FORMAT JSON)`` of ``<filter> UNION ALL <whole table>`` says an
+    exact scan beats an iterative index scan.
 
     An exact scan computes the distance of every matching row; an iterative index scan
-    visits about ``k / selectivity`` rows. Few matches that an index finds cheaply: the
-    exact scan is faster, and its recall is 1.
+    visits about ``ef_search / selectivity`` rows. Few matches, found cheaply: the exact
+    scan is faster, and its recall is 1. An unreadable plan means the index.
+
+    Example::
+
+        prefers_exact_scan(plan_json)   # True for 200 matches of 200,000 via a B-tree
     """
     if isinstance(plan, (str, bytes)):
         plan = json.loads(plan)
     try:
-        top = plan[0]["Plan"]
-        rows, cost = float(top["Plan Rows"]), float(top["Total Cost"])
+        filtered, whole = plan[0]["Plan"]["Plans"][:2]
+        rows, cost = float(filtered["Plan Rows"]), float(filtered["Total Cost"])
+        total_rows, scan_cost = float(whole["Plan Rows"]), float(whole["Total Cost"])
     except (LookupError, TypeError, ValueError):
         return False
-    return rows <= EXACT_SCAN_ROWS and cost <= EXACT_SCAN_COST
+    limit = math.sqrt(EXACT_SCAN_FACTOR * ef_search * max(total_rows, 1.0))
+    return rows <= limit and cost <= max(EXACT_SCAN_COST, 0.5 * scan_cost)
 
 
 def run_steps(session: Session | Connection, steps: Generator[Step, Any, R]) -> R:
