@@ -9,25 +9,30 @@ Cheatsheet pattern::
 
 With vecalchemy each ``Embedding`` column brings its own index (named
 ``ix_<table>_<column>_hnsw``), so the "two indexes" need no extra code, and each may
-have its own metric. Searching each column is an ordinary ``search()`` that its own
-index serves. The two hit lists are combined here in Python with a weighted sum of
-similarities (a document missing from one list scores 0 there); because ``similarity``
-is higher-is-closer for every metric, the scores can be added.
+have its own metric. ``multi_search(session, {Doc.title_embedding: 0.4,
+Doc.body_embedding: 0.6}, query)`` combines them in ONE statement: each column's leg is
+served by its own index (a row good on both columns but top on neither is still among
+the candidates), and the default ``Weighted()`` fusion scores every candidate by
+``0.4 * title similarity + 0.6 * body similarity``, computed exactly on both columns,
+also for a row that only one leg returned (treating a missing similarity as 0 would
+rank it too low). ``similarity`` is higher-is-closer for every metric, so the scores
+can be added. ``fusion=RRF()`` fuses ranks instead (the mapping's values are then the
+RRF weights). Each hit says where each leg ranked it (``hit.ranks``).
 
-A built-in ``multi_search`` (one call, combined ranking) comes with a later issue.
+The script checks each fused score against single-column ``search()`` results.
 
 Run it: ``python examples/09_multi_vector.py``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from vecalchemy import Embedding, Hit
+from vecalchemy import Embedding
 from vecalchemy.embedders import HashingEmbedder
+from vecalchemy.fusion import RRF
+from vecalchemy.hybrid import multi_search
 
 embedder = HashingEmbedder(384)
 
@@ -53,18 +58,6 @@ DOCS = [
 ]
 
 
-def combine(weighted: list[tuple[float, list[Hit[Doc]]]], k: int) -> list[tuple[float, Doc]]:
-    """Weighted sum of similarities per document, best first."""
-    scores: dict[int, float] = defaultdict(float)
-    docs: dict[int, Doc] = {}
-    for weight, hits in weighted:
-        for hit in hits:
-            scores[hit.row.id] += weight * hit.similarity
-            docs[hit.row.id] = hit.row
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)[:k]
-    return [(score, docs[doc_id]) for doc_id, score in ranked]
-
-
 def main() -> None:
     names = sorted(str(ix.name) for ix in Doc.__table__.indexes)
     print("indexes:", names)
@@ -88,21 +81,39 @@ def main() -> None:
             by_body = vecalchemy.search(session, Doc.body_embedding, query, k=3)
             print("title:", [(round(h.similarity, 3), h.row.title) for h in by_title])
             print("body: ", [(round(h.similarity, 3), h.row.title) for h in by_body])
-
-            combined = combine([(0.4, by_title), (0.6, by_body)], k=3)
-            for score, doc in combined:
-                print(f"combined {score:.3f} {doc.title}")
-
             assert by_title[0].row.title == "Postgres index tuning"  # a title-only match
             assert by_body[0].row.title == "Weekly notes"  # a body-only match
-            assert combined[0][1].title == "Tuning a postgres index"  # good on both columns
-            title_sim = {h.row.id: h.similarity for h in by_title}
-            body_sim = {h.row.id: h.similarity for h in by_body}
-            best_score, best = combined[0]
-            expected = 0.4 * title_sim.get(best.id, 0.0) + 0.6 * body_sim.get(best.id, 0.0)
-            assert abs(best_score - expected) < 1e-9
-            scores = [score for score, _ in combined]
+
+            weights = {Doc.title_embedding: 0.4, Doc.body_embedding: 0.6}
+            hits = multi_search(session, weights, query, k=3)
+            for hit in hits:
+                print(f"combined {hit.score:.3f} ranks={hit.ranks} {hit.row.title}")
+            assert hits[0].row.title == "Tuning a postgres index"  # good on both columns
+            scores = [hit.score for hit in hits]
             assert scores == sorted(scores, reverse=True)
+
+            # Each score is the weighted sum of the row's exact similarities on both columns.
+            every = len(DOCS)
+            title_sim = {
+                h.row.id: h.similarity
+                for h in vecalchemy.search(session, Doc.title_embedding, query, k=every)
+            }
+            body_sim = {
+                h.row.id: h.similarity
+                for h in vecalchemy.search(session, Doc.body_embedding, query, k=every)
+            }
+            for hit in hits:
+                expected = 0.4 * title_sim[hit.row.id] + 0.6 * body_sim[hit.row.id]
+                assert abs(hit.score - expected) < 1e-6, (hit.score, expected)
+
+            ranked = multi_search(session, weights, query, k=3, fusion=RRF())
+            print("rrf:", [(round(h.score, 4), h.row.title) for h in ranked])
+            best = ranked[0]
+            assert best.ranks[0] is not None
+            assert best.ranks[1] is not None
+            assert (
+                abs(best.score - (0.4 / (60 + best.ranks[0]) + 0.6 / (60 + best.ranks[1]))) < 1e-12
+            )
     finally:
         Base.metadata.drop_all(engine)
         engine.dispose()

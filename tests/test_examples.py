@@ -94,6 +94,16 @@ EXPECTED: dict[str, list[str]] = {
         "DimensionMismatch:",
         "SQL statements sent: 0",
     ],
+    "13_hybrid.py": [
+        "tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english'::regconfig, "
+        "coalesce(title, '') || ' ' || coalesce(body, ''))) STORED",
+        "CREATE INDEX ix_ex13_docs_tsv_gin ON ex13_docs USING gin (tsv)",
+        "vector only: ['Crash course', 'Crash barriers', 'Crash reports']",
+        "ranks=(4, 1) Release notes 4.2",
+        "Index Scan using ix_ex13_docs_embedding_hnsw",
+        "Bitmap Index Scan on ix_ex13_docs_tsv_gin",
+        "collection, mode='hybrid': ['This release brings",
+    ],
 }
 
 

@@ -42,11 +42,21 @@ from vecalchemy.errors import (
     VecalchemyError,
 )
 from vecalchemy.explain import aexplain, explain, index_used
+from vecalchemy.fulltext import FullText, fulltext_column
+from vecalchemy.fusion import RRF, Weighted, hybrid_query, multi_query
+from vecalchemy.hybrid import (
+    FusedHit,
+    ahybrid_search,
+    amulti_search,
+    hybrid_search,
+    multi_search,
+)
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
 from vecalchemy.load import LoadResult, aload, load
 from vecalchemy.metrics import Metric, Storage
+from vecalchemy.partitions import add_partition, hash_partitions
 from vecalchemy.query import distance, nearest
-from vecalchemy.rerank import MMR, CrossEncoderReranker, mmr
+from vecalchemy.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
 from vecalchemy.schema import (
     HNSW,
     Embedding,
@@ -64,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "HNSW",
     "MMR",
+    "RRF",
     "Collection",
     "CollectionHit",
     "ConfigurationError",
@@ -74,6 +85,8 @@ __all__ = [
     "Embedding",
     "ExtensionNotAvailable",
     "FilterError",
+    "FullText",
+    "FusedHit",
     "HashingEmbedder",
     "Hit",
     "IVFFlat",
@@ -88,15 +101,21 @@ __all__ = [
     "Metric",
     "MetricMismatch",
     "MetricRequired",
+    "Reranker",
     "ServerError",
     "Storage",
     "UnknownMetric",
     "UnsupportedIndex",
     "VecalchemyError",
     "VectorSpec",
+    "Weighted",
     "__version__",
+    "add_partition",
     "aexplain",
+    "ahybrid_search",
     "aload",
+    "amulti_search",
+    "apply_rerank",
     "asearch",
     "build_indexes",
     "create_async_engine",
@@ -106,10 +125,16 @@ __all__ = [
     "drop_indexes",
     "embedding_column",
     "explain",
+    "fulltext_column",
     "get_embedder",
+    "hash_partitions",
+    "hybrid_query",
+    "hybrid_search",
     "index_used",
     "load",
     "mmr",
+    "multi_query",
+    "multi_search",
     "nearest",
     "partial_index",
     "resolve_spec",

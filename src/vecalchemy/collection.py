@@ -11,11 +11,14 @@ A :class:`Collection` owns one table. Each row is a chunk of a document::
     content_hash  text     SHA-256 of the whole document's text
     embedder      text     the embedder's name, model revision included
     embedding     vector   with the index derived from the metric (HNSW by default)
+    tsv           tsvector generated from ``text`` in the collection's language (GIN
+                           index), for ``search(..., mode="hybrid")``
 
 Documents are split (:mod:`vecalchemy.chunking`), embedded in batches, and written with
 binary COPY (:func:`vecalchemy.load.load`). ``search`` runs through
-:func:`vecalchemy.search`, so the vector index is always used. A collection refuses to
-mix embedders: vectors from two models in one column are meaningless together.
+:func:`vecalchemy.search`, so the vector index is always used; ``mode="hybrid"`` fuses
+it with full-text search through :func:`vecalchemy.hybrid.hybrid_search`. A collection
+refuses to mix embedders: vectors from two models in one column are meaningless together.
 
 Example::
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
@@ -49,8 +53,24 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from vecalchemy.chunking import Chunk, Splitter, get_splitter
 from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.engine import create_engine
-from vecalchemy.errors import ConfigurationError, EmbedderError, InvalidArgument, InvalidRows
+from vecalchemy.errors import (
+    ConfigurationError,
+    EmbedderError,
+    InvalidArgument,
+    InvalidRows,
+    InvalidSearch,
+)
 from vecalchemy.filters import compile_filter
+from vecalchemy.fulltext import (
+    DEFAULT_LANGUAGE,
+    FULLTEXT_INFO_KEY,
+    check_language,
+    check_query_text,
+    fulltext_column,
+    fulltext_index_name,
+)
+from vecalchemy.fusion import RRF, Fusion, plan_hybrid
+from vecalchemy.hybrid import hybrid_search
 from vecalchemy.load import load
 from vecalchemy.metrics import Metric
 from vecalchemy.schema import HNSW, IVFFlat, embedding_column
@@ -67,10 +87,22 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: A progress callback: called with (stage, done, total) as work advances.
 Progress = Callable[[str, int, int], None]
 
+#: The ways :meth:`Collection.search` can search.
+SEARCH_MODES = ("vector", "hybrid")
+
+#: The generated full-text column of every collection table.
+_TSV = "tsv"
+
 
 @dataclass(frozen=True, slots=True)
 class CollectionHit:
     """One search result: the chunk, where it lies in its document, and how close it is.
+
+    ``distance`` is the vector distance between the chunk and the query's embedding.
+    ``similarity`` is what hits are ordered by, higher first: in ``mode="vector"`` the
+    metric's similarity (``1 - distance`` for cosine); in ``mode="hybrid"`` the fused
+    score (RRF or Weighted, see :mod:`vecalchemy.fusion`), which is not a function of
+    ``distance``: a chunk found by its words alone can be far from the query vector.
 
     Example::
 
@@ -163,7 +195,8 @@ class Collection:
     ``index`` declare the embedding column as :func:`vecalchemy.Embedding` does.
     ``splitter`` chooses the chunking (:func:`vecalchemy.chunking.get_splitter`; default
     ``"markdown"``). ``engine`` defaults to :func:`vecalchemy.create_engine` (the
-    embedded server unless configured).
+    embedded server unless configured). ``language`` is the text search configuration
+    of the full-text column (``"english"``, ``"simple"``, ...; see ``mode="hybrid"``).
 
     The table is created on first use; an existing table must match the embedder's
     dimension, and rows embedded by another embedder are refused.
@@ -184,6 +217,7 @@ class Collection:
         engine: Engine | None = None,
         splitter: str | Splitter | None = "markdown",
         index: HNSW | IVFFlat | None = HNSW(),  # noqa: B008 - frozen, immutable default
+        language: str = DEFAULT_LANGUAGE,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidArgument(
@@ -194,11 +228,13 @@ class Collection:
         self.metric = Metric.parse(metric)
         self.embedder = get_embedder(embedder)
         self.splitter = get_splitter(splitter)
+        self.language = check_language(language)
         # Recorded in the table's comment so that open() can rebuild the collection.
         self._config = {
             "embedder": embedder if isinstance(embedder, str) else None,
             "metric": self.metric.value,
             "splitter": splitter if isinstance(splitter, str) or splitter is None else None,
+            "language": self.language,
         }
         self._engine = engine
         self._index = index
@@ -243,6 +279,7 @@ class Collection:
                     index=self._index,
                     nullable=False,
                 ),
+                fulltext_column(_TSV, "text", language=self.language),
                 sa.Index(f"ix_{self.name}_metadata"[:63], "metadata", postgresql_using="gin"),
             )
         return self._table
@@ -278,6 +315,8 @@ class Collection:
             "embedder": config.get("embedder"),
             "metric": config.get("metric", "cosine"),
             "splitter": config.get("splitter", "markdown"),
+            # Collections made before hybrid search record no language: they get the default.
+            "language": config.get("language", DEFAULT_LANGUAGE),
         }
         kwargs.update(overrides)
         return cls(name, engine=eng, **kwargs)
@@ -294,14 +333,9 @@ class Collection:
             new = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.name}).scalar() is None
             table.metadata.create_all(conn)
             if new:
-                # COMMENT takes no parameters; the name is checked against _NAME and the
-                # comment is quoted as a standard SQL string (quotes doubled).
-                comment = json.dumps({"vecalchemy": self._config}).replace("'", "''")
-                # The driver's own connection (same transaction): without parameters
-                # psycopg reads no placeholders, so a % in the comment is just a %.
-                raw = conn.connection.driver_connection
-                assert raw is not None
-                raw.execute(f"COMMENT ON TABLE \"{self.name}\" IS '{comment}'")
+                self._write_comment(conn, self._config)
+            else:
+                self._ensure_fulltext(conn)
             dim = conn.execute(
                 sa.text(
                     "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:t) "
@@ -316,6 +350,64 @@ class Collection:
                     "was built with, or another collection name"
                 )
         self._ready = True
+
+    def _write_comment(self, conn: sa.Connection, config: Mapping[str, Any]) -> None:
+        # COMMENT takes no parameters; the name is checked against _NAME and the
+        # comment is quoted as a standard SQL string (quotes doubled).
+        comment = json.dumps({"vecalchemy": dict(config)}).replace("'", "''")
+        # The driver's own connection (same transaction): without parameters
+        # psycopg reads no placeholders, so a % in the comment is just a %.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute(f"COMMENT ON TABLE \"{self.name}\" IS '{comment}'")
+
+    def _ensure_fulltext(self, conn: sa.Connection) -> None:
+        """Give a table made before hybrid search its ``tsv`` column and GIN index.
+
+        ``create_all`` leaves existing tables alone. Adding a stored generated column
+        rewrites the table under an exclusive lock, once; later calls find the column
+        and only check that it was built in this collection's language.
+        """
+        found = conn.execute(
+            sa.text(
+                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+                "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                "WHERE a.attrelid = to_regclass(:t) AND a.attname = :c AND NOT a.attisdropped"
+            ),
+            {"t": self.name, "c": _TSV},
+        ).first()
+        column = self.table.c[_TSV]
+        if found is None:
+            spec = column.info[FULLTEXT_INFO_KEY]
+            # The name is checked against _NAME and the expression is built from a
+            # checked language: no user text reaches this DDL unchecked.
+            conn.exec_driver_sql(
+                f'ALTER TABLE "{self.name}" ADD COLUMN IF NOT EXISTS {_TSV} tsvector '
+                f"GENERATED ALWAYS AS ({spec.expression}) STORED"
+            )
+            comment = conn.execute(
+                sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": self.name}
+            ).scalar()
+            try:
+                config = dict(json.loads(comment or "{}").get("vecalchemy", {}))
+            except (ValueError, AttributeError, TypeError):
+                config = {}
+            config["language"] = self.language  # so that open() queries in this language
+            self._write_comment(conn, config)
+        else:
+            built = re.search(r"'([a-z_]+)'::regconfig", str(found[0] or ""))
+            if built is not None and built.group(1) != self.language:
+                raise ConfigurationError(
+                    f"collection {self.name!r} indexes its text in language "
+                    f"{built.group(1)!r}, not {self.language!r}; open it with "
+                    f"language={built.group(1)!r}"
+                )
+        index = fulltext_index_name(self.table, column)
+        exists = conn.execute(sa.text("SELECT to_regclass(:i)"), {"i": index}).scalar()
+        if exists is None:
+            conn.exec_driver_sql(
+                f'CREATE INDEX IF NOT EXISTS "{index}" ON "{self.name}" USING gin ({_TSV})'
+            )
 
     def _check_embedder(self, conn: sa.Connection) -> None:
         other = conn.execute(
@@ -602,21 +694,64 @@ class Collection:
         k: int = 10,
         *,
         where: Mapping[str, Any] | None = None,
+        mode: str = "vector",
+        fusion: Fusion | None = None,
+        candidates: int | None = None,
         min_similarity: float | None = None,
         max_distance: float | None = None,
         ef_search: int | None = None,
         probes: int | None = None,
     ) -> list[CollectionHit]:
-        """The ``k`` chunks nearest to ``query`` (a text, embedded here, or a vector).
+        """The ``k`` chunks best matching ``query``, best first.
 
-        ``where`` is a metadata filter (see :mod:`vecalchemy.filters`). Runs through
-        :func:`vecalchemy.search`, so the index is used and the settings are per query.
+        ``mode="vector"`` (default): the chunks nearest to ``query`` (a text, embedded
+        here, or a vector), through :func:`vecalchemy.search`, so the index is used and
+        the settings are per query.
+
+        ``mode="hybrid"``: ``query`` must be a text; it is embedded once and searched both
+        by vector and by its words (``websearch_to_tsquery`` in the collection's
+        language), and the two rankings are fused with ``fusion`` (default
+        :class:`~vecalchemy.fusion.RRF`; or :class:`~vecalchemy.fusion.Weighted`) by
+        :func:`vecalchemy.hybrid.hybrid_search`. A chunk holding a rare word the
+        embedding misses (a product code, an error number) is found this way. Each hit's
+        ``similarity`` is then the fused score, and ``distance`` still the vector distance
+        (see :class:`CollectionHit`). ``candidates`` is how many chunks each leg fetches.
+        ``min_similarity``, ``max_distance``, ``ef_search`` and ``probes`` apply to
+        ``mode="vector"`` only.
+
+        ``where`` is a metadata filter (see :mod:`vecalchemy.filters`), applied in both
+        modes (in both legs of a hybrid search).
 
         Example::
 
             for hit in docs.search("reset a password", k=3, where={"lang": "en"}):
                 print(hit.id, hit.chunk, round(hit.similarity, 3), hit.text[:60])
+            docs.search("error E1234 on login", k=5, mode="hybrid")
         """
+        if mode not in SEARCH_MODES:
+            raise InvalidSearch(
+                f"unknown search mode {mode!r}; use one of: {', '.join(SEARCH_MODES)}"
+            )
+        if mode == "hybrid":
+            vector_only = {
+                "min_similarity": min_similarity,
+                "max_distance": max_distance,
+                "ef_search": ef_search,
+                "probes": probes,
+            }
+            given = [name for name, value in vector_only.items() if value is not None]
+            if given:
+                raise InvalidSearch(
+                    f"{', '.join(given)} apply to mode='vector' only; drop them for a hybrid search"
+                )
+            if not isinstance(query, str):
+                raise InvalidSearch(
+                    "mode='hybrid' searches the query's words too, so it needs the query "
+                    "text; pass a string, or use mode='vector' to search by a vector"
+                )
+            return self._hybrid(query, k, where, fusion or RRF(), candidates)
+        if fusion is not None or candidates is not None:
+            raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
         vector = self.embedder.embed_query(query) if isinstance(query, str) else query
         self.create()
         clause = compile_filter(self.table.c.metadata, where) if where else None
@@ -643,6 +778,57 @@ class Collection:
                 end=h.row.end,
                 distance=h.distance,
                 similarity=h.similarity,
+            )
+            for h in hits
+        ]
+
+    def _hybrid(
+        self,
+        query: str,
+        k: int,
+        where: Mapping[str, Any] | None,
+        fusion: Fusion,
+        candidates: int | None,
+    ) -> list[CollectionHit]:
+        query = check_query_text(query)
+        table = self.table
+        clause = compile_filter(table.c.metadata, where) if where else None
+        vector = self.embedder.embed_query(query)
+        # Built once here only to check every argument before the table is touched.
+        plan_hybrid(
+            table.c.embedding,
+            table.c[_TSV],
+            query,
+            vector,
+            k,
+            where=clause,
+            fusion=fusion,
+            candidates=candidates,
+        )
+        self.create()
+        with self.engine.connect() as conn:
+            hits = hybrid_search(
+                conn,
+                table.c.embedding,
+                table.c[_TSV],
+                query,
+                vector,
+                k,
+                where=clause,
+                fusion=fusion,
+                candidates=candidates,
+            )
+            conn.rollback()
+        return [
+            CollectionHit(
+                id=h.row.id,
+                chunk=h.row.chunk,
+                text=h.row.text,
+                metadata=h.row.metadata,
+                start=h.row.start,
+                end=h.row.end,
+                distance=h.distances[0] if h.distances[0] is not None else math.nan,
+                similarity=h.score,
             )
             for h in hits
         ]

@@ -49,7 +49,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -73,7 +73,10 @@ from vecalchemy.errors import (
     InvalidVector,
 )
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
 from vecalchemy.query import REGISTERED_FLAG
+from vecalchemy.schema import INFO_KEY, VectorSpec
+from vecalchemy.vectors import check_sparse
 
 __all__ = ["ConflictMode", "IndexMode", "LoadResult", "aload", "load"]
 
@@ -179,6 +182,9 @@ class _VectorColumn:
     label: str  # "docs.embedding", for messages
     kind: _Kind
     dim: int | None
+    #: The most non-zero elements a row may have: 1,000 for a sparsevec column declared
+    #: with a vector index (pgvector's HNSW limit), else None.
+    max_nnz: int | None = None
 
     def describe(self) -> str:
         return self.kind if self.dim is None else f"{self.kind}({self.dim})"
@@ -598,7 +604,13 @@ def _vector_column(column: sa.Column[Any]) -> _VectorColumn | None:
     else:
         return None
     table = column.table.name if isinstance(column.table, sa.Table) else "?"
-    return _VectorColumn(f"{table}.{column.name}", kind, dim)
+    declared = column.info.get(INFO_KEY)
+    max_nnz = None
+    if kind == "sparsevec" and isinstance(declared, VectorSpec) and declared.index is not None:
+        # Known from the declaration: without this check the row fails in the server
+        # with an error that names neither the row nor the column.
+        max_nnz = INDEX_DIM_LIMITS[Storage.SPARSEVEC]
+    return _VectorColumn(f"{table}.{column.name}", kind, dim, max_nnz)
 
 
 _CATALOG_SQL = """
@@ -656,7 +668,7 @@ def _column_types(
                     f"{found} in the database; migrate the table or fix the model"
                 )
             if spec.dim is None and server_dim is not None:
-                spec = _VectorColumn(spec.label, spec.kind, server_dim)
+                spec = replace(spec, dim=server_dim)
         out.append(_ColumnType(column.name, int(oid), str(typname), spec))
     return out, attnames
 
@@ -1042,11 +1054,16 @@ def _encode_dense(arr: npt.NDArray[Any], spec: _VectorColumn, rows: Sequence[int
 def _encode_sparse(value: Any, spec: _VectorColumn, row: int) -> bytes:
     if not isinstance(value, SparseVector):
         try:
-            value = SparseVector(value)
+            if isinstance(value, Mapping):
+                if spec.dim is None:
+                    raise ValueError("a dict needs a column with a dimension")
+                value = SparseVector(dict(value), spec.dim)  # {index: weight}, as search() takes
+            else:
+                value = SparseVector(value)
         except (TypeError, ValueError) as exc:
             raise InvalidVector(
-                f"row {row}: {spec.label} needs a SparseVector (or a dense list/array), "
-                f"got {type(value).__name__} ({exc}); nothing was loaded"
+                f"row {row}: {spec.label} needs a SparseVector, a dict of {{index: weight}} or "
+                f"a dense list/array, got {type(value).__name__} ({exc}); nothing was loaded"
             ) from exc
     if spec.dim is not None and value.dimensions() != spec.dim:
         raise DimensionMismatch(
@@ -1059,6 +1076,20 @@ def _encode_sparse(value: Any, spec: _VectorColumn, row: int) -> bytes:
         raise InvalidVector(
             f"row {row}: {spec.label} has a non-finite value; vectors must hold finite "
             "numbers; nothing was loaded"
+        )
+    value = check_sparse(
+        value,
+        dim=value.dimensions(),
+        what=f"row {row}: {spec.label}",
+        suffix="; nothing was loaded",
+    )
+    nnz = len(value.indices())
+    if spec.max_nnz is not None and nnz > spec.max_nnz:
+        raise InvalidVector(
+            f"row {row}: {spec.label} has {nnz:,} non-zero elements, but pgvector's HNSW index "
+            f"on sparsevec takes at most {spec.max_nnz:,} per row; keep the {spec.max_nnz:,} "
+            "largest weights, or declare the column with index=None (exact search only); "
+            "nothing was loaded"
         )
     encoded: bytes = value.to_binary()
     return encoded

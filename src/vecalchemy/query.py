@@ -44,6 +44,7 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.types import TypeEngine
 
 from vecalchemy.errors import InvalidSearch
+from vecalchemy.fulltext import is_fulltext_type
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric, Storage
 from vecalchemy.schema import HNSW, IVFFlat, VectorSpec, _describe, is_vector_type, resolve_spec
 from vecalchemy.vectors import as_query_value
@@ -250,13 +251,11 @@ def _build(
         if not load_embedding:
             # Vectors are large and rarely needed in results: defer every vector
             # attribute of the entity, not only the one searched.
-            deferred = [
-                attr for attr in column.parent.column_attrs if is_vector_type(attr.columns[0].type)
-            ]
+            deferred = [attr for attr in column.parent.column_attrs if _bulky(attr.columns[0].type)]
             stmt = stmt.options(*(defer(getattr(entity, a.key)) for a in deferred))
     else:
         table = col.table
-        cols = [c for c in table.c if load_embedding or not is_vector_type(c.type)]
+        cols = [c for c in table.c if load_embedding or not _bulky(c.type)]
         stmt = select(*cols, dist)
     if spec.binary_quantized and not exact:
         stmt = stmt.where(_bq_candidates(col, spec, param, k, literal_limit, filters))
@@ -270,6 +269,11 @@ def _build(
         # user compiles the statement to a string.
         return stmt.order_by(order).limit(bindparam("k", k, literal_execute=True))
     return stmt.order_by(order).limit(k)
+
+
+def _bulky(type_: TypeEngine[Any]) -> bool:
+    """Vectors and tsvectors: large, and rarely wanted in results (deferred unless asked)."""
+    return is_vector_type(type_) or is_fulltext_type(type_)
 
 
 def _bq_candidates(

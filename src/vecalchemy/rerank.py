@@ -223,7 +223,7 @@ def _as_matrix(candidates: Any) -> _FloatArray:
             ) from None
         if not rows:
             return np.empty((0, 0), dtype=np.float64)
-        vectors = [_as_row(r, i) for i, r in enumerate(rows)]
+        vectors = [_as_row(r, f"candidate {i}") for i, r in enumerate(rows)]
         sizes = {len(v) for v in vectors}
         if len(sizes) > 1:
             first = len(vectors[0])
@@ -255,24 +255,22 @@ def _as_matrix(candidates: Any) -> _FloatArray:
     return arr
 
 
-def _as_row(value: Any, i: int) -> _FloatArray:
+def _as_row(value: Any, what: str) -> _FloatArray:
     if hasattr(value, "to_numpy"):  # pgvector Vector / HalfVector / SparseVector
         value = value.to_numpy()
     if isinstance(value, (str, bytes)):
-        raise InvalidVector(f"candidate {i} must be a vector of numbers, not a string")
+        raise InvalidVector(f"{what} must be a list of numbers or an array, not a string")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InvalidVector(f"candidate {i} cannot be read as numbers ({exc})") from None
+        raise InvalidVector(f"{what} cannot be read as numbers ({exc})") from None
     if arr.ndim != 1:
-        raise InvalidVector(f"candidate {i} must be one-dimensional, got shape {arr.shape}")
+        raise InvalidVector(f"{what} must be one-dimensional, got shape {arr.shape}")
     return arr
 
 
 def _as_query(query: Any, dim: int, metric: Metric) -> _FloatArray:
-    q = _as_row(query, 0) if not isinstance(query, (str, bytes)) else None
-    if q is None:
-        raise InvalidVector("query vector must be a list of numbers or an array, not a string")
+    q = _as_row(query, "query vector")
     if q.shape[0] == 0:
         raise InvalidVector("query vector is empty")
     if dim and q.shape[0] != dim:

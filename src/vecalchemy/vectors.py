@@ -27,7 +27,7 @@ from pgvector import Bit, HalfVector, SparseVector, Vector
 from vecalchemy.errors import DimensionMismatch, InvalidVector
 from vecalchemy.metrics import Storage
 
-__all__ = ["as_dense_array", "as_query_value", "bits_text", "check_finite"]
+__all__ = ["as_dense_array", "as_query_value", "bits_text", "check_finite", "check_sparse"]
 
 
 def check_finite(arr: npt.NDArray[Any], *, what: str = "query vector") -> None:
@@ -72,6 +72,53 @@ def as_dense_array(
         )
     check_finite(arr, what=what)
     return arr
+
+
+def check_sparse(
+    value: SparseVector, *, dim: int, what: str = "query vector", suffix: str = ""
+) -> SparseVector:
+    """Check a sparse vector's indices against ``dim``; return it ready for the binary format.
+
+    Indices are 0-based and must lie below ``dim``, each given once. Explicit zeros are
+    dropped and indices sorted: pgvector's text input accepts both, but its binary
+    input (what the drivers send) refuses them. Values must already be finite.
+    Messages start with ``what`` and end with ``suffix``.
+
+    Example::
+
+        >>> check_sparse(SparseVector({2: 0.5, 0: 0.0}, 3), dim=3)
+        SparseVector({2: 0.5}, 3)
+        >>> check_sparse(SparseVector({3: 1.0}, 3), dim=3)
+        Traceback (most recent call last):
+        ...
+        vecalchemy.errors.InvalidVector: query vector has index 3, out of range: ...
+    """
+    indices = np.asarray(value.indices(), dtype=np.int64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        values = np.asarray(value.values(), dtype=np.float32)
+    if indices.size:
+        out = (indices < 0) | (indices >= dim)
+        if out.any():
+            bad = int(indices[np.flatnonzero(out)[0]])
+            raise InvalidVector(
+                f"{what} has index {bad}, out of range: a sparse vector of {dim:,} dimensions "
+                f"takes indices 0 to {dim - 1:,} (0-based){suffix}"
+            )
+    ordered = bool((np.diff(indices) > 0).all())
+    if not ordered:
+        unique, counts = np.unique(indices, return_counts=True)
+        if (counts > 1).any():
+            bad = int(unique[np.flatnonzero(counts > 1)[0]])
+            raise InvalidVector(
+                f"{what} has index {bad} more than once; give each index once{suffix}"
+            )
+    # float32 is what is sent, so a tiny float64 weight that rounds to zero is a zero too.
+    zeros = values == 0
+    if ordered and not zeros.any():
+        return value
+    return SparseVector(
+        {int(i): float(v) for i, v in zip(indices[~zeros], values[~zeros], strict=True)}, dim
+    )
 
 
 def bits_text(value: Any, *, what: str = "value") -> str:
@@ -131,11 +178,15 @@ def as_query_value(
             check_finite(vals, what=what)
             if not zero_ok and not vals.any():
                 raise InvalidVector(_zero_message(what))
-            return value
+            return check_sparse(value, dim=dim, what=what)
         if isinstance(value, dict):
-            return as_query_value(
-                SparseVector(value, dim), dim=dim, storage=storage, column=column, zero_ok=zero_ok
-            )
+            try:
+                sparse = SparseVector(value, dim)
+            except (TypeError, ValueError) as exc:
+                raise InvalidVector(
+                    f"{what} as a dict must map integer indices to numbers ({exc})"
+                ) from None
+            return as_query_value(sparse, dim=dim, storage=storage, column=column, zero_ok=zero_ok)
         arr = as_dense_array(value, dim=dim, what=what, column=column)
         if not zero_ok and not arr.any():
             raise InvalidVector(_zero_message(what))
