@@ -70,7 +70,7 @@ from vecalchemy.fulltext import (
     fulltext_index_name,
 )
 from vecalchemy.fusion import RRF, Fusion, plan_hybrid
-from vecalchemy.hybrid import hybrid_search
+from vecalchemy.hybrid import run_fused
 from vecalchemy.load import load
 from vecalchemy.metrics import Metric
 from vecalchemy.schema import HNSW, IVFFlat, embedding_column
@@ -180,6 +180,19 @@ def _id_in(table: sa.Table, ids: Sequence[str]) -> sa.ColumnElement[bool]:
     """``id = ANY(:ids)``: one array parameter, however many ids (IN would bind one each,
     and PostgreSQL takes at most 65,535 parameters per statement)."""
     return table.c.id == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Text)))
+
+
+def _collection_hit(row: Any, distance: float, similarity: float) -> CollectionHit:
+    return CollectionHit(
+        id=row.id,
+        chunk=row.chunk,
+        text=row.text,
+        metadata=row.metadata,
+        start=row.start,
+        end=row.end,
+        distance=distance,
+        similarity=similarity,
+    )
 
 
 def _digest(text: str) -> str:
@@ -768,19 +781,7 @@ class Collection:
                 probes=probes,
             )
             conn.rollback()
-        return [
-            CollectionHit(
-                id=h.row.id,
-                chunk=h.row.chunk,
-                text=h.row.text,
-                metadata=h.row.metadata,
-                start=h.row.start,
-                end=h.row.end,
-                distance=h.distance,
-                similarity=h.similarity,
-            )
-            for h in hits
-        ]
+        return [_collection_hit(h.row, h.distance, h.similarity) for h in hits]
 
     def _hybrid(
         self,
@@ -794,8 +795,8 @@ class Collection:
         table = self.table
         clause = compile_filter(table.c.metadata, where) if where else None
         vector = self.embedder.embed_query(query)
-        # Built once here only to check every argument before the table is touched.
-        plan_hybrid(
+        # Built (and so checked) before the table is touched, then run as it is.
+        fused = plan_hybrid(
             table.c.embedding,
             table.c[_TSV],
             query,
@@ -807,28 +808,11 @@ class Collection:
         )
         self.create()
         with self.engine.connect() as conn:
-            hits = hybrid_search(
-                conn,
-                table.c.embedding,
-                table.c[_TSV],
-                query,
-                vector,
-                k,
-                where=clause,
-                fusion=fusion,
-                candidates=candidates,
-            )
+            hits = run_fused(conn, fused)
             conn.rollback()
         return [
-            CollectionHit(
-                id=h.row.id,
-                chunk=h.row.chunk,
-                text=h.row.text,
-                metadata=h.row.metadata,
-                start=h.row.start,
-                end=h.row.end,
-                distance=h.distances[0] if h.distances[0] is not None else math.nan,
-                similarity=h.score,
+            _collection_hit(
+                h.row, h.distances[0] if h.distances[0] is not None else math.nan, h.score
             )
             for h in hits
         ]

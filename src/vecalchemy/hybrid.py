@@ -160,6 +160,20 @@ def _steps(plan: _Plan, database: str | None) -> Generator[Step, Any, list[Fused
     return _hits(plan, rows)
 
 
+def run_fused(session: Session | Connection, query: FusedQuery) -> list[FusedHit[Any]]:
+    """Run a fused query built by :func:`~vecalchemy.fusion.plan_hybrid` or
+    :func:`~vecalchemy.fusion.plan_multi`, with its index settings; for callers that
+    build (and so check) the query before touching the database.
+
+    Example::
+
+        fq = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", q, k=5)   # raises on bad input
+        hits = run_fused(session, fq)
+    """
+    plan = _plan(query, orm_session=isinstance(session, Session))
+    return run_steps(session, _steps(plan, database_key(session)))
+
+
 def _hybrid_plan(
     vector_column: Any,
     text_column: Any,
