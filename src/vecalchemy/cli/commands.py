@@ -1,224 +1,17 @@
-"""The ``vecalchemy`` command line.
-
-Each command parses its arguments, calls one library function and formats the result. A
-:class:`~vecalchemy.errors.VecalchemyError` becomes ``error: <message>`` on stderr and exit
-code 1 (see :class:`VecalchemyGroup`), never a traceback. Heavy modules are imported inside
-the commands so that ``vecalchemy --help`` stays fast.
-
-Example::
-
-    $ vecalchemy db up
-    embedded postgresql 18.6 is running in /home/me/.local/share/vecalchemy (pid 4012, port 46547)
-    $ vecalchemy db psql -c "select 1"
-    $ vecalchemy db url --driver asyncpg
-    postgresql+asyncpg://postgres@/postgres?host=/home/me/.local/share/vecalchemy&port=46547
-"""
+"""``vecalchemy demo``, ``ingest`` and ``search``."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    from vecalchemy.server import EmbeddedServer, ServerStatus
+    pass
 
-__all__ = ["CliError", "VecalchemyGroup", "main"]
-
-_DATA_DIR_ENV = "VECALCHEMY_DATA_DIR"  # vecalchemy.server.DATA_DIR_ENV, without the import
-
-
-class CliError(click.ClickException):
-    """A failure reported as ``error: <message>`` on stderr with exit code 1.
-
-    Example::
-
-        raise CliError("nothing to do")
-    """
-
-    def show(self, file: Any = None) -> None:
-        """Print the message (its first line is the summary, the rest are details)."""
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-class VecalchemyGroup(click.Group):
-    """A click group that turns a :class:`~vecalchemy.errors.VecalchemyError` raised by any
-    of its commands into a :class:`CliError`; its subgroups are of this class too.
-
-    Example::
-
-        @click.group(cls=VecalchemyGroup)
-        def main() -> None: ...
-    """
-
-    group_class = type  # subgroups made with @group.group() are VecalchemyGroups
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command, mapping vecalchemy's errors to a clean message and exit code 1."""
-        from vecalchemy.errors import VecalchemyError
-
-        try:
-            return super().invoke(ctx)
-        except VecalchemyError as exc:
-            raise CliError(str(exc)) from exc
-
-
-@click.group(cls=VecalchemyGroup)
-@click.version_option(package_name="vecalchemy", prog_name="vecalchemy")
-def main() -> None:
-    """vecalchemy: semantic search on PostgreSQL + pgvector through SQLAlchemy."""
-
-
-@main.group()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=_DATA_DIR_ENV,
-    default=None,
-    show_envvar=True,
-    help="Data directory of the embedded server (default: the per-user data directory).",
-)
-@click.pass_context
-def db(ctx: click.Context, data_dir: Path | None) -> None:
-    """Manage the embedded PostgreSQL server (with pgvector) that vecalchemy uses when no
-    database URL is configured."""
-    ctx.ensure_object(dict)["data_dir"] = data_dir
-
-
-def _server(ctx: click.Context, settings: dict[str, str] | None = None) -> EmbeddedServer:
-    from vecalchemy.server import EmbeddedServer
-
-    data_dir = ctx.find_object(dict) or {}
-    return EmbeddedServer(data_dir.get("data_dir"), settings=settings)
-
-
-def _start(server: EmbeddedServer, timeout: float) -> ServerStatus:
-    from rich.console import Console
-
-    with Console(stderr=True).status("starting the embedded postgresql server ..."):
-        return server.start(timeout=timeout)
-
-
-def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--set")
-        settings[name.strip()] = value
-    return settings
-
-
-@db.command()
-@click.option(
-    "--set",
-    "settings",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A server setting for this start, e.g. --set shared_buffers=1GB (repeatable).",
-)
-@click.option(
-    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for it."
-)
-@click.pass_context
-def up(ctx: click.Context, settings: tuple[str, ...], timeout: float) -> None:
-    """Start the embedded server, creating its cluster on first use (harmless if it runs)."""
-    server = _server(ctx, _parse_settings(settings))
-    was_running = server.status().running
-    status = _start(server, timeout)
-    verb = "was already running" if was_running else "is running"
-    click.echo(
-        f"embedded postgresql {status.version} {verb} in {status.data_dir} "
-        f"(pid {status.pid}, port {status.port})"
-    )
-
-
-@db.command()
-@click.option(
-    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for it."
-)
-@click.pass_context
-def down(ctx: click.Context, timeout: float) -> None:
-    """Stop the embedded server (fast shutdown; harmless if it is not running)."""
-    server = _server(ctx)
-    if server.stop(timeout=timeout):
-        click.echo(f"embedded postgresql stopped in {server.data_dir}")
-    else:
-        click.echo(f"embedded postgresql was not running in {server.data_dir}")
-
-
-@db.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Show whether the embedded server runs, and where."""
-    info = _server(ctx).status()
-    fields: dict[str, Any] = {
-        "running": info.running,
-        "pid": info.pid,
-        "port": info.port,
-        "url": info.url,
-        "data_dir": str(info.data_dir),
-        "log_file": str(info.log_file),
-        "version": info.version,
-    }
-    if as_json:
-        click.echo(json.dumps(fields, indent=2))
-        return
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="embedded postgresql", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for name, value in fields.items():
-        if name == "running":
-            text = "[green]running[/]" if value else "[red]stopped[/]"
-        else:
-            text = "-" if value is None else str(value)
-        table.add_row(name, text)
-    Console(soft_wrap=False).print(table)
-
-
-@db.command()
-@click.option(
-    "--driver",
-    type=click.Choice(["psycopg", "asyncpg", "libpq"]),
-    default="psycopg",
-    show_default=True,
-    help="psycopg and asyncpg give SQLAlchemy URLs; libpq a plain postgresql:// URL.",
-)
-@click.option("--database", default="postgres", show_default=True, help="Database name.")
-@click.option("--start", is_flag=True, help="Start the server first if it is not running.")
-@click.pass_context
-def url(ctx: click.Context, driver: str, database: str, start: bool) -> None:
-    """Print the URL of the running embedded server (through its Unix socket)."""
-    server = _server(ctx)
-    if start:
-        _start(server, 60.0)
-    click.echo(server.url(driver=driver, database=database))
-
-
-@db.command(
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-)
-@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
-    """Run psql against the embedded server, starting it first if needed; extra arguments
-    go to psql, e.g. vecalchemy db psql -c "select 1"."""
-    server = _server(ctx)
-    if not server.status().running:
-        _start(server, 60.0)
-    argv = server.psql_argv(*psql_args)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(argv[0], argv)
+from vecalchemy.cli._group import _URL_OPTION, CliError, _tail, main
 
 
 @main.command()
@@ -248,24 +41,12 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
 
     from rich.console import Console
 
-    from vecalchemy.demo import run_demo
+    from vecalchemy.cli.demo import run_demo
 
     console = Console(quiet=as_json)
     report = run_demo(url, limit=limit, k=k, console=console, embedder=embedder)
     if as_json:
         click.echo(json.dumps({**asdict(report), "recall": report.recall}, indent=2))
-
-
-def _tail(text: str, width: int) -> str:
-    """``text`` cut from the left to ``width`` characters: a path's end says the most."""
-    return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-_URL_OPTION = click.option(
-    "--url",
-    envvar="VECALCHEMY_DATABASE_URL",
-    help="Database URL (default: the embedded server, started if needed).",
-)
 
 
 @main.command()
@@ -298,10 +79,10 @@ def ingest(
 
     from rich.console import Console
 
+    from vecalchemy.cli.sources import read_documents
     from vecalchemy.collection import Collection
     from vecalchemy.engine import create_engine
     from vecalchemy.errors import ConfigurationError
-    from vecalchemy.sources import read_documents
 
     console = Console(stderr=True, quiet=as_json)
     engine = create_engine(url)

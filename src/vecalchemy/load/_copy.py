@@ -1,0 +1,453 @@
+"""load() and aload(): the COPY drivers (psycopg sync and async, asyncpg) and their runners."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from pgvector import HalfVector, SparseVector, Vector
+from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from vecalchemy._typing import ConflictMode, IndexMode
+from vecalchemy.errors import (
+    ConfigurationError,
+    InvalidArgument,
+)
+from vecalchemy.indexes import build_indexes, drop_indexes
+from vecalchemy.load._batches import _Batch, _each
+from vecalchemy.load._encoding import _encode_batch
+from vecalchemy.load._plan import _check_driver, _ColumnType, _Plan, _plan
+from vecalchemy.load._result import LoadResult
+from vecalchemy.load._statements import _Copy, _Indexes, _Outcome, _Sql, _steps
+
+log = logging.getLogger("vecalchemy.load")
+
+
+class _EncodedDumper(Dumper):
+    """Passes on values already in PostgreSQL's binary format (vectors encoded per batch)."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> Buffer:
+        encoded: bytes = obj
+        return encoded
+
+
+# -- the public functions -------------------------------------------------------------
+
+
+def load(
+    bind: sa.Engine | sa.Connection,
+    table: sa.Table | type[Any],
+    rows: Iterable[Sequence[Any]] | Mapping[str, Any],
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+    indexes: IndexMode = "keep",
+    on_conflict: ConflictMode = "error",
+    conflict_columns: Sequence[str] | None = None,
+) -> LoadResult:
+    """Write ``rows`` into ``table`` with binary COPY and return the number of rows written.
+
+    ``bind`` is an :class:`~sqlalchemy.engine.Engine` or
+    :class:`~sqlalchemy.engine.Connection` using the psycopg 3 driver
+    (``postgresql+psycopg://``); for an async engine use :func:`aload`. With an engine,
+    the load runs in its own transaction and is committed. With a connection, it runs in
+    a new transaction that is committed, or, if the connection is already in a
+    transaction, inside a SAVEPOINT: the rows are then committed when the caller
+    commits, and a failed load leaves the caller's earlier work intact.
+
+    ``table`` is a :class:`~sqlalchemy.Table` or a mapped class. ``rows`` is either
+
+    * an iterable of tuples (any sequences) holding the values of ``columns`` in order;
+      ``columns`` defaults to all the table's columns; a generator is streamed batch by
+      batch, so memory stays flat however many rows it yields; or
+    * a mapping of column name to a sequence of values, all of the same length
+      (column-oriented): a 2-D numpy array is the fastest way to pass a vector column.
+
+    Vectors may be lists, numpy arrays or pgvector objects; ``None`` writes NULL. Before
+    each batch of ``batch_size`` rows is written, the vectors of every pgvector column
+    (``VECTOR``, ``HALFVEC``, ``SPARSEVEC``, ``BIT``) are checked at once: the dimension
+    must be the column's, and every value finite (and, for ``halfvec``, within float16
+    range). A bad row raises :class:`~vecalchemy.errors.DimensionMismatch` or
+    :class:`~vecalchemy.errors.InvalidVector` naming the row (its 0-based position in
+    ``rows``) and the column, and nothing is written: the whole load is one transaction
+    (or savepoint). Other values are converted by the driver; an error there is the
+    driver's.
+
+    ``indexes="defer"`` drops the vector indexes declared on the table (with
+    :func:`vecalchemy.Embedding` or :func:`vecalchemy.embedding_column`) that exist,
+    loads, then calls :func:`vecalchemy.build_indexes`, all in the load's transaction;
+    afterwards every vector index declared on the table exists (declared ones that were
+    missing, such as an IVFFlat index ``create_all()`` skipped, are built too), and
+    ``result.indexes_rebuilt`` names them. Inserting into an HNSW index gets slow once
+    it holds many rows, so this is the fast path for a big load into an indexed table;
+    with ``"keep"`` (the default) indexes are left alone and updated row by row. An
+    IVFFlat index is trained on the rows present when it is built (``lists`` comes from
+    the row count), so it is rebuilt on the old rows plus the new ones, and cannot be
+    built on a table left empty (:class:`~vecalchemy.errors.IndexBuildError`). Dropping
+    an index locks the table (ACCESS EXCLUSIVE) until the transaction ends: other
+    sessions wait to read it while the load and rebuild run.
+
+    ``on_conflict`` says what happens to a row whose key already exists in the table:
+    ``"error"`` (the default: PostgreSQL's unique violation, nothing written),
+    ``"ignore"`` (the existing row is kept) or ``"update"`` (the existing row's loaded
+    columns, other than the key, take the new values; the columns not loaded keep
+    theirs). The key is ``conflict_columns``, by default the table's primary key; it
+    must be among the loaded columns and match a unique index or constraint of the
+    table. For ``"ignore"`` and ``"update"`` the rows are copied into a temporary
+    staging table (``ON COMMIT DROP``, dropped at the end of the load), then moved with
+    one ``INSERT ... SELECT ... ON CONFLICT``. A key given twice in one load raises
+    :class:`~vecalchemy.errors.InvalidRows` naming both rows, and nothing is written
+    (rows with a NULL key column never conflict).
+
+    Returns a :class:`LoadResult`: an ``int`` counting the rows inserted, plus the rows
+    updated with ``"update"`` (with ``"ignore"``, skipped rows are not counted; see
+    ``result.received``), with the time taken and the indexes rebuilt.
+
+    Example::
+
+        from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+        from pgvector.sqlalchemy import VECTOR
+
+        docs = Table(
+            "docs", MetaData(),
+            Column("id", BigInteger, primary_key=True),
+            Column("body", Text),
+            Column("embedding", VECTOR(3)),
+        )
+        load(engine, docs, [(1, "first", [0.1, 0.2, 0.3]), (2, "second", [0.4, 0.5, 0.6])])
+
+        # column-oriented, vectors as one float32 array, into an indexed table:
+        load(engine, docs, {"id": ids, "body": texts, "embedding": vectors}, indexes="defer")
+
+        # insert new ids, update the vectors of existing ones:
+        load(engine, docs, {"id": ids, "embedding": vectors}, on_conflict="update")
+    """
+    plan = _plan(
+        table,
+        rows,
+        columns=columns,
+        batch_size=batch_size,
+        indexes=indexes,
+        on_conflict=on_conflict,
+        conflict_columns=conflict_columns,
+        async_=False,
+    )
+    started = time.perf_counter()
+    if isinstance(bind, sa.Engine):
+        _check_driver(bind.dialect, plan, async_=False)
+        with bind.begin() as conn:
+            outcome = _run(conn, plan)
+    elif isinstance(bind, sa.Connection):
+        _check_driver(bind.dialect, plan, async_=False)
+        with bind.begin_nested() if bind.in_transaction() else bind.begin():
+            outcome = _run(bind, plan)
+    elif isinstance(bind, (AsyncEngine, AsyncConnection)):
+        raise InvalidArgument(
+            f"load() takes a sync Engine or Connection, got an {type(bind).__name__}; "
+            "use await aload(...)"
+        )
+    else:
+        raise InvalidArgument(
+            f"bind must be a SQLAlchemy Engine or Connection, got {type(bind).__name__}; "
+            "for a Session, pass session.connection()"
+        )
+    return _result(plan, outcome, started)
+
+
+async def aload(
+    bind: AsyncEngine | AsyncConnection,
+    table: sa.Table | type[Any],
+    rows: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]] | Mapping[str, Any],
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+    indexes: IndexMode = "keep",
+    on_conflict: ConflictMode = "error",
+    conflict_columns: Sequence[str] | None = None,
+) -> LoadResult:
+    """The async twin of :func:`load`, for psycopg 3 (async) and asyncpg.
+
+    Same arguments, checks, transaction handling, index deferral, upserts and result as
+    :func:`load`; ``bind`` is an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` or
+    :class:`~sqlalchemy.ext.asyncio.AsyncConnection` (for an ``AsyncSession``, pass
+    ``await session.connection()``), and ``rows`` may also be an async iterable (an
+    async generator is streamed batch by batch, like a generator).
+
+    With psycopg the rows go through one binary ``COPY`` (``AsyncCursor.copy``), with the
+    same encoders as :func:`load`. With asyncpg each batch is written with
+    ``copy_records_to_table`` on the underlying asyncpg connection: vectors are checked
+    and encoded here, then handed to the pgvector codecs that
+    :func:`vecalchemy.create_async_engine` (or :func:`vecalchemy.setup`) registers on
+    every pooled connection; an engine without them raises
+    :class:`~vecalchemy.errors.ConfigurationError` before any SQL runs. ``json``/``jsonb``
+    values are serialised with the engine's ``json_serializer`` as SQLAlchemy would.
+    asyncpg remembers the column types of a table it has copied into, per connection:
+    DDL run through the engine resets that, but after another process changes a
+    column's type, dispose of the engine's pool (``await engine.dispose()``).
+
+    Example::
+
+        engine = vecalchemy.create_async_engine("postgresql+asyncpg://app@db/app")
+
+        async def rows():
+            async for batch in fetch_documents():
+                for doc in batch:
+                    yield doc.id, doc.text, doc.vector
+
+        result = await aload(engine, Doc, rows(), columns=["id", "body", "embedding"])
+        print(f"{result:,} rows in {result.seconds:.1f} s")
+    """
+    plan = _plan(
+        table,
+        rows,
+        columns=columns,
+        batch_size=batch_size,
+        indexes=indexes,
+        on_conflict=on_conflict,
+        conflict_columns=conflict_columns,
+        async_=True,
+    )
+    started = time.perf_counter()
+    if isinstance(bind, AsyncEngine):
+        _check_driver(bind.dialect, plan, async_=True)
+        async with bind.begin() as conn:
+            outcome = await _arun(conn, plan)
+    elif isinstance(bind, AsyncConnection):
+        _check_driver(bind.dialect, plan, async_=True)
+        async with bind.begin_nested() if bind.in_transaction() else bind.begin():
+            outcome = await _arun(bind, plan)
+    elif isinstance(bind, (sa.Engine, sa.Connection)):
+        raise InvalidArgument(
+            f"aload() takes an AsyncEngine or AsyncConnection, got a {type(bind).__name__}; "
+            "use load(...)"
+        )
+    else:
+        raise InvalidArgument(
+            f"bind must be a SQLAlchemy AsyncEngine or AsyncConnection, got "
+            f"{type(bind).__name__}; for an AsyncSession, pass await session.connection()"
+        )
+    return _result(plan, outcome, started)
+
+
+def _result(plan: _Plan, outcome: _Outcome, started: float) -> LoadResult:
+    seconds = time.perf_counter() - started
+    log.info(
+        "loaded %s of %s rows into %s in %.2f s (%.0f rows/s)%s",
+        outcome.written,
+        outcome.received,
+        plan.table.name,
+        seconds,
+        outcome.received / seconds if seconds else 0.0,
+        f"; rebuilt {', '.join(outcome.rebuilt)}" if outcome.rebuilt else "",
+    )
+    return LoadResult(
+        outcome.written,
+        received=outcome.received,
+        seconds=seconds,
+        indexes_rebuilt=outcome.rebuilt,
+    )
+
+
+# -- running the statements: psycopg (sync and async) and asyncpg --------------------
+
+
+def _run(conn: sa.Connection, plan: _Plan) -> _Outcome:
+    steps = _steps(plan, conn.dialect.identifier_preparer)
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            outcome: _Outcome = done.value
+            return outcome
+        if isinstance(step, _Sql):
+            result = conn.execute(step.statement, step.params)
+        elif isinstance(step, _Indexes):
+            result = (drop_indexes if step.drop else build_indexes)(conn, plan.table)
+        else:
+            assert isinstance(plan.batches, Iterator)  # _plan refuses async rows for load()
+            result = _copy_psycopg(conn, step, plan.batches)
+
+
+async def _arun(conn: AsyncConnection, plan: _Plan) -> _Outcome:
+    steps = _steps(plan, conn.dialect.identifier_preparer)
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            outcome: _Outcome = done.value
+            return outcome
+        if isinstance(step, _Sql):
+            result = await conn.execute(step.statement, step.params)
+        elif isinstance(step, _Indexes):
+            result = await conn.run_sync(drop_indexes if step.drop else build_indexes, plan.table)
+        else:
+            raw = (await conn.get_raw_connection()).driver_connection
+            if isinstance(raw, psycopg.AsyncConnection):
+                result = await _copy_psycopg_async(raw, step, plan.batches)
+            else:
+                dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+                result = await _copy_asyncpg(raw, step, plan.batches, dumps)
+
+
+def _copy_statement(step: _Copy) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(*([step.schema] if step.schema else []), step.name),
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in step.columns),
+    )
+
+
+def _register_encoded(
+    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], columns: list[_ColumnType]
+) -> None:
+    for column in columns:
+        if column.vector is not None:
+            # On this cursor only: the caller's connection keeps its own adapters.
+            dumper = type("_EncodedVectorDumper", (_EncodedDumper,), {"oid": column.oid})
+            cursor.adapters.register_dumper(None, dumper)
+
+
+def _copy_psycopg(conn: sa.Connection, step: _Copy, batches: Iterator[_Batch]) -> int:
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise ConfigurationError("load() needs a psycopg 3 connection; use postgresql+psycopg://")
+    written = 0
+    with raw.cursor() as cur:
+        _register_encoded(cur, step.columns)
+        with cur.copy(_copy_statement(step)) as copy:
+            copy.set_types([c.oid for c in step.columns])
+            # An exception in here (a bad batch, the caller's generator) ends the COPY
+            # with an error: the server discards every row sent so far.
+            for start, values in batches:
+                prepared = _encode_batch(values, step.columns, start)
+                for row in zip(*prepared, strict=True):
+                    copy.write_row(row)
+                written += len(prepared[0])
+    return written
+
+
+async def _copy_psycopg_async(
+    raw: psycopg.AsyncConnection[Any],
+    step: _Copy,
+    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+) -> int:
+    written = 0
+    async with raw.cursor() as cur:
+        _register_encoded(cur, step.columns)
+        async with cur.copy(_copy_statement(step)) as copy:
+            copy.set_types([c.oid for c in step.columns])
+            async with aclosing(_each(batches)) as each:
+                async for start, values in each:
+                    prepared = _encode_batch(values, step.columns, start)
+                    for row in zip(*prepared, strict=True):
+                        await copy.write_row(row)
+                    written += len(prepared[0])
+    return written
+
+
+async def _copy_asyncpg(
+    raw: Any,
+    step: _Copy,
+    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+    dumps: Callable[[Any], str],
+) -> int:
+    """One ``copy_records_to_table`` per batch, each batch checked in full before it starts.
+
+    asyncpg aborts a COPY whose record source raises by cancelling the query from
+    another connection; a batch that is already checked and converted never does.
+    """
+    converters = [_asyncpg_converter(c, dumps) for c in step.columns]
+    names = [c.name for c in step.columns]
+    written = 0
+    async with aclosing(_each(batches)) as each:
+        async for start, values in each:
+            prepared = _encode_batch(values, step.columns, start)
+            converted = [
+                column if convert is None else [None if v is None else convert(v) for v in column]
+                for column, convert in zip(prepared, converters, strict=True)
+            ]
+            records = list(zip(*converted, strict=True))
+            await raw.copy_records_to_table(
+                step.name, records=records, columns=names, schema_name=step.schema
+            )
+            written += len(records)
+    return written
+
+
+class _EncodedVector(Vector):
+    """A vector checked and encoded by :func:`_encode`: the codec sends its bytes as they are.
+
+    The pgvector codecs asyncpg uses (vecalchemy's and pgvector-python's) call
+    ``to_binary()`` on an instance of the type, so the bytes the psycopg path sends go
+    through unchanged.
+    """
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+class _EncodedHalfVector(HalfVector):
+    """A halfvec already checked and encoded (see :class:`_EncodedVector`)."""
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+class _EncodedSparseVector(SparseVector):
+    """A sparsevec already checked and encoded (see :class:`_EncodedVector`)."""
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+def _bit_string(binary: bytes) -> Any:
+    """asyncpg's BitString from a bit value in PostgreSQL's binary format."""
+    from asyncpg import BitString
+
+    (length,) = struct.unpack_from(">i", binary)
+    return BitString.frombytes(binary[4:], length)
+
+
+def _asyncpg_converter(column: _ColumnType, dumps: Callable[[Any], str]) -> Any:
+    """What turns a column's (encoded) values into what asyncpg's codec for it takes."""
+    if column.vector is not None:
+        return {
+            "vector": _EncodedVector,
+            "halfvec": _EncodedHalfVector,
+            "sparsevec": _EncodedSparseVector,
+            "bit": _bit_string,
+        }[column.vector.kind]
+    if column.typname in ("json", "jsonb"):
+        return dumps  # SQLAlchemy's asyncpg codecs take JSON text, as psycopg takes objects
+    return None

@@ -1,0 +1,187 @@
+"""The statements a load runs, written once for every driver."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import (
+    Generator,
+)
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.compiler import IdentifierPreparer
+
+from vecalchemy.errors import (
+    InvalidRows,
+)
+from vecalchemy.indexes import IndexResult
+from vecalchemy.load._plan import (
+    _CATALOG_SQL,
+    _UNIQUE_SQL,
+    _check_arbiter,
+    _column_types,
+    _ColumnType,
+    _Plan,
+)
+
+log = logging.getLogger("vecalchemy.load")
+
+_ROW_COLUMN = "vecalchemy_row"  # the staging table's 0-based input position
+_PG_IDENTIFIER_MAX = 63
+# -- the statements a load runs, written once for every driver ------------------------
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """Execute a statement; the runner sends back its result."""
+
+    statement: sa.TextClause
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Indexes:
+    """Drop (or build) the table's vector indexes; the runner sends back the IndexResults."""
+
+    drop: bool
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """COPY every batch into a table; the runner sends back the number of rows."""
+
+    schema: str | None
+    name: str
+    columns: list[_ColumnType]
+
+
+_Step = _Sql | _Indexes | _Copy
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    received: int
+    written: int
+    rebuilt: tuple[str, ...]
+
+
+def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[_Step, Any, _Outcome]:
+    """The statements one load runs, in order; the runner sends back each result.
+
+    Written once for :func:`load` and :func:`aload`, whose runners only differ in how
+    they execute a statement and write the batches.
+    """
+    tbl = plan.table
+    regclass = preparer.format_table(tbl)
+    catalog = (yield _Sql(sa.text(_CATALOG_SQL), {"table": regclass})).all()
+    types, attnames = _column_types(catalog, tbl, plan.columns)
+    if plan.conflict:
+        uniques = (yield _Sql(sa.text(_UNIQUE_SQL), {"table": regclass})).all()
+        _check_arbiter(uniques, attnames, tbl, plan.conflict)
+    if plan.indexes == "defer":
+        dropped: list[IndexResult] = yield _Indexes(drop=True)
+        log.info("dropped %s before loading", [r.name for r in dropped if r.action == "dropped"])
+    if plan.conflict:
+        received, written = yield from _upsert(plan, preparer, types)
+    else:
+        received = written = yield _Copy(tbl.schema, tbl.name, types)
+    rebuilt: tuple[str, ...] = ()
+    if plan.indexes == "defer":
+        built: list[IndexResult] = yield _Indexes(drop=False)
+        rebuilt = tuple(r.name for r in built if r.action == "built")
+    return _Outcome(received, written, rebuilt)
+
+
+def _upsert(
+    plan: _Plan, preparer: IdentifierPreparer, types: list[_ColumnType]
+) -> Generator[_Step, Any, tuple[int, int]]:
+    """COPY into a staging table, refuse duplicate keys, then INSERT ... ON CONFLICT."""
+
+    def q(name: str) -> str:
+        # text() reads ":name" as a bind parameter; "\:" is a literal colon.
+        return preparer.quote(name).replace(":", "\\:")
+
+    staging = _staging_name(plan.table, types)
+    target = preparer.format_table(plan.table).replace(":", "\\:")
+    stg, row = q(staging), q(_ROW_COLUMN)
+    names = [c.name for c in plan.columns]
+    cols = ", ".join(q(n) for n in names)
+    keys = ", ".join(q(k) for k in plan.conflict)
+
+    # Only the loaded columns, without constraints: a NOT NULL column that is not
+    # loaded must not fail the COPY, and every staging column gets a value anyway.
+    yield _Sql(
+        sa.text(
+            f"CREATE TEMPORARY TABLE {stg} ON COMMIT DROP AS "
+            f"SELECT {cols} FROM {target} WITH NO DATA"
+        )
+    )
+    # COPY fills the identity in input order: the 0-based position of each row.
+    yield _Sql(
+        sa.text(
+            f"ALTER TABLE {stg} ADD COLUMN {row} bigint "
+            "GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0)"
+        )
+    )
+    received: int = yield _Copy(None, staging, types)
+    present = " AND ".join(f"{q(k)} IS NOT NULL" for k in plan.conflict)
+    duplicate = (
+        yield _Sql(
+            sa.text(
+                f"SELECT (array_agg({row} ORDER BY {row}))[1:6], count(*), {keys} "
+                f"FROM {stg} WHERE {present} GROUP BY {keys} HAVING count(*) > 1 "
+                f"ORDER BY min({row}) LIMIT 1"
+            )
+        )
+    ).first()
+    if duplicate is not None:
+        raise InvalidRows(_duplicate_message(plan, duplicate))
+    if plan.on_conflict == "ignore":
+        action = "NOTHING"
+    else:
+        updates = [f"{q(n)} = EXCLUDED.{q(n)}" for n in names if n not in plan.conflict]
+        action = f"UPDATE SET {', '.join(updates)}"
+    inserted = yield _Sql(
+        sa.text(
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stg} "
+            f"ON CONFLICT ({keys}) DO {action}"
+        )
+    )
+    written = int(inserted.rowcount)
+    yield _Sql(sa.text(f"DROP TABLE {stg}"))
+    return received, written
+
+
+def _staging_name(tbl: sa.Table, types: list[_ColumnType]) -> str:
+    """A temporary table name that changes whenever the loaded columns or their types do.
+
+    asyncpg caches the codecs of ``copy_records_to_table`` by table name and columns: a
+    name reused for other column types would be sent with the wrong encoders.
+    """
+    shape = repr((tbl.schema, tbl.name, [(c.name, c.oid, c.vector) for c in types]))
+    digest = hashlib.sha1(shape.encode()).hexdigest()[:10]
+    prefix = f"vecalchemy_load_{tbl.name}"[: _PG_IDENTIFIER_MAX - 11]
+    return f"{prefix}_{digest}"
+
+
+def _duplicate_message(plan: _Plan, duplicate: Any) -> str:
+    positions = [int(p) for p in duplicate[0]]
+    times = int(duplicate[1])
+    key = ", ".join(plan.conflict)
+    values = ", ".join(_short(v) for v in duplicate[2:])
+    shown = [str(p) for p in positions[:5]]
+    rows = ", ".join(shown[:-1]) + f" and {shown[-1]}"
+    if times > len(shown):
+        rows = ", ".join(shown) + f" and {times - len(shown)} more"
+    return (
+        f"rows {rows} have the same key ({key})=({values}); on_conflict="
+        f"{plan.on_conflict!r} takes each key at most once per load: remove the duplicates "
+        "from the input; nothing was loaded"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
