@@ -50,6 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from vecalchemy._names import fit_identifier
 from vecalchemy.chunking import Chunk, Splitter, get_splitter
 from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.engine import create_engine
@@ -293,7 +294,9 @@ class Collection:
                     nullable=False,
                 ),
                 fulltext_column(_TSV, "text", language=self.language),
-                sa.Index(f"ix_{self.name}_metadata"[:63], "metadata", postgresql_using="gin"),
+                sa.Index(
+                    fit_identifier(f"ix_{self.name}_metadata"), "metadata", postgresql_using="gin"
+                ),
             )
         return self._table
 

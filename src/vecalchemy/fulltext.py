@@ -32,7 +32,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +55,7 @@ from sqlalchemy.dialects.postgresql.ext import websearch_to_tsquery
 from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
 from sqlalchemy.sql.functions import GenericFunction
 
+from vecalchemy._names import fit_identifier
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 
 __all__ = [
@@ -86,7 +86,6 @@ QUERY_TEXT_PARAM = "query_text"
 # generated column's expression cannot take parameters), so both are checked strictly.
 _LANGUAGE = re.compile(r"^[a-z_]{1,63}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_PG_IDENTIFIER_MAX = 63
 _PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
 
 
@@ -279,17 +278,13 @@ def fulltext_column(
 def fulltext_index_name(table: Table, column: Column[Any]) -> str:
     """The generated name of a full-text column's GIN index: ``ix_<table>_<column>_gin``.
 
-    Names longer than PostgreSQL's 63 characters are shortened with a hash suffix.
+    Names longer than PostgreSQL's 63 bytes are shortened with a hash suffix.
 
     Example::
 
         fulltext_index_name(Doc.__table__, Doc.__table__.c.tsv)   # 'ix_docs_tsv_gin'
     """
-    name = f"ix_{table.name}_{column.name}_gin"
-    if len(name) > _PG_IDENTIFIER_MAX:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = f"{name[: _PG_IDENTIFIER_MAX - 9]}_{digest}"
-    return name
+    return fit_identifier(f"ix_{table.name}_{column.name}_gin")
 
 
 @event.listens_for(Column, "after_parent_attach")

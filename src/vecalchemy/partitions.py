@@ -33,7 +33,6 @@ through that B-tree and sort them exactly; a big one gets the HNSW index (with
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,12 +44,12 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from vecalchemy._names import MAX_IDENTIFIER_BYTES, digest, fit_identifier
 from vecalchemy.errors import ConfigurationError, InvalidArgument
 from vecalchemy.indexes import table_of
 
 __all__ = ["add_partition", "hash_partitions"]
 
-_PG_IDENTIFIER_MAX = 63
 _PARTITION_BY = re.compile(r"^\s*(list|hash|range)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -361,37 +360,26 @@ def _check_name(name: object) -> str:
             f"partition name must be a plain identifier (letters, digits and underscores, "
             f"not starting with a digit), got {name!r}"
         )
-    if len(name.encode()) > _PG_IDENTIFIER_MAX:
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise InvalidArgument(
             f"partition name {name!r} is {len(name.encode())} bytes; PostgreSQL names are at "
-            f"most {_PG_IDENTIFIER_MAX}"
+            f"most {MAX_IDENTIFIER_BYTES}"
         )
     return name
 
 
 def _default_name(tbl: sa.Table, bound: _Bound) -> str:
     if bound.default:
-        return _fit(f"{tbl.name}_default", None)
+        return fit_identifier(f"{tbl.name}_default", None)
     if bound.modulus is not None:
-        return _fit(f"{tbl.name}_p{bound.remainder}", None)
+        return fit_identifier(f"{tbl.name}_p{bound.remainder}", None)
     raw = "_".join("null" if v is None else str(v) for v in bound.values)
     clean = re.sub(r"[^a-z0-9]+", "_", raw.lower()).strip("_")
     # A value that had to change to become a name ("Acme", "o'brien") gets a hash of
     # itself, so "Acme" and "acme" do not share a name; a clash left over (["x", "y"]
     # and "x_y") is caught before the CREATE, as a table that exists.
-    digest = None if clean and clean == raw else hashlib.sha1(raw.encode()).hexdigest()[:8]
-    return _fit(f"{tbl.name}_{clean}" if clean else tbl.name, digest)
-
-
-def _fit(base: str, digest: str | None) -> str:
-    """``base`` (plus ``_digest``) cut to PostgreSQL's 63 bytes, with a digest if it was cut."""
-    full = base if digest is None else f"{base}_{digest}"
-    if len(full.encode()) <= _PG_IDENTIFIER_MAX:
-        return full
-    digest = digest or hashlib.sha1(base.encode()).hexdigest()[:8]
-    room = _PG_IDENTIFIER_MAX - len(digest) - 1
-    cut = base.encode()[:room].decode(errors="ignore")
-    return f"{cut}_{digest}"
+    tag = None if clean and clean == raw else digest(raw)
+    return fit_identifier(f"{tbl.name}_{clean}" if clean else tbl.name, tag)
 
 
 # -- running the DDL ------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import math
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy._names import digest, fit_identifier
 from vecalchemy.errors import (
     InvalidArgument,
     MetricMismatch,
@@ -85,7 +85,6 @@ log = logging.getLogger("vecalchemy.schema")
 #: Key under which a column's :class:`VectorSpec` is kept in ``Column.info``.
 INFO_KEY = "vecalchemy"
 
-_PG_IDENTIFIER_MAX = 63
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -521,15 +520,8 @@ def index_name(table: Table, column: Column[Any], spec: VectorSpec) -> str:
     if spec.index.quantize is not None:
         name += "_bq" if spec.index.quantize == "binary" else "_hv"
     if spec.index.where is not None:
-        name += "_" + hashlib.sha1(spec.index.where.encode()).hexdigest()[:8]
-    return _fit_identifier(name)
-
-
-def _fit_identifier(name: str) -> str:
-    if len(name) > _PG_IDENTIFIER_MAX:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = f"{name[: _PG_IDENTIFIER_MAX - 9]}_{digest}"
-    return name
+        name += "_" + digest(spec.index.where)
+    return fit_identifier(name)
 
 
 def index_expression(column: ColumnElement[Any], spec: VectorSpec) -> ColumnElement[Any]:

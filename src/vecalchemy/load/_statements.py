@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import (
     Generator,
@@ -13,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import IdentifierPreparer
 
+from vecalchemy._names import digest, fit_identifier
 from vecalchemy.errors import (
     InvalidRows,
 )
@@ -29,7 +29,6 @@ from vecalchemy.load._plan import (
 log = logging.getLogger("vecalchemy.load")
 
 _ROW_COLUMN = "vecalchemy_row"  # the staging table's 0-based input position
-_PG_IDENTIFIER_MAX = 63
 # -- the statements a load runs, written once for every driver ------------------------
 
 
@@ -161,9 +160,7 @@ def _staging_name(tbl: sa.Table, types: list[_ColumnType]) -> str:
     name reused for other column types would be sent with the wrong encoders.
     """
     shape = repr((tbl.schema, tbl.name, [(c.name, c.oid, c.vector) for c in types]))
-    digest = hashlib.sha1(shape.encode()).hexdigest()[:10]
-    prefix = f"vecalchemy_load_{tbl.name}"[: _PG_IDENTIFIER_MAX - 11]
-    return f"{prefix}_{digest}"
+    return fit_identifier(f"vecalchemy_load_{tbl.name}", digest(shape, 10))
 
 
 def _duplicate_message(plan: _Plan, duplicate: Any) -> str:
