@@ -139,11 +139,18 @@ def main() -> None:
                 print(f"\nEXPLAIN nearest({column}):\n{plan}")
                 assert f"Index Scan using {name}" in plan
 
-            # The cheatsheet's mistake, written by hand: L2 order on a cosine index.
-            wrong = select(HnswDoc.id).order_by(HnswDoc.embedding.l2_distance(query)).limit(5)
-            plan = explain(conn, wrong)
-            print(f"\nEXPLAIN of l2_distance() on the cosine index (index unused):\n{plan}")
-            assert "Seq Scan" in plan
+            # The cheatsheet's mistake, written by hand: L2 order on a cosine index. On an
+            # Embedding column it cannot be written by accident: it raises at once.
+            try:
+                HnswDoc.embedding.l2_distance(query)
+            except vecalchemy.MetricMismatch as exc:
+                print(f"\nl2_distance() on the cosine column: {exc}")
+            else:
+                raise AssertionError("l2_distance() on a cosine column must raise")
+            # Asked for on purpose, the exact L2 distance runs, and no index can serve it.
+            exact = HnswDoc.embedding.exact_distance(query, metric="l2")
+            plan = explain(conn, select(HnswDoc.id).order_by(exact).limit(5))
+            print(f"\nEXPLAIN of exact_distance(metric='l2') (no index can serve it):\n{plan}")
             assert "Index Scan" not in plan
 
         with engine.connect() as conn:

@@ -5,12 +5,13 @@ Cheatsheet pattern::
     await session.execute(text("SET LOCAL hnsw.ef_search = 100"))   # HNSW recall
     await session.execute(text("SET LOCAL ivfflat.probes = 10"))    # IVFFlat recall
 
-With vecalchemy the settings are arguments of the search: ``search(..., ef_search=100)``
-or ``search(..., probes=10)``. Every search sets them itself with
-``set_config(name, value, is_local => true)``, the function form of ``SET LOCAL``: they
-last until the transaction ends and never stay on the pooled connection, and a search
-never inherits another's setting. Left unset, ``hnsw.ef_search`` is ``max(40, k)`` and
-``ivfflat.probes`` is ``sqrt(lists)``.
+With vecalchemy the settings belong to the statement that needs them. Left unset,
+``hnsw.ef_search`` is ``max(40, k)`` and ``ivfflat.probes`` is ``sqrt(lists)``; override
+them per search (``search(..., ef_search=100)``, ``search(..., probes=10)``) or per
+statement (``execution_options={"vecalchemy": ScanOptions(ef_search=100)}``). They hold
+for that one statement, however it is executed: the rest of the transaction sees its own
+values again, nothing stays on the pooled connection, and no statement inherits
+another's setting.
 
 The common mistake "forgetting to set ef_search" matters because an HNSW scan returns
 at most ``ef_search`` rows: ``LIMIT 100`` with pgvector's default of 40 silently gives 40
@@ -23,11 +24,11 @@ Run it: ``python examples/04_tuning.py``.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vecalchemy
-from vecalchemy import HNSW, Embedding, IVFFlat
+from vecalchemy import HNSW, Embedding, IVFFlat, ScanOptions, nearest
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.load import load
 
@@ -70,27 +71,37 @@ def main() -> None:
 
         with engine.connect() as conn:
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            # A setting holds for the statement that needs it, and only for it: read it
+            # inside the statement (a column of the query), and after it.
+            ef_now = func.current_setting("hnsw.ef_search").label("ef_search_inside")
+            for k, opts in ((5, None), (100, None), (5, ScanOptions(ef_search=200))):
+                stmt = nearest(HnswDoc.embedding, query, k=k).add_columns(ef_now)
+                rows = conn.execute(stmt, execution_options={"vecalchemy": opts} if opts else {})
+                got = rows.all()
+                inside = got[0].ef_search_inside
+                after = show(conn, "hnsw.ef_search")
+                given = "" if opts is None else f", ef_search={opts.ef_search}"
+                print(
+                    f"hnsw    k={k}{given}: {len(got)} rows, ef_search {inside} during the "
+                    f"statement, {after} after it"
+                )
+                assert len(got) == k
+                assert inside == str(opts.ef_search if opts else max(40, k))
+                assert after == "40"  # pgvector's default: nothing leaked into the transaction
             for kwargs in ({"k": 5}, {"k": 100}, {"k": 5, "ef_search": 200}):
                 hits = vecalchemy.search(conn, HnswDoc.embedding, query, **kwargs)
-                inside = show(conn, "hnsw.ef_search")
-                conn.commit()  # the transaction ends: so does the setting
-                after = show(conn, "hnsw.ef_search")
-                print(
-                    f"hnsw    {kwargs}: {len(hits)} hits, ef_search {inside}, after commit {after}"
-                )
                 assert len(hits) == kwargs["k"]
-                assert inside == str(kwargs.get("ef_search", max(40, kwargs["k"])))
-                assert after == "40"  # pgvector's default: nothing leaked
+                assert show(conn, "hnsw.ef_search") == "40"
 
-            for kwargs in ({"k": 5}, {"k": 5, "probes": 8}):
-                hits = vecalchemy.search(conn, IvfDoc.embedding, query, **kwargs)
-                inside = show(conn, "ivfflat.probes")
-                conn.rollback()
+            probes_now = func.current_setting("ivfflat.probes").label("probes_inside")
+            for opts in (None, ScanOptions(probes=8)):
+                stmt = nearest(IvfDoc.embedding, query, k=5).add_columns(probes_now)
+                rows = conn.execute(stmt, execution_options={"vecalchemy": opts} if opts else {})
+                inside = rows.all()[0].probes_inside
                 after = show(conn, "ivfflat.probes")
-                print(
-                    f"ivfflat {kwargs}: {len(hits)} hits, probes {inside}, after rollback {after}"
-                )
-                assert inside == str(kwargs.get("probes", 4))
+                given = "default probes" if opts is None else f"probes={opts.probes}"
+                print(f"ivfflat {given}: probes {inside} during the statement, {after} after it")
+                assert inside == str(opts.probes if opts else 4)  # sqrt(16 lists)
                 assert after == "1"
             conn.commit()
 

@@ -29,10 +29,8 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from vecalchemy import Embedding
+from vecalchemy import RRF, Embedding, multi_search
 from vecalchemy.embedders import HashingEmbedder
-from vecalchemy.fusion import RRF
-from vecalchemy.hybrid import multi_search
 
 embedder = HashingEmbedder(384)
 

@@ -36,11 +36,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 import vecalchemy
-from vecalchemy import Collection, Embedding
+from vecalchemy import Collection, Embedding, Weighted, hybrid_query, hybrid_search
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.fulltext import FullText
-from vecalchemy.fusion import Weighted, hybrid_query
-from vecalchemy.hybrid import hybrid_search
 
 embedder = HashingEmbedder(384)
 

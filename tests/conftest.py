@@ -130,3 +130,55 @@ def explain(conn: Connection | Session, stmt: sa.Select[tuple[object, ...]]) -> 
     """The plan PostgreSQL chooses for ``stmt`` (sequential scans discouraged, as on big tables)."""
     conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
     return vecalchemy.explain(conn, stmt)
+
+
+def executed_plan(conn: Connection | Session, stmt: sa.Select[tuple[object, ...]]) -> str:
+    """EXPLAIN ANALYZE of ``stmt`` (sequential scans discouraged, as on big tables)."""
+    conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    return vecalchemy.explain(conn, stmt, analyze=True)
+
+
+def ran(plan: str, node: str) -> list[str]:
+    """The lines of an EXPLAIN ANALYZE plan naming ``node`` that were executed."""
+    return [line for line in plan.splitlines() if node in line and "never executed" not in line]
+
+
+#: The settings vecalchemy sets around a statement, as :func:`observed` reads them.
+WATCHED = (
+    "hnsw.ef_search",
+    "hnsw.iterative_scan",
+    "hnsw.max_scan_tuples",
+    "ivfflat.probes",
+    "ivfflat.iterative_scan",
+    "ivfflat.max_probes",
+    "plan_cache_mode",
+)
+
+
+def read_settings(dbapi_connection: object) -> dict[str, str | None]:
+    """The WATCHED settings in effect on a DBAPI connection (sync facade of any driver)."""
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    try:
+        cursor.execute("SELECT " + ", ".join(f"current_setting('{n}', true)" for n in WATCHED))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return dict(zip(WATCHED, row, strict=True))
+
+
+@pytest.fixture
+def observed(engine: Engine) -> Iterator[list[dict[str, str | None]]]:
+    """The settings in effect right after each statement that scans a vector index ran
+    (in a transaction vecalchemy restores them only before the next statement)."""
+    from vecalchemy._sql import NEEDS_ATTR
+
+    seen: list[dict[str, str | None]] = []
+
+    def after(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        context = args[1]
+        if getattr(getattr(context, "compiled", None), NEEDS_ATTR, None):
+            seen.append(read_settings(conn.connection.dbapi_connection))
+
+    sa.event.listen(engine, "after_cursor_execute", after)
+    yield seen
+    sa.event.remove(engine, "after_cursor_execute", after)

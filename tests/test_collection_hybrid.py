@@ -19,8 +19,8 @@ from sqlalchemy import event
 import vecalchemy
 from tests.conftest import explain
 from vecalchemy.collection import Collection
-from vecalchemy.fusion import RRF, Weighted, hybrid_query
 from vecalchemy.load import load
+from vecalchemy.query.fusion import RRF, Weighted, hybrid_query
 
 TEXTS = [
     "Restarting the server fixes error QX-7781 after an upgrade.",
@@ -200,9 +200,10 @@ def _old_style_table(name: str) -> sa.Table:
     )
 
 
-def test_old_table_gets_the_column_when_opened(engine: sa.Engine) -> None:
-    """A table made without tsv (and without a language in its comment) keeps working:
-    opening it adds the generated column and its GIN index, then hybrid search works."""
+def test_old_table_is_upgraded_explicitly(engine: sa.Engine) -> None:
+    """A table made without tsv (and without a language in its comment) keeps working for
+    vector search, with no DDL on that read path; hybrid search says to upgrade(), and
+    after upgrade() (which adds the generated column and its GIN index) it works."""
     name = f"collhy_{uuid.uuid4().hex[:8]}"
     table = _old_style_table(name)
     embedder = vecalchemy.get_embedder("hashing")
@@ -233,13 +234,18 @@ def test_old_table_gets_the_column_when_opened(engine: sa.Engine) -> None:
         assert _scalar(engine, has_tsv, t=name) == 0
         old = Collection.open(name, engine=engine)
         assert old.search("restart", k=1)[0].id == "restart"  # vector mode, as before
+        assert _scalar(engine, has_tsv, t=name) == 0  # a read path changes nothing
+        with pytest.raises(vecalchemy.ConfigurationError, match=r"upgrade\(\)"):
+            old.search("QX-7781", k=2, mode="hybrid")
+        assert old.upgrade() is True
         assert _scalar(engine, has_tsv, t=name) == 1
         assert _scalar(engine, "SELECT to_regclass(:i)", i=f"ix_{name}_tsv_gin") is not None
         hits = old.search("QX-7781", k=2, mode="hybrid")
         assert hits[0].id == "code"
         comment = _scalar(engine, "SELECT obj_description(to_regclass(:t), 'pg_class')", t=name)
         assert json.loads(comment)["vecalchemy"] == {**config, "language": "english"}
-        again = Collection.open(name, engine=engine)  # finds the column: nothing to add
+        again = Collection.open(name, engine=engine)
+        assert again.upgrade() is False  # nothing left to add
         assert again.search("QX-7781", k=1, mode="hybrid")[0].id == "code"
         again.add(["Another note on QX-7781."], ids=["note"])
         assert {h.id for h in again.search("QX-7781", k=2, mode="hybrid")} == {"code", "note"}

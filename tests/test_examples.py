@@ -40,9 +40,9 @@ EXPECTED: dict[str, list[str]] = {
         "Seq Scan on ex03_hnsw_docs",
     ],
     "04_tuning.py": [
-        "hnsw    {'k': 100}: 100 hits, ef_search 100, after commit 40",
-        "hnsw    {'k': 5, 'ef_search': 200}: 5 hits, ef_search 200, after commit 40",
-        "ivfflat {'k': 5}: 5 hits, probes 4, after rollback 1",
+        "hnsw    k=100: 100 rows, ef_search 100 during the statement, 40 after it",
+        "hnsw    k=5, ef_search=200: 5 rows, ef_search 200 during the statement, 40 after it",
+        "ivfflat default probes: probes 4 during the statement, 1 after it",
         "InvalidSearch {'k': 50, 'ef_search': 20}: ef_search=20 is below k=50",
         "InvalidSearch {'k': 1001}: k=1001 is above 1,000",
     ],
@@ -75,8 +75,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "10_async.py": [
         "driver: asyncpg",
-        "ef_search inside the transaction: 100",
-        "ef_search after commit: 40",
+        "ef_search after the search, same transaction: 40",
     ],
     "11_bulk_load.py": [
         "embedded 20,000 texts",

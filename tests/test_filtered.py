@@ -60,18 +60,21 @@ def _exact(q: np.ndarray, k: int) -> list[int]:
 
 @pytest.mark.parametrize("column", ["embedding", "coarse"])
 def test_selective_filter_returns_k_rows(items: Session, column: str) -> None:
-    """A 1% filter: the plain query returns fewer than k rows; search() returns k, in order."""
+    """A 1% filter: a raw pgvector query returns fewer than k rows; the same query on the
+    Embedding column, and search(), return k, in order."""
     col = getattr(Item, column)
     q = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
-    plain = items.execute(
-        select(Item.id).where(Item.tag == "rare").order_by(col.l2_distance(q)).limit(10)
-    ).all()
+    raw = sa.text(
+        f"SELECT id FROM filtered_items WHERE tag = 'rare' "
+        f"ORDER BY {column} <-> CAST(:q AS vector({DIM})) LIMIT 10"
+    ).bindparams(q=str(q.tolist()))
     if column == "coarse":  # the same probes as search() picks: sqrt(30 lists) = 5
         items.execute(sa.text("SET LOCAL ivfflat.probes = 5"))
-        plain = items.execute(
-            select(Item.id).where(Item.tag == "rare").order_by(col.l2_distance(q)).limit(10)
-        ).all()
-    assert len(plain) < 10  # the problem pgvector users hit
+    assert len(items.execute(raw).all()) < 10  # the problem pgvector users hit
+    cheatsheet = items.execute(
+        select(Item.id).where(Item.tag == "rare").order_by(col.l2_distance(q)).limit(10)
+    ).all()
+    assert len(cheatsheet) == 10  # the statement carries its iterative scan
     # strategy="index": the iterative index scan alone keeps walking until k rows pass.
     hits = search(items, col, q, k=10, where=Item.tag == "rare", strategy="index")
     assert len(hits) == 10
@@ -96,15 +99,18 @@ def test_default_strategy_is_exact_for_a_selective_filter(items: Session, column
     assert [h.row.id for h in hits] == _exact(q, 10)
 
 
-def test_scan_mode_is_set_per_query(items: Session) -> None:
-    """Filtered searches turn iterative scans on; the next unfiltered one turns them off."""
+def test_scan_mode_is_set_per_query(items: Session, observed: list[dict[str, str | None]]) -> None:
+    """search() walks iterative scans in relaxed order (it re-sorts), a statement executed
+    as it is in strict order; the transaction keeps pgvector's "off" between them."""
     q = VECS[7]
     search(items, Item.embedding, q, k=5, where=Item.tag == "rare", strategy="index")
-    assert items.execute(sa.text("SHOW hnsw.iterative_scan")).scalar() == "relaxed_order"
-    search(items, Item.embedding, q, k=5)
+    assert observed[-1]["hnsw.iterative_scan"] == "relaxed_order"
     assert items.execute(sa.text("SHOW hnsw.iterative_scan")).scalar() == "off"
+    items.execute(vecalchemy.nearest(Item.embedding, q, k=5)).all()
+    assert observed[-1]["hnsw.iterative_scan"] == "strict_order"
     search(items, Item.coarse, q, k=5, where=Item.tag == "rare", strategy="index")
-    assert items.execute(sa.text("SHOW ivfflat.iterative_scan")).scalar() == "relaxed_order"
+    assert observed[-1]["ivfflat.iterative_scan"] == "relaxed_order"
+    assert items.execute(sa.text("SHOW ivfflat.iterative_scan")).scalar() == "off"
 
 
 def test_filtered_search_still_uses_the_index(items: Session) -> None:

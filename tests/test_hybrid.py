@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from tests.conftest import explain
-from vecalchemy import Embedding
+from tests.conftest import executed_plan, ran
+from vecalchemy import Embedding, FusedHit
 from vecalchemy.fulltext import FullText, fulltext_column
-from vecalchemy.fusion import RRF, Weighted, hybrid_query, plan_hybrid
-from vecalchemy.hybrid import FusedHit, ahybrid_search, hybrid_search
+from vecalchemy.query.fusion import RRF, Weighted, hybrid_query, plan_hybrid
+from vecalchemy.search.hybrid import ahybrid_search, hybrid_search
 
 DIM = 8
 N = 60
@@ -317,21 +317,34 @@ def test_dense_and_sparse_hybrid(docs: Session) -> None:
 
 
 def test_each_leg_uses_its_index(docs: Session) -> None:
-    """EXPLAIN: the HNSW index serves the vector leg, the GIN index the text leg."""
-    stmt = hybrid_query(Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, where=Doc.lang == "en")
-    plan = explain(docs, stmt)
-    assert "Index Scan using ix_hy_docs_embedding_hnsw on hy_docs" in plan
-    assert "Bitmap Index Scan on ix_hy_docs_tsv_gin" in plan
-    assert "Seq Scan" not in plan
+    """EXPLAIN ANALYZE: the HNSW index serves the vector leg, the GIN index the text leg,
+    and the exact fallback arm never runs while the index returns every candidate."""
+    stmt = hybrid_query(
+        Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, where=Doc.lang == "en", candidates=10
+    )
+    plan = executed_plan(docs, stmt)
+    assert ran(plan, "Index Scan using ix_hy_docs_embedding_hnsw on hy_docs")
+    assert ran(plan, "Bitmap Index Scan on ix_hy_docs_tsv_gin")
+    assert not ran(plan, "Seq Scan")
 
 
 def test_sparse_leg_uses_its_index(docs: Session) -> None:
-    """EXPLAIN: the sparsevec HNSW index serves the sparse leg."""
-    stmt = hybrid_query(Doc.embedding, Doc.sparse, {7: 1.0}, Q, k=5)
-    plan = explain(docs, stmt)
-    assert "Index Scan using ix_hy_docs_embedding_hnsw on hy_docs" in plan
-    assert "Index Scan using ix_hy_docs_sparse_hnsw on hy_docs" in plan
-    assert "Seq Scan" not in plan
+    """EXPLAIN ANALYZE: the sparsevec HNSW index serves the sparse leg."""
+    stmt = hybrid_query(Doc.embedding, Doc.sparse, {7: 1.0}, Q, k=5, candidates=10)
+    plan = executed_plan(docs, stmt)
+    assert ran(plan, "Index Scan using ix_hy_docs_embedding_hnsw on hy_docs")
+    assert ran(plan, "Index Scan using ix_hy_docs_sparse_hnsw on hy_docs")
+    assert not ran(plan, "Seq Scan")
+
+
+def test_a_short_vector_leg_falls_back_to_an_exact_scan(docs: Session) -> None:
+    """When the index returns fewer than the candidates (here: fewer rows match), the
+    vector leg is answered exactly, in the same statement: every match is ranked."""
+    stmt = hybrid_query(Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, where=Doc.lang == "en")
+    plan = executed_plan(docs, stmt)  # 40 candidates, 31 English rows
+    assert ran(plan, "Index Scan using ix_hy_docs_embedding_hnsw on hy_docs")
+    exact = [line for line in ran(plan, "Sort Key") if "+ '0'" in line or "+ 0" in line]
+    assert exact  # the exact arm ran: ORDER BY distance + 0
 
 
 def test_compiled_sql_shape() -> None:
@@ -348,7 +361,10 @@ def test_compiled_sql_shape() -> None:
     assert sql.count("ORDER BY distance \n LIMIT 40") == 1
     assert "ts_rank_cd(hy_docs.tsv, websearch_to_tsquery('english'::regconfig, 'vacuum'))" in sql
     assert "(hy_docs.tsv @@ websearch_to_tsquery('english'::regconfig, 'vacuum'))" in sql
-    assert sql.count("hy_docs.lang = 'en'") == 2
+    assert sql.count("hy_docs.lang = 'en'") == 3  # the vector leg, its exact twin, the text leg
+    assert "WITH ann_0 AS MATERIALIZED" in sql
+    assert "(SELECT count(*) AS count_1 \nFROM ann_0) >= 40" in sql
+    assert "(SELECT count(*) AS count_1 \nFROM ann_0) < 40" in sql
     assert "row_number() OVER (ORDER BY leg_0.distance ASC, leg_0.id)" in sql
     assert "row_number() OVER (ORDER BY leg_1.score DESC, leg_1.id)" in sql
     assert "UNION ALL" in sql
@@ -363,17 +379,20 @@ def _show(session: Session, name: str) -> str:
     return str(session.execute(text(f"SHOW {name}")).scalar())
 
 
-def test_settings_follow_the_candidates(docs: Session) -> None:
-    """ef_search is max(40, candidates), the largest any leg needs; filters turn on
-    iterative scans, and the next unfiltered search turns them off."""
+def test_settings_follow_the_candidates(
+    docs: Session, observed: list[dict[str, str | None]]
+) -> None:
+    """ef_search is max(40, candidates), the largest any leg needs, during the statement;
+    the transaction's own values hold before and after it."""
     hybrid_search(docs, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, candidates=123)
-    assert _show(docs, "hnsw.ef_search") == "123"
+    assert observed[-1]["hnsw.ef_search"] == "123"
     hybrid_search(docs, Doc.embedding, Doc.sparse, {7: 1.0}, Q, k=50, where=Doc.lang == "en")
-    assert _show(docs, "hnsw.ef_search") == "200"
-    assert _show(docs, "hnsw.iterative_scan") == "relaxed_order"
-    hybrid_search(docs, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5)
+    assert observed[-1]["hnsw.ef_search"] == "200"
+    assert observed[-1]["hnsw.iterative_scan"] == "relaxed_order"
+    assert observed[-1]["plan_cache_mode"] == "force_custom_plan"
     assert _show(docs, "hnsw.ef_search") == "40"
     assert _show(docs, "hnsw.iterative_scan") == "off"
+    assert _show(docs, "plan_cache_mode") == "auto"
 
 
 def test_settings_never_leak_to_the_pooled_connection(server_url: sa.URL) -> None:
@@ -399,8 +418,7 @@ def test_settings_never_leak_to_the_pooled_connection(server_url: sa.URL) -> Non
                 where=t.c.id > 0,
             )  # fmt: skip
             assert [h.row.id for h in hits] == [1]
-            assert _show(s, "hnsw.ef_search") == "700"
-            assert _show(s, "hnsw.iterative_scan") == "relaxed_order"
+            assert _show(s, "hnsw.ef_search") == "40"  # the statement's 700 held for it only
             s.commit()
             pid = s.execute(select(sa.func.pg_backend_pid())).scalar()
             assert _show(s, "hnsw.ef_search") == "40"

@@ -21,7 +21,6 @@ from sqlalchemy.schema import CreateIndex
 
 import vecalchemy
 from vecalchemy import HNSW, Embedding, IVFFlat, search
-from vecalchemy.query import nearest_template, query_value
 
 N = 2000
 DIM = 128
@@ -124,8 +123,7 @@ def test_binary_search_recall_grows_with_oversample(docs: Session) -> None:
 
 def test_binary_search_uses_the_bit_index(docs: Session) -> None:
     """EXPLAIN of the statement search() runs shows the binary-quantized HNSW index."""
-    template = nearest_template(Doc.bq, 10)
-    stmt = template.select.params(query_vector=query_value(template.spec, VECS[0]), candidates=40)
+    stmt = vecalchemy.plan_nearest(Doc.bq, VECS[0], 10).select
     docs.execute(sa.text("SET LOCAL enable_seqscan = off"))
     plan = vecalchemy.explain(docs, stmt)
     assert "ix_quant_docs_bq_hnsw_bq" in plan
@@ -155,8 +153,7 @@ def test_nearest_where_filters_binary_candidates(docs: Session) -> None:
 def test_halfvec_quantized_search(docs: Session) -> None:
     """The halfvec index is used, and results match the exact order closely."""
     q = VECS[42]
-    template = nearest_template(Doc.hv, 10)
-    stmt = template.select.params(query_vector=query_value(template.spec, q))
+    stmt = vecalchemy.plan_nearest(Doc.hv, q, 10).select
     docs.execute(sa.text("SET LOCAL enable_seqscan = off"))
     assert "ix_quant_docs_hv_hnsw_hv" in vecalchemy.explain(docs, stmt)
     hits = search(docs, Doc.hv, q, k=10, ef_search=200)

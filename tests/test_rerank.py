@@ -20,7 +20,7 @@ from vecalchemy.errors import (
     UnknownMetric,
 )
 from vecalchemy.metrics import Metric
-from vecalchemy.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
+from vecalchemy.search.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
 
 METRICS = ["cosine", "l2", "inner_product", "l1"]
 

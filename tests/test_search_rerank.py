@@ -17,8 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
 from vecalchemy import HNSW, Embedding, search
-from vecalchemy.rerank import MMR, mmr
 from vecalchemy.search import asearch
+from vecalchemy.search.rerank import MMR, mmr
 
 DIM = 8
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +25,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
 from vecalchemy import HNSW, Embedding, search
-from vecalchemy.search import asearch, prefers_exact_scan
+from vecalchemy.search import asearch
+from vecalchemy.search.strategy import prefers_exact_scan
 
-search_module = importlib.import_module("vecalchemy.search")  # the package re-exports search()
+strategy_module = importlib.import_module("vecalchemy.search.strategy")
+settings_module = importlib.import_module("vecalchemy.search.settings")
 
 N = 4000
 DIM = 24
@@ -59,14 +62,26 @@ def items(session: Session) -> Session:
 
 @pytest.fixture
 def sent(engine: Engine) -> Iterator[list[str]]:
+    """Every statement sent during the test, vecalchemy's settings statements included
+    (which go straight to the DBAPI connection and are logged at DEBUG)."""
     statements: list[str] = []
 
     def capture(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
         statements.append(statement)
 
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            statements.append(record.getMessage())
+
+    logger = logging.getLogger("vecalchemy.settings")
+    handler, level = Handler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
     event.listen(engine, "before_cursor_execute", capture)
     yield statements
     event.remove(engine, "before_cursor_execute", capture)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def _exact(q: np.ndarray, k: int, tag: str | None = None) -> list[int]:
@@ -93,13 +108,8 @@ def test_selective_filter_is_scanned_exactly(items: Session, sent: list[str]) ->
 
 def test_the_exact_scan_uses_the_filter_index_not_the_vector_index(items: Session) -> None:
     """The exact statement finds the rows through the B-tree and never the HNSW index."""
-    from vecalchemy.query import nearest_template
-
-    stmt = nearest_template(Item.embedding, 10).filtered([Item.tag == "rare"]).exact_select
-    compiled = stmt.params(
-        query_vector=vecalchemy.query.query_value(nearest_template(Item.embedding, 10).spec, Q)
-    )
-    plan = vecalchemy.explain(items, compiled)
+    stmt = vecalchemy.plan_nearest(Item.embedding, Q, 10, where=Item.tag == "rare").exact
+    plan = vecalchemy.explain(items, stmt)
     assert "ix_strategy_items_tag" in plan
     assert "hnsw" not in plan
 
@@ -119,11 +129,12 @@ def test_index_scan_that_runs_out_falls_back_to_exact(
     items: Session, sent: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An iterative scan stopped by hnsw.max_scan_tuples returns < k: an exact scan follows."""
-    monkeypatch.setattr(search_module, "EXACT_SCAN_FACTOR", 0.0)  # always choose the index first
+    monkeypatch.setattr(strategy_module, "EXACT_SCAN_FACTOR", 0.0)  # the index first, always
+    # hnsw.max_scan_tuples belongs to the statement: the search sets it to this.
+    monkeypatch.setattr(settings_module, "DEFAULT_MAX_SCAN_TUPLES", 1)
     # An unindexed filter, and no way to it but the HNSW index, as on a large table.
     items.execute(sa.text("SET LOCAL enable_seqscan = off"))
     items.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-    items.execute(sa.text("SET LOCAL hnsw.max_scan_tuples = 1"))
     where = Item.id % 200 == 0  # the "rare" rows
     plain = search(items, Item.embedding, Q, k=10, where=where, strategy="index")
     assert len(plain) < 10  # the iterative scan gave up early
@@ -178,13 +189,13 @@ def test_unreachable_threshold_does_not_walk_the_index(items: Session, sent: lis
 
 
 def test_filtered_settings_do_not_leak(engine: Engine) -> None:
-    """plan_cache_mode and the scan mode end with the search's transaction."""
+    """plan_cache_mode and the scan mode end with the search's statement."""
     with Session(engine) as s:
         Base.metadata.create_all(s.connection())
         s.commit()
         try:
             search(s, Item.embedding, Q, k=3, where=Item.tag == "mid", strategy="index")
-            assert s.execute(sa.text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+            assert s.execute(sa.text("SHOW plan_cache_mode")).scalar() == "auto"
             s.commit()
             assert s.execute(sa.text("SHOW plan_cache_mode")).scalar() == "auto"
             assert s.execute(sa.text("SHOW hnsw.iterative_scan")).scalar() == "off"

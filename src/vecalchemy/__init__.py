@@ -41,22 +41,25 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
-from vecalchemy.explain import aexplain, explain, index_used
 from vecalchemy.fulltext import FullText, fulltext_column
-from vecalchemy.fusion import RRF, Weighted, hybrid_query, multi_query
-from vecalchemy.hybrid import (
-    FusedHit,
-    ahybrid_search,
-    amulti_search,
-    hybrid_search,
-    multi_search,
-)
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
 from vecalchemy.load import LoadResult, aload, load
 from vecalchemy.metrics import Metric, Storage
 from vecalchemy.partitions import add_partition, hash_partitions
-from vecalchemy.query import distance, nearest
-from vecalchemy.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
+from vecalchemy.query import (
+    RRF,
+    Explain,
+    FusedQuery,
+    NearestPlan,
+    Weighted,
+    distance,
+    hybrid_query,
+    multi_query,
+    nearest,
+    plan_hybrid,
+    plan_multi,
+    plan_nearest,
+)
 from vecalchemy.schema import (
     HNSW,
     Embedding,
@@ -67,7 +70,27 @@ from vecalchemy.schema import (
     partial_index,
     resolve_spec,
 )
-from vecalchemy.search import Hit, asearch, search
+from vecalchemy.search import (
+    MMR,
+    CrossEncoderReranker,
+    FusedHit,
+    Hit,
+    Reranker,
+    ScanOptions,
+    aexplain,
+    ahybrid_search,
+    amulti_search,
+    apply_rerank,
+    arun,
+    asearch,
+    explain,
+    hybrid_search,
+    index_used,
+    mmr,
+    multi_search,
+    run,
+    search,
+)
 
 __version__ = "0.1.0"
 
@@ -83,10 +106,12 @@ __all__ = [
     "Embedder",
     "EmbedderError",
     "Embedding",
+    "Explain",
     "ExtensionNotAvailable",
     "FilterError",
     "FullText",
     "FusedHit",
+    "FusedQuery",
     "HashingEmbedder",
     "Hit",
     "IVFFlat",
@@ -101,7 +126,9 @@ __all__ = [
     "Metric",
     "MetricMismatch",
     "MetricRequired",
+    "NearestPlan",
     "Reranker",
+    "ScanOptions",
     "ServerError",
     "Storage",
     "UnknownMetric",
@@ -116,6 +143,7 @@ __all__ = [
     "aload",
     "amulti_search",
     "apply_rerank",
+    "arun",
     "asearch",
     "build_indexes",
     "create_async_engine",
@@ -137,8 +165,12 @@ __all__ = [
     "multi_search",
     "nearest",
     "partial_index",
+    "plan_hybrid",
+    "plan_multi",
+    "plan_nearest",
     "resolve_spec",
     "resolve_url",
+    "run",
     "search",
     "setup",
 ]

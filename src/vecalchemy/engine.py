@@ -37,8 +37,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
+from vecalchemy._sql import REGISTERED_FLAG
 from vecalchemy.errors import ConfigurationError, ExtensionNotAvailable
-from vecalchemy.query import REGISTERED_FLAG
 
 __all__ = [
     "DATABASE_URL_ENV",

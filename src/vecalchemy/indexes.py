@@ -25,22 +25,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Index, Table, func, inspect, select, text
 from sqlalchemy.schema import CreateIndex, DropIndex
 
+from vecalchemy._catalog import IndexInfo, check_metric, indexes_sql, parse_indexes
+from vecalchemy._engine_state import engine_state
+from vecalchemy._names import describe, qualified
 from vecalchemy.errors import IndexBuildError, InvalidArgument
 from vecalchemy.schema import INFO_KEY, IVFFlat, VectorSpec, building_indexes, vector_indexes
 
 __all__ = ["IndexResult", "build_indexes", "drop_indexes", "table_of"]
 
 log = logging.getLogger("vecalchemy.indexes")
-
-#: The ``lists`` of IVFFlat indexes built with ``lists=None``, per (database URL, index
-#: name), as :func:`vecalchemy.search` read them to choose ``probes``; building or
-#: dropping an index forgets its entries.
-IVFFLAT_LISTS: dict[tuple[str, str], int] = {}
-
-
-def _forget(name: str) -> None:
-    for key in [k for k in IVFFLAT_LISTS if k[1] == name]:
-        IVFFLAT_LISTS.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -76,15 +69,43 @@ def _exists(conn: Connection, ix: Index) -> bool:
     return conn.execute(sql, {"name": ix.name, "schema": schema}).first() is not None
 
 
+def _database_indexes(conn: Connection, table: Table) -> list[IndexInfo]:
+    rows = conn.execute(
+        text(indexes_sql(":table")), {"table": qualified(table.schema, table.name)}
+    ).all()
+    return parse_indexes(rows)
+
+
 def _build_one(conn: Connection, ix: Index) -> IndexResult:
     spec: VectorSpec = ix.info[INFO_KEY]
     name = str(ix.name)
-    if _exists(conn, ix):
-        return IndexResult(name=name, action="exists")
     table = ix.table
     assert table is not None
     assert spec.index is not None
     col = next(iter(ix.columns))
+    if spec.index.where is not None and _exists(conn, ix):
+        return IndexResult(name=name, action="exists")
+    if spec.index.where is None:
+        # The same index under another name (hand-made, or by an older version) is not
+        # built twice; an index for another metric means the model and the database
+        # disagree, and a second index would hide that: refuse, saying how to fix it.
+        same = check_metric(
+            describe(col),
+            col.name,
+            spec.opclass,
+            spec.index_metric,
+            [i for i in _database_indexes(conn, table) if not i.partial],
+        )
+        if same is not None:
+            if same.name != name:
+                log.info("%s is served by the existing index %s; not building it", name, same.name)
+            return IndexResult(name=same.name, action="exists")
+        if _exists(conn, ix):  # a non-vector index (or one on another column) of that name
+            raise IndexBuildError(
+                f"not building {name}: an index of that name exists in the database but "
+                f"does not index {describe(col)} for {spec.index_metric.value}; drop or "
+                "rename it, or name the index with HNSW(name=...)"
+            )
     rows = conn.execute(
         select(func.count()).select_from(table).where(col.is_not(None))
     ).scalar_one()
@@ -106,7 +127,6 @@ def _build_one(conn: Connection, ix: Index) -> IndexResult:
             )
         opts["with"] = with_
     used = dict(opts["with"] or {})
-    _forget(name)
     started = time.perf_counter()
     try:
         with building_indexes():
@@ -132,6 +152,7 @@ def build_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
         [(r.name, r.action) for r in results]   # [('ix_docs_embedding_hnsw', 'built')]
     """
     table = table_of(target)
+    engine_state(bind.engine).forget(qualified(table.schema, table.name))
     if isinstance(bind, Engine):
         with bind.begin() as conn:
             return [_build_one(conn, ix) for ix in vector_indexes(table)]
@@ -148,12 +169,12 @@ def drop_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
         vecalchemy.build_indexes(engine, Doc)
     """
     table = table_of(target)
+    engine_state(bind.engine).forget(qualified(table.schema, table.name))
 
     def run(conn: Connection) -> list[IndexResult]:
         out = []
         for ix in vector_indexes(table):
             existed = _exists(conn, ix)
-            _forget(str(ix.name))
             conn.execute(DropIndex(ix, if_exists=True))
             out.append(IndexResult(name=str(ix.name), action="dropped" if existed else "absent"))
         return out

@@ -34,7 +34,11 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import ColumnElement, Float, literal_column
+
+from vecalchemy._sql import divide
 from vecalchemy.errors import InvalidSearch, UnknownMetric, UnsupportedIndex
 
 __all__ = [
@@ -250,6 +254,25 @@ class Metric(str, enum.Enum):
         if self is Metric.HAMMING:
             return 1.0 - distance / self._need_dim(dim)
         return 1.0 / (1.0 + distance)
+
+    def similarity_sql(self, distance: ColumnElement[Any], *, dim: int) -> ColumnElement[float]:
+        """:meth:`similarity` in SQL: higher is more similar, for every metric.
+
+        cosine and jaccard ``1 - d``, inner product ``-d`` (pgvector's ``<#>`` is the
+        negative inner product), l2 and l1 ``1 / (1 + d)``, hamming ``1 - d / dim``.
+
+        Example::
+
+            sim = Metric.L2.similarity_sql(Doc.embedding.l2_distance(q), dim=384)
+        """
+        one = literal_column("1.0", Float)
+        if self is Metric.COSINE or self is Metric.JACCARD:
+            return one - distance
+        if self is Metric.INNER_PRODUCT:
+            return -distance
+        if self is Metric.HAMMING:
+            return one - divide(distance, literal_column(f"{float(dim)!r}", Float))
+        return divide(one, one + distance)
 
     def max_distance_for(self, min_similarity: float, *, dim: int | None = None) -> float:
         """The largest distance whose similarity is still ``>= min_similarity``.

@@ -40,14 +40,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import Column, ColumnElement, Index, Table, cast, event, func, text
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    ColumnElement,
+    Index,
+    Table,
+    bindparam,
+    cast,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
 from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
-from vecalchemy._names import digest, fit_identifier
+from vecalchemy._names import describe, digest, fit_identifier, qualified
+from vecalchemy._sql import QUERY_PARAM, Distance, Scan, vector_param_type
 from vecalchemy.errors import (
     InvalidArgument,
     MetricMismatch,
@@ -62,7 +74,7 @@ from vecalchemy.metrics import (
     Metric,
     Storage,
 )
-from vecalchemy.vectors import bits_text
+from vecalchemy.vectors import as_query_value, bits_text
 
 __all__ = [
     "HNSW",
@@ -285,8 +297,10 @@ class VectorSpec:
         return self.index_metric.opclass(self.index_storage)
 
     def sql_type(self) -> TypeEngine[Any]:
-        """The pgvector-python column type for this spec."""
-        return _sql_type(self.storage, self.dim)
+        """The column type for this spec: pgvector-python's, checking every value written
+        (dimension, finite values, no zero vector in a cosine column) and whose distance
+        methods follow the declared metric (see :class:`EmbeddingComparator`)."""
+        return _column_type(self.storage, self.dim, zero_ok=self.metric is not Metric.COSINE)
 
     def index_sql_type(self) -> TypeEngine[Any]:
         """The pgvector-python type of the indexed expression (see :attr:`index_storage`)."""
@@ -295,6 +309,31 @@ class VectorSpec:
     def query_sql_type(self) -> TypeEngine[Any]:
         """The type of the expression queries order by (see :attr:`query_storage`)."""
         return _sql_type(self.query_storage, self.dim)
+
+    def scan(self, column: Column[Any]) -> Scan | None:
+        """The index scan that serves this spec's ORDER BY on ``column``, or None when no
+        index can (declared ``index=None``).
+
+        For a binary-quantized index that is the scan of its bit index by Hamming distance
+        (the candidates' exact distances are computed without an index).
+        """
+        if self.index is None and self.declared:
+            return None
+        table = column.table if isinstance(column.table, Table) else None
+        index = None
+        if self.index_name is not None:
+            index = qualified(table.schema if table is not None else None, self.index_name)
+        lists = self.index.lists if isinstance(self.index, IVFFlat) else None
+        return Scan(
+            method=self.index.method if self.index is not None else None,
+            index=index,
+            lists=lists,
+            table=qualified(table.schema, table.name) if table is not None else "",
+            column=column.name,
+            metric=self.index_metric,
+            opclass=self.index_metric.opclass(self.index_storage),
+            column_metric=self.metric,
+        )
 
 
 class BitString(BIT):
@@ -325,6 +364,271 @@ def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
     if storage is Storage.SPARSEVEC:
         return SPARSEVEC(dim)
     return BitString(dim)
+
+
+# -- the column types of Embedding(): checked writes, distances that follow the metric ---
+
+
+class EmbeddingComparator(VECTOR.comparator_factory):  # type: ignore[valid-type,misc]
+    """Distance methods of an :func:`Embedding` column, bound to its declared metric.
+
+    ``Doc.embedding.cosine_distance(q)`` on a cosine column is the indexable distance
+    (on the indexed expression: ``embedding::halfvec(3072)`` above 2,000 dimensions),
+    with the query vector checked now and the index settings it needs carried by the
+    statement (see :mod:`vecalchemy.search.settings`). The distance method of another
+    metric raises :class:`~vecalchemy.MetricMismatch`: no index of the column could
+    serve it, so it would be a silent sequential scan. Ask for that explicitly with
+    :meth:`exact_distance`.
+
+    Example::
+
+        select(Doc).order_by(Doc.embedding.cosine_distance(q)).limit(10)   # uses the index
+        Doc.embedding.l2_distance(q)     # MetricMismatch: declared metric is 'cosine'
+        Doc.embedding.exact_distance(q, metric="l2")   # unindexed, exact, on purpose
+    """
+
+    def l2_distance(self, other: Any) -> ColumnElement[float]:
+        """Euclidean distance (``<->``): the column's metric must be l2."""
+        return self._distance(Metric.L2, other)
+
+    def max_inner_product(self, other: Any) -> ColumnElement[float]:
+        """Negative inner product (``<#>``): the column's metric must be inner_product."""
+        return self._distance(Metric.INNER_PRODUCT, other)
+
+    def cosine_distance(self, other: Any) -> ColumnElement[float]:
+        """Cosine distance (``<=>``): the column's metric must be cosine."""
+        return self._distance(Metric.COSINE, other)
+
+    def l1_distance(self, other: Any) -> ColumnElement[float]:
+        """Manhattan distance (``<+>``): the column's metric must be l1."""
+        return self._distance(Metric.L1, other)
+
+    def hamming_distance(self, other: Any) -> ColumnElement[float]:
+        """Hamming distance (``<~>``), for bit columns declared with metric hamming."""
+        return self._distance(Metric.HAMMING, other)
+
+    def jaccard_distance(self, other: Any) -> ColumnElement[float]:
+        """Jaccard distance (``<%>``), for bit columns declared with metric jaccard."""
+        return self._distance(Metric.JACCARD, other)
+
+    def exact_distance(self, other: Any, metric: str | Metric) -> ColumnElement[float]:
+        """The distance by any ``metric`` the storage supports, computed exactly, without
+        an index: for re-ranking, display, or measuring recall. An ``ORDER BY`` on it
+        scans every row that passes the filter.
+
+        Example::
+
+            d = Doc.embedding.exact_distance(q, metric="l2")
+            select(Doc.id, d.label("l2")).where(Doc.lang == "en").order_by(d).limit(5)
+        """
+        col, spec = self._resolved()
+        wanted = Metric.parse(metric)
+        wanted.check_storage(spec.storage)
+        rhs = self._operand(
+            other, dataclasses.replace(spec, metric=wanted, index=None), col, exact=True
+        )
+        return Distance(self.expr, rhs, wanted.operator, None)
+
+    def _resolved(self) -> tuple[Column[Any], VectorSpec]:
+        return resolve_spec(self.expr)
+
+    def _operand(
+        self, other: Any, spec: VectorSpec, col: Column[Any], *, exact: bool
+    ) -> ColumnElement[Any]:
+        if isinstance(other, ColumnElement):
+            return other  # another column: no query vector to check, no index to use
+        param = query_param(spec, other, column=describe(col), exact=exact)
+        return cast(param, _sql_type(spec.storage if exact else spec.query_storage, spec.dim))
+
+    def _distance(self, metric: Metric, other: Any) -> ColumnElement[float]:
+        col, spec = self._resolved()
+        if metric is not spec.metric:
+            raise MetricMismatch(
+                f"{describe(col)} is declared with metric {spec.metric.value!r}, so "
+                f"{metric.comparator_method}() could not use its index and would scan the "
+                f"whole table; use {spec.metric.comparator_method}(), or "
+                f"exact_distance(q, metric={metric.value!r}) for an unindexed exact distance"
+            )
+        if isinstance(other, ColumnElement):
+            return Distance(self.expr, other, metric.operator, None)
+        return indexed_distance(self.expr, spec, other)
+
+
+class _Checked:
+    """Checks every value written to an :func:`Embedding` column before the driver sees it.
+
+    A wrong dimension raises :class:`~vecalchemy.DimensionMismatch`, NaN or infinity
+    :class:`~vecalchemy.InvalidVector`, and so does a zero vector in a cosine column
+    (its cosine distance to anything is undefined). :func:`vecalchemy.setup` makes
+    these errors reach the caller as they are, not wrapped in SQLAlchemy's
+    ``StatementError``.
+    """
+
+    storage: Storage
+    zero_ok: bool
+    dim: Any
+    label: str = "the column"
+
+    def adapt(self, cls: Any, **kw: Any) -> Any:
+        """The dialect's copy keeps the column's label (adapt() copies __init__ args only)."""
+        adapted = super().adapt(cls, **kw)  # type: ignore[misc]
+        if isinstance(adapted, _Checked):
+            adapted.label = self.label
+        return adapted
+
+    def bind_processor(self, dialect: Any) -> Any:
+        inner = super().bind_processor(dialect)  # type: ignore[misc]
+        storage, dim, zero_ok, label = self.storage, self.dim, self.zero_ok, self.label
+
+        def process(value: Any) -> Any:
+            if value is not None:
+                value = as_query_value(
+                    value,
+                    dim=dim,
+                    storage=storage,
+                    column=label,
+                    what=f"value for {label}",
+                    zero_ok=zero_ok,
+                )
+            return inner(value) if inner is not None else value
+
+        return process
+
+
+class EmbeddingVector(_Checked, VECTOR):
+    """pgvector-python's ``VECTOR`` with checked writes and metric-bound distances."""
+
+    cache_ok = True
+    storage = Storage.VECTOR
+    comparator_factory = EmbeddingComparator
+
+    def __init__(self, dim: int, zero_ok: bool = True) -> None:
+        super().__init__(dim)
+        self.zero_ok = zero_ok
+
+
+class EmbeddingHalfvec(_Checked, HALFVEC):
+    """pgvector-python's ``HALFVEC`` with checked writes and metric-bound distances."""
+
+    cache_ok = True
+    storage = Storage.HALFVEC
+    comparator_factory = EmbeddingComparator
+
+    def __init__(self, dim: int, zero_ok: bool = True) -> None:
+        super().__init__(dim)
+        self.zero_ok = zero_ok
+
+
+class EmbeddingSparsevec(_Checked, SPARSEVEC):
+    """pgvector-python's ``SPARSEVEC`` with checked writes and metric-bound distances."""
+
+    cache_ok = True
+    storage = Storage.SPARSEVEC
+    comparator_factory = EmbeddingComparator
+
+    def __init__(self, dim: int, zero_ok: bool = True) -> None:
+        super().__init__(dim)
+        self.zero_ok = zero_ok
+
+
+class EmbeddingBit(_Checked, BitString):
+    """:class:`BitString` with checked writes and metric-bound distances."""
+
+    cache_ok = True
+    storage = Storage.BIT
+    comparator_factory = EmbeddingComparator
+
+    def __init__(self, dim: int, zero_ok: bool = True) -> None:
+        super().__init__(dim)
+        # Set here: a TypeDecorator hands unknown attributes to its impl, which has none.
+        self.dim = dim
+        self.zero_ok = zero_ok
+
+
+def _column_type(storage: Storage, dim: int, *, zero_ok: bool) -> TypeEngine[Any]:
+    if storage is Storage.VECTOR:
+        return EmbeddingVector(dim, zero_ok)
+    if storage is Storage.HALFVEC:
+        return EmbeddingHalfvec(dim, zero_ok)
+    if storage is Storage.SPARSEVEC:
+        return EmbeddingSparsevec(dim, zero_ok)
+    return EmbeddingBit(dim, zero_ok)
+
+
+# -- query vectors and the indexable distance ------------------------------------------
+
+
+def query_value(
+    spec: VectorSpec, query: Any, *, column: str = "the column", exact: bool = False
+) -> Any:
+    """The checked query vector, as the object the driver sends for the ordered type.
+
+    A zero vector is refused for cosine (its distance to anything is undefined).
+    ``exact`` checks it for the column's own storage instead of the indexed one.
+    """
+    return as_query_value(
+        query,
+        dim=spec.dim,
+        storage=spec.storage if exact else spec.query_storage,
+        column=column,
+        zero_ok=spec.metric is not Metric.COSINE,
+    )
+
+
+def query_param(
+    spec: VectorSpec,
+    query: Any,
+    *,
+    column: str = "the column",
+    exact: bool = False,
+    key: str = QUERY_PARAM,
+) -> BindParameter[Any]:
+    """The checked query vector as a bind parameter of the ordered expression's type."""
+    storage = spec.storage if exact else spec.query_storage
+    typ = vector_param_type(storage.value, spec.dim, _sql_type(storage, spec.dim))
+    return bindparam(key, query_value(spec, query, column=column, exact=exact), type_=typ)
+
+
+def template_param(spec: VectorSpec, *, key: str = QUERY_PARAM) -> BindParameter[Any]:
+    """The query-vector parameter without a value, bound at execution."""
+    storage = spec.query_storage
+    typ = vector_param_type(storage.value, spec.dim, _sql_type(storage, spec.dim))
+    return bindparam(key, None, type_=typ)
+
+
+def indexed_distance(column: Any, spec: VectorSpec, query: Any, *, scan: bool = True) -> Distance:
+    """The distance the column's index serves: on exactly the indexed expression, with
+    the index's operator, the query vector cast to the indexed type (a constant to the
+    planner), and the index's :class:`~vecalchemy._sql.Scan` unless ``scan=False``.
+
+    ``query`` is a vector (checked here) or a bind parameter. For a binary-quantized
+    index this is the exact distance on the column, which no index serves.
+    """
+    col = _as_column(column)
+    param = (
+        query
+        if isinstance(query, BindParameter)
+        else query_param(spec, query, column=describe(col))
+    )
+    typ = spec.query_sql_type()
+    lhs: ColumnElement[Any] = column
+    if spec.uses_expression_index and not spec.binary_quantized:
+        lhs = cast(column, typ)
+    # A CAST of a parameter is still a constant to the planner, so the index is usable,
+    # and it fixes the parameter's type for drivers that infer it (asyncpg).
+    found = spec.scan(col) if scan and not spec.binary_quantized else None
+    return Distance(lhs, cast(param, typ), spec.metric.operator, found)
+
+
+def hamming_candidates_distance(
+    column: Any, spec: VectorSpec, param: BindParameter[Any]
+) -> Distance:
+    """The Hamming distance a binary-quantized index serves:
+    ``binary_quantize(column)::bit(dim) <~> binary_quantize(query)``."""
+    col = _as_column(column)
+    codes = cast(func.binary_quantize(column), spec.index_sql_type())
+    query_codes = func.binary_quantize(cast(param, spec.query_sql_type()))
+    return Distance(codes, query_codes, Metric.HAMMING.operator, spec.scan(col))
 
 
 _BQ_STORAGES = (Storage.VECTOR, Storage.HALFVEC)
@@ -573,7 +877,11 @@ def _make_index(
 @event.listens_for(Column, "after_parent_attach")
 def _attach_index(column: Column[Any], parent: Any) -> None:
     spec = column.info.get(INFO_KEY)
-    if not isinstance(spec, VectorSpec) or spec.index is None or not isinstance(parent, Table):
+    if not isinstance(spec, VectorSpec) or not isinstance(parent, Table):
+        return
+    if isinstance(column.type, _Checked):
+        column.type.label = describe(column)  # for the messages of checked writes
+    if spec.index is None:
         return
     name = index_name(parent, column, spec)
     if any(ix.name == name for ix in parent.indexes):
@@ -607,7 +915,7 @@ def partial_index(
     """
     col, spec = resolve_spec(column)
     if not isinstance(col.table, Table):
-        raise InvalidArgument(f"{_describe(col)} is not attached to a table")
+        raise InvalidArgument(f"{describe(col)} is not attached to a table")
     chosen = index if index is not None else (spec.index or HNSW())
     if not isinstance(chosen, (HNSW, IVFFlat)):
         raise UnsupportedIndex(
@@ -714,7 +1022,7 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
     if isinstance(declared, VectorSpec):
         if wanted is not None and wanted is not declared.metric:
             raise MetricMismatch(
-                f"{_describe(col)} was declared with metric {declared.metric.value!r} and "
+                f"{describe(col)} was declared with metric {declared.metric.value!r} and "
                 f"its index uses {declared.opclass if declared.index else 'that metric'}; "
                 f"searching it by {wanted.value!r} would not use the index. Drop metric= "
                 "or declare a second column"
@@ -726,13 +1034,13 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
     found = _storage_of(col.type)
     if found is None:
         raise UnknownMetric(
-            f"{_describe(col)} is not a pgvector column (type {col.type!r}); declare it "
+            f"{describe(col)} is not a pgvector column (type {col.type!r}); declare it "
             "with vecalchemy.Embedding(dim, ...) or pgvector.sqlalchemy.Vector(dim)"
         )
     storage, dim = found
     if not dim:
         raise UnsupportedIndex(
-            f"{_describe(col)} has no dimension; declare it as Vector(dim) (pgvector cannot "
+            f"{describe(col)} has no dimension; declare it as Vector(dim) (pgvector cannot "
             "index a column without dimensions)"
         )
     # A hand-written index on this column tells which metric it can serve.
@@ -749,7 +1057,7 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
         imetric, istorage, ispec, iname = indexed
         if wanted is not None and wanted is not imetric:
             raise MetricMismatch(
-                f"index {iname} on {_describe(col)} uses {imetric.opclass(istorage)}, which "
+                f"index {iname} on {describe(col)} uses {imetric.opclass(istorage)}, which "
                 f"serves {imetric.value!r} queries; searching by {wanted.value!r} would not "
                 "use it"
             )
@@ -757,14 +1065,9 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
         return col, spec
     if wanted is None:
         raise MetricRequired(
-            f"{_describe(col)} was not declared with vecalchemy.Embedding and has no vector "
+            f"{describe(col)} was not declared with vecalchemy.Embedding and has no vector "
             "index in its table's metadata; pass metric='cosine' (or l2, inner_product, ...) "
             "to say how to compare vectors"
         )
     wanted.check_storage(storage)
     return col, VectorSpec(dim, wanted, storage, None, None)
-
-
-def _describe(col: Column[Any]) -> str:
-    table = getattr(col.table, "name", None) if col.table is not None else None
-    return f"column {table}.{col.name}" if table else f"column {col.name}"

@@ -158,14 +158,19 @@ def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
 
 
 def as_query_value(
-    value: Any, *, dim: int, storage: Storage, column: str = "the column", zero_ok: bool = True
+    value: Any,
+    *,
+    dim: int,
+    storage: Storage,
+    column: str = "the column",
+    zero_ok: bool = True,
+    what: str = "query vector",
 ) -> Vector | HalfVector | SparseVector | str:
     """Check ``value`` and convert it to what the driver sends for ``storage``.
 
     ``zero_ok=False`` rejects the zero vector (it has no direction, so its cosine
-    distance to anything is NaN).
+    distance to anything is NaN). ``what`` names the value in messages.
     """
-    what = "query vector"
     if storage is Storage.BIT:
         return _as_bits(value, dim=dim, what=what, column=column)
     if storage is Storage.SPARSEVEC:
@@ -186,7 +191,9 @@ def as_query_value(
                 raise InvalidVector(
                     f"{what} as a dict must map integer indices to numbers ({exc})"
                 ) from None
-            return as_query_value(sparse, dim=dim, storage=storage, column=column, zero_ok=zero_ok)
+            return as_query_value(
+                sparse, dim=dim, storage=storage, column=column, zero_ok=zero_ok, what=what
+            )
         arr = as_dense_array(value, dim=dim, what=what, column=column)
         if not zero_ok and not arr.any():
             raise InvalidVector(_zero_message(what))

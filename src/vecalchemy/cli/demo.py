@@ -36,7 +36,7 @@ from vecalchemy.errors import ConfigurationError
 from vecalchemy.indexes import build_indexes
 from vecalchemy.load import load
 from vecalchemy.schema import HNSW, Embedding, defer_indexes
-from vecalchemy.search import search
+from vecalchemy.search.vector import search
 
 __all__ = ["DEFAULT_QUERIES", "DemoReport", "QueryResult", "run_demo"]
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
 
+from vecalchemy._sql import REGISTERED_FLAG
 from vecalchemy._typing import ConflictMode, IndexMode
 from vecalchemy.errors import (
     ConfigurationError,
@@ -24,7 +25,6 @@ from vecalchemy.errors import (
 )
 from vecalchemy.load._batches import _arow_batches, _Batch, _column_batches, _row_batches
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
-from vecalchemy.query import REGISTERED_FLAG
 from vecalchemy.schema import INFO_KEY, VectorSpec
 
 _TEXT_OID = 25

@@ -17,8 +17,19 @@ A :class:`Collection` owns one table. Each row is a chunk of a document::
 Documents are split (:mod:`vecalchemy.chunking`), embedded in batches, and written with
 binary COPY (:func:`vecalchemy.load.load`). ``search`` runs through
 :func:`vecalchemy.search`, so the vector index is always used; ``mode="hybrid"`` fuses
-it with full-text search through :func:`vecalchemy.hybrid.hybrid_search`. A collection
-refuses to mix embedders: vectors from two models in one column are meaningless together.
+it with full-text search through :func:`vecalchemy.hybrid_search`.
+
+What a collection refuses, before touching anything:
+
+* a table of that name that vecalchemy did not create (its comment says so);
+* vectors from a second embedder, in writes and in searches: vectors of two models in one
+  column are meaningless together; the same for a metric or a language other than the
+  table's;
+* DDL on a read path: ``search``, ``get`` and ``count`` only read. Writes create a missing
+  table; a table made by an older vecalchemy is brought up to date by :meth:`upgrade`.
+
+Concurrent writers of the same documents are serialised per document (see
+:mod:`vecalchemy.collection._writes`): the last writer wins, and searches never wait.
 
 Example::
 
@@ -33,14 +44,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +57,19 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from vecalchemy._names import fit_identifier
+from vecalchemy._progress import Progress, progress_reporter
+from vecalchemy._typing import SearchMode
 from vecalchemy.chunking import Chunk, Splitter, get_splitter
+from vecalchemy.collection._table import (
+    TSV,
+    TableState,
+    add_fulltext,
+    collection_table,
+    read_state,
+    write_comment,
+)
+from vecalchemy.collection._writes import id_in, lock_documents, stored_documents
 from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.engine import create_engine
 from vecalchemy.errors import (
@@ -60,39 +78,27 @@ from vecalchemy.errors import (
     InvalidArgument,
     InvalidRows,
     InvalidSearch,
+    MetricMismatch,
 )
 from vecalchemy.filters import compile_filter
-from vecalchemy.fulltext import (
-    DEFAULT_LANGUAGE,
-    FULLTEXT_INFO_KEY,
-    check_language,
-    check_query_text,
-    fulltext_column,
-    fulltext_index_name,
-)
-from vecalchemy.fusion import RRF, Fusion, plan_hybrid
-from vecalchemy.hybrid import run_fused
+from vecalchemy.fulltext import DEFAULT_LANGUAGE, check_language, check_query_text
 from vecalchemy.load import load
 from vecalchemy.metrics import Metric
-from vecalchemy.schema import HNSW, IVFFlat, embedding_column
-from vecalchemy.search import search as run_search
+from vecalchemy.query.fusion import RRF, Fusion, plan_hybrid
+from vecalchemy.schema import HNSW, IVFFlat
+from vecalchemy.search.run import run as run_plan
+from vecalchemy.search.vector import search as run_search
 
-__all__ = ["Collection", "CollectionHit", "Record"]
+__all__ = ["AddResult", "Collection", "CollectionHit", "Record"]
 
-#: Loads of at least this many chunks into a table no larger than the load rebuild the
-#: vector index afterwards rather than maintain it row by row.
+#: Loads of at least this many chunks into a new or empty table build the vector index
+#: afterwards rather than maintain it row by row.
 _DEFER_MIN_ROWS = 10_000
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-#: A progress callback: called with (stage, done, total) as work advances.
-Progress = Callable[[str, int, int], None]
-
 #: The ways :meth:`Collection.search` can search.
-SEARCH_MODES = ("vector", "hybrid")
-
-#: The generated full-text column of every collection table.
-_TSV = "tsv"
+SEARCH_MODES: tuple[SearchMode, ...] = ("vector", "hybrid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +108,8 @@ class CollectionHit:
     ``distance`` is the vector distance between the chunk and the query's embedding.
     ``similarity`` is what hits are ordered by, higher first: in ``mode="vector"`` the
     metric's similarity (``1 - distance`` for cosine); in ``mode="hybrid"`` the fused
-    score (RRF or Weighted, see :mod:`vecalchemy.fusion`), which is not a function of
-    ``distance``: a chunk found by its words alone can be far from the query vector.
+    score (RRF or Weighted, see :mod:`vecalchemy.query.fusion`), which is not a function
+    of ``distance``: a chunk found by its words alone can be far from the query vector.
 
     Example::
 
@@ -146,43 +152,6 @@ class AddResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _progress(progress: Progress | bool | None) -> Iterator[Progress | None]:
-    """The callback to report progress to: the caller's, a rich bar (True), or none."""
-    if not progress:
-        yield None
-        return
-    if callable(progress):
-        yield progress
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        console=Console(stderr=True),
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, rate="")
-            rate = done / max(time.perf_counter() - started, 1e-9)
-            bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:,.0f} rows/s")
-
-        yield report
-
-
-def _id_in(table: sa.Table, ids: Sequence[str]) -> sa.ColumnElement[bool]:
-    """``id = ANY(:ids)``: one array parameter, however many ids (IN would bind one each,
-    and PostgreSQL takes at most 65,535 parameters per statement)."""
-    return table.c.id == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Text)))
-
-
 def _collection_hit(row: Any, distance: float, similarity: float) -> CollectionHit:
     return CollectionHit(
         id=row.id,
@@ -212,8 +181,9 @@ class Collection:
     embedded server unless configured). ``language`` is the text search configuration
     of the full-text column (``"english"``, ``"simple"``, ...; see ``mode="hybrid"``).
 
-    The table is created on first use; an existing table must match the embedder's
-    dimension, and rows embedded by another embedder are refused.
+    The table is created by the first write (or :meth:`create`). An existing table must
+    have been made by vecalchemy, with this embedder's dimension, metric and language;
+    rows embedded by another embedder are refused, in writes and in searches.
 
     Example::
 
@@ -253,7 +223,7 @@ class Collection:
         self._engine = engine
         self._index = index
         self._table: sa.Table | None = None
-        self._ready = False
+        self._state: TableState | None = None  # the table as last checked (reads reuse it)
 
     def __repr__(self) -> str:
         return (
@@ -274,36 +244,16 @@ class Collection:
     def table(self) -> sa.Table:
         """The collection's ``sqlalchemy.Table`` (for your own queries)."""
         if self._table is None:
-            md = sa.MetaData()
-            self._table = sa.Table(
-                self.name,
-                md,
-                sa.Column("id", sa.Text, primary_key=True),
-                sa.Column("chunk", sa.Integer, primary_key=True),
-                sa.Column("text", sa.Text, nullable=False),
-                sa.Column("start", sa.Integer, nullable=False),
-                sa.Column("end", sa.Integer, nullable=False),
-                sa.Column("metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-                sa.Column("content_hash", sa.Text, nullable=False),
-                sa.Column("embedder", sa.Text, nullable=False),
-                embedding_column(
-                    "embedding",
-                    self.embedder.dim,
-                    metric=self.metric,
-                    index=self._index,
-                    nullable=False,
-                ),
-                fulltext_column(_TSV, "text", language=self.language),
-                sa.Index(
-                    fit_identifier(f"ix_{self.name}_metadata"), "metadata", postgresql_using="gin"
-                ),
+            self._table = collection_table(
+                self.name, self.embedder.dim, self.metric, self._index, self.language
             )
         return self._table
 
     @classmethod
     def open(cls, name: str, *, engine: Engine | None = None, **overrides: Any) -> Collection:
         """The existing collection ``name``, with the embedder, metric and splitter it was
-        created with (read from its table's comment); ``overrides`` replace any of them.
+        created with (read from its table's comment); ``overrides`` replace any of them
+        (an embedder, metric or language other than the table's is refused on first use).
 
         Example::
 
@@ -311,18 +261,15 @@ class Collection:
         """
         eng = engine or create_engine()
         with eng.connect() as conn:
-            comment = conn.execute(
-                sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": name}
-            ).scalar()
-        if comment is None:
+            state = read_state(conn, name)
+        if not state.exists:
             raise ConfigurationError(
                 f"there is no collection {name!r} in this database; create it with "
                 "Collection(name, embedder=...) or `vecalchemy ingest`"
             )
-        try:
-            config = json.loads(comment).get("vecalchemy", {})
-        except (ValueError, AttributeError):
-            config = {}
+        if state.config is None:
+            raise ConfigurationError(_not_ours(name))
+        config = state.config
         if not config.get("embedder") and "embedder" not in overrides:
             raise ConfigurationError(
                 f"collection {name!r} does not record its embedder; pass embedder=..."
@@ -337,106 +284,107 @@ class Collection:
         kwargs.update(overrides)
         return cls(name, engine=eng, **kwargs)
 
-    def create(self) -> None:
-        """Create the table and its indexes if they do not exist, and check an existing one.
-
-        Called by every other method; call it yourself to fail early.
-        """
-        if self._ready:
-            return
-        table = self.table
-        with self.engine.begin() as conn:
-            new = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.name}).scalar() is None
-            table.metadata.create_all(conn)
-            if new:
-                self._write_comment(conn, self._config)
-            else:
-                self._ensure_fulltext(conn)
-            dim = conn.execute(
-                sa.text(
-                    "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                    "AND attname = 'embedding'"
-                ),
-                {"t": self.name},
-            ).scalar()
-            if dim is not None and dim > 0 and dim != self.embedder.dim:
-                raise ConfigurationError(
-                    f"collection {self.name!r} stores {dim}-dimension vectors but embedder "
-                    f"{self.embedder.name} makes {self.embedder.dim}; use the embedder it "
-                    "was built with, or another collection name"
-                )
-        self._ready = True
-
-    def _write_comment(self, conn: sa.Connection, config: Mapping[str, Any]) -> None:
-        # COMMENT takes no parameters; the name is checked against _NAME and the
-        # comment is quoted as a standard SQL string (quotes doubled).
-        comment = json.dumps({"vecalchemy": dict(config)}).replace("'", "''")
-        # The driver's own connection (same transaction): without parameters
-        # psycopg reads no placeholders, so a % in the comment is just a %.
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        raw.execute(f"COMMENT ON TABLE \"{self.name}\" IS '{comment}'")
-
-    def _ensure_fulltext(self, conn: sa.Connection) -> None:
-        """Give a table made before hybrid search its ``tsv`` column and GIN index.
-
-        ``create_all`` leaves existing tables alone. Adding a stored generated column
-        rewrites the table under an exclusive lock, once; later calls find the column
-        and only check that it was built in this collection's language.
-        """
-        found = conn.execute(
-            sa.text(
-                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
-                "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-                "WHERE a.attrelid = to_regclass(:t) AND a.attname = :c AND NOT a.attisdropped"
-            ),
-            {"t": self.name, "c": _TSV},
-        ).first()
-        column = self.table.c[_TSV]
-        if found is None:
-            spec = column.info[FULLTEXT_INFO_KEY]
-            # The name is checked against _NAME and the expression is built from a
-            # checked language: no user text reaches this DDL unchecked.
-            conn.exec_driver_sql(
-                f'ALTER TABLE "{self.name}" ADD COLUMN IF NOT EXISTS {_TSV} tsvector '
-                f"GENERATED ALWAYS AS ({spec.expression}) STORED"
+    def _check_state(self, state: TableState) -> None:
+        """Refuse a table vecalchemy did not make, or one this collection cannot use."""
+        if not state.ours:
+            raise ConfigurationError(_not_ours(self.name))
+        config = state.config or {}
+        if state.dim is not None and state.dim != self.embedder.dim:
+            raise ConfigurationError(
+                f"collection {self.name!r} stores {state.dim}-dimension vectors but embedder "
+                f"{self.embedder.name} makes {self.embedder.dim}; use the embedder it "
+                "was built with, or another collection name"
             )
-            comment = conn.execute(
-                sa.text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": self.name}
-            ).scalar()
-            try:
-                config = dict(json.loads(comment or "{}").get("vecalchemy", {}))
-            except (ValueError, AttributeError, TypeError):
-                config = {}
-            config["language"] = self.language  # so that open() queries in this language
-            self._write_comment(conn, config)
-        else:
-            built = re.search(r"'([a-z_]+)'::regconfig", str(found[0] or ""))
-            if built is not None and built.group(1) != self.language:
-                raise ConfigurationError(
-                    f"collection {self.name!r} indexes its text in language "
-                    f"{built.group(1)!r}, not {self.language!r}; open it with "
-                    f"language={built.group(1)!r}"
-                )
-        index = fulltext_index_name(self.table, column)
-        exists = conn.execute(sa.text("SELECT to_regclass(:i)"), {"i": index}).scalar()
-        if exists is None:
-            conn.exec_driver_sql(
-                f'CREATE INDEX IF NOT EXISTS "{index}" ON "{self.name}" USING gin ({_TSV})'
+        stored_metric = config.get("metric")
+        if stored_metric is not None and stored_metric != self.metric.value:
+            raise MetricMismatch(
+                f"collection {self.name!r} was created with metric {stored_metric!r}, not "
+                f"{self.metric.value!r}: its index serves {stored_metric!r} queries only; "
+                f"open it with Collection.open({self.name!r}) or metric={stored_metric!r}"
+            )
+        built = state.language
+        if built is not None and built != self.language:
+            raise ConfigurationError(
+                f"collection {self.name!r} indexes its text in language {built!r}, not "
+                f"{self.language!r}; open it with language={built!r}"
             )
 
     def _check_embedder(self, conn: sa.Connection) -> None:
-        other = conn.execute(
-            select(self.table.c.embedder)
-            .where(self.table.c.embedder != self.embedder.name)
-            .limit(1)
-        ).scalar()
-        if other is not None:
+        # One row tells: writes never mix embedders, so every row has the same one.
+        other = conn.execute(select(self.table.c.embedder).limit(1)).scalar()
+        if other is not None and other != self.embedder.name:
             raise EmbedderError(
                 f"collection {self.name!r} holds vectors from {other}, not from "
                 f"{self.embedder.name}; vectors of two models cannot be compared. Use "
                 f"embedder={other!r}, or re-embed into a new collection"
             )
+
+    def _for_reading(self) -> TableState:
+        """Check the table for a read path (no DDL, ever), once per collection object."""
+        if self._state is not None:
+            return self._state
+        with self.engine.connect() as conn:
+            state = read_state(conn, self.name)
+            if not state.exists:
+                raise ConfigurationError(
+                    f"there is no collection {self.name!r} in this database yet; add "
+                    "documents (or call create()) first"
+                )
+            self._check_state(state)
+            self._check_embedder(conn)
+            conn.rollback()
+        self._state = state
+        return state
+
+    def create(self) -> None:
+        """Create the table and its indexes if they do not exist, and check an existing one.
+
+        Raises :class:`~vecalchemy.ConfigurationError` (and changes nothing) when a table
+        of that name exists that vecalchemy did not create, or that this collection
+        cannot use. A table made by an older vecalchemy is not changed: see
+        :meth:`upgrade`.
+        """
+        self._ensure()
+
+    def _ensure(self) -> bool:
+        """Create the table if it is missing (True), else check it (False)."""
+        table = self.table
+        with self.engine.begin() as conn:
+            state = read_state(conn, self.name)
+            if state.exists:
+                self._check_state(state)
+                self._check_embedder(conn)
+                self._state = state
+                return False
+            table.metadata.create_all(conn)
+            write_comment(conn, self.name, self._config)
+            self._state = read_state(conn, self.name)
+        return True
+
+    def upgrade(self) -> bool:
+        """Bring a table made by an older vecalchemy up to date; return whether it changed.
+
+        Today that is the ``tsv`` full-text column (and its GIN index) that collections
+        made before hybrid search lack. Adding a stored generated column rewrites the
+        table under an exclusive lock, once: run it when nothing else uses the table.
+
+        Example::
+
+            docs = Collection.open("kb")
+            docs.upgrade()          # True the first time, False afterwards
+        """
+        with self.engine.begin() as conn:
+            state = read_state(conn, self.name)
+            if not state.exists:
+                raise ConfigurationError(f"there is no collection {self.name!r} to upgrade")
+            self._check_state(state)
+            changed = add_fulltext(conn, self.table, state)
+            if changed:
+                config = dict(state.config or {})
+                config["language"] = self.language  # so that open() queries in this language
+                write_comment(conn, self.name, config)
+        self._state = None
+        return changed
 
     # -- writing -----------------------------------------------------------------------
 
@@ -455,6 +403,8 @@ class Collection:
             if ids_required:
                 raise InvalidArgument("upsert needs ids= to know which documents to replace")
             ids = [uuid.uuid4().hex for _ in texts]
+        if isinstance(ids, str):
+            raise InvalidArgument("ids must be a list of ids, not one string")
         ids = [str(i) for i in ids]
         metas = list(metadata) if metadata is not None else [None] * len(texts)
         if not len(ids) == len(metas) == len(texts):
@@ -467,10 +417,10 @@ class Collection:
             raise InvalidRows(f"document id {dup!r} is given twice")
         docs = []
         for n, (doc_id, text, meta) in enumerate(zip(ids, texts, metas, strict=True)):
+            _check_text(f"id of document {n}", doc_id)
             if not isinstance(text, str) or not text.strip():
                 raise InvalidRows(f"document {n} (id {doc_id!r}) has no text")
-            if "\x00" in text:
-                raise InvalidRows(f"document {n} (id {doc_id!r}) contains a NUL character")
+            _check_text(f"document {n} (id {doc_id!r})", text)
             if meta is not None and not isinstance(meta, Mapping):
                 raise InvalidRows(
                     f"metadata of document {n} must be a dict, got {type(meta).__name__}"
@@ -495,6 +445,19 @@ class Collection:
                 progress("embedding", i + len(batch), len(texts))
         return vectors
 
+    def _unchanged(
+        self,
+        docs: list[tuple[str, str, dict[str, Any]]],
+        hashes: list[str],
+        stored: Mapping[str, tuple[str, dict[str, Any], str]],
+    ) -> set[int]:
+        name = self.embedder.name
+        return {
+            n
+            for n, (doc_id, _, _) in enumerate(docs)
+            if doc_id in stored and stored[doc_id][0] == hashes[n] and stored[doc_id][2] == name
+        }
+
     def _write(
         self,
         docs: list[tuple[str, str, dict[str, Any]]],
@@ -502,41 +465,21 @@ class Collection:
         replace: bool,
         batch_size: int,
         progress: Progress | None,
+        defer_index: bool | None,
     ) -> AddResult:
-        self.create()
+        created = self._ensure()
         result = AddResult(ids=[d[0] for d in docs])
         table = self.table
+        ids = [d[0] for d in docs]
         hashes = [_digest(text) for _, text, _ in docs]
-        todo = list(range(len(docs)))
-        retag: list[int] = []  # unchanged documents whose metadata changed
+        # A first look without locks, to fail fast and to embed only what changed.
         with self.engine.connect() as conn:
-            self._check_embedder(conn)
-            if not replace:
-                existing = conn.execute(
-                    select(table.c.id).where(_id_in(table, [d[0] for d in docs])).limit(1)
-                ).scalar()
-                if existing is not None:
-                    raise InvalidRows(
-                        f"document id {existing!r} is already in collection {self.name!r}; "
-                        "use upsert() to replace documents"
-                    )
-            elif docs:
-                stored = {
-                    row.id: (row.content_hash, row.metadata)
-                    for row in conn.execute(
-                        select(table.c.id, table.c.content_hash, table.c.metadata)
-                        .where(_id_in(table, [d[0] for d in docs]))
-                        .where(table.c.chunk == 0)
-                        .where(table.c.embedder == self.embedder.name)
-                    )
-                }
-                unchanged = {
-                    n for n, d in enumerate(docs) if stored.get(d[0], ("",))[0] == hashes[n]
-                }
-                retag = [n for n in unchanged if stored[docs[n][0]][1] != docs[n][2]]
-                todo = [n for n in todo if n not in unchanged]
-                result.skipped = len(unchanged)
+            stored = stored_documents(conn, table, ids)
             conn.rollback()
+        if not replace and stored:
+            raise _exists(next(iter(stored)), self.name)
+        unchanged = self._unchanged(docs, hashes, stored) if replace else set()
+        todo = [n for n in range(len(docs)) if n not in unchanged]
         started = time.perf_counter()
         pieces = self._chunk([docs[n] for n in todo])
         result.seconds["chunk"] = time.perf_counter() - started
@@ -545,15 +488,37 @@ class Collection:
         result.seconds["embed"] = time.perf_counter() - started
         started = time.perf_counter()
         with self.engine.begin() as conn:
-            if replace:
-                # Unchanged texts: write only the metadata that differs.
-                for n in retag:
-                    conn.execute(
-                        sa.update(table).where(table.c.id == docs[n][0]).values(metadata=docs[n][2])
+            lock_documents(conn, self.name, ids)
+            # Under the locks: what another writer committed meanwhile is visible now.
+            stored = stored_documents(conn, table, ids)
+            if not replace:
+                if stored:
+                    raise _exists(next(iter(stored)), self.name)
+            else:
+                self._check_embedder(conn)
+                still = self._unchanged(docs, hashes, stored)
+                late = sorted(unchanged - still)  # changed by another writer since the look
+                if late:
+                    # Rare: embed them now, holding their locks, so that this write wins.
+                    extra = self._chunk([docs[n] for n in late])
+                    pieces += [(len(todo) + i, c) for i, c in extra]
+                    vectors = np.vstack(
+                        [vectors, self._embed([c.text for _, c in extra], batch_size, None)]
                     )
+                    todo += late
+                unchanged = still
+                # Unchanged texts: write only the metadata that differs.
+                for n in sorted(unchanged):
+                    if stored[docs[n][0]][1] != docs[n][2]:
+                        conn.execute(
+                            sa.update(table)
+                            .where(table.c.id == docs[n][0])
+                            .values(metadata=docs[n][2])
+                        )
                 changed = [docs[n][0] for n in todo]
                 if changed:
-                    conn.execute(delete(table).where(_id_in(table, changed)))
+                    conn.execute(delete(table).where(id_in(table, changed)))
+            result.skipped = len(unchanged)
             which = [todo[i] for i, _ in pieces]
             load(
                 conn,
@@ -569,7 +534,7 @@ class Collection:
                     "embedder": [self.embedder.name] * len(pieces),
                     "embedding": vectors,
                 },
-                indexes=self._index_mode(conn, len(pieces)),
+                indexes=self._index_mode(conn, len(pieces), created, defer_index),
             )
         result.seconds["load"] = time.perf_counter() - started
         if progress is not None:
@@ -578,16 +543,23 @@ class Collection:
         result.chunks = len(pieces)
         return result
 
-    def _index_mode(self, conn: sa.Connection, new_rows: int) -> Any:
-        """Rebuild the vector index after the load instead of maintaining it row by row
-        when the new rows are many (HNSW inserts are slow) and at least as many as the
-        table already holds (a rebuild costs the whole table)."""
-        if self._index is None or new_rows < _DEFER_MIN_ROWS:
+    def _index_mode(
+        self, conn: sa.Connection, new_rows: int, created: bool, defer_index: bool | None
+    ) -> Any:
+        """Rebuild the vector index after the load, instead of maintaining it row by row,
+        only where no one can be reading: a table this write created, or one with no
+        rows; or when asked (``defer_index=True``, which locks out readers until the
+        write commits). Dropping an index takes an ACCESS EXCLUSIVE lock."""
+        if self._index is None or defer_index is False:
             return "keep"
-        estimate = conn.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": self.name}
-        ).scalar()
-        return "defer" if new_rows >= max(0.0, float(estimate or 0)) else "keep"
+        if defer_index:
+            return "defer"
+        if new_rows < _DEFER_MIN_ROWS:
+            return "keep"
+        if created:
+            return "defer"
+        empty = conn.execute(select(sa.literal(1)).select_from(self.table).limit(1)).first()
+        return "defer" if empty is None else "keep"
 
     def add(
         self,
@@ -597,12 +569,19 @@ class Collection:
         *,
         batch_size: int = 256,
         progress: Progress | bool | None = None,
+        defer_index: bool | None = None,
     ) -> AddResult:
         """Split, embed and store new documents; return their ids and what was done.
 
         ``ids`` default to random hex ids. An id that is already stored is an error
-        (use :meth:`upsert` to replace). ``progress=True`` shows a progress bar with
-        rows/s on stderr; a callable is called as ``(stage, done, total)`` instead.
+        (use :meth:`upsert` to replace), also when another writer stores it meanwhile.
+        ``progress=True`` shows a progress bar with rows/s on stderr; a callable is called
+        as ``(stage, done, total)`` instead.
+
+        ``defer_index``: ``None`` (default) builds the vector index after the load
+        instead of row by row only for a large load into a new or empty table, where no
+        search can be waiting; ``True`` does it into any table (faster for a bulk load,
+        but searches wait until the write commits); ``False`` never.
 
         Example::
 
@@ -610,8 +589,11 @@ class Collection:
             result.ids, result.chunks
         """
         docs = self._documents(texts, metadata, ids, ids_required=False)
-        with _progress(progress) as report:
-            return self._write(docs, replace=False, batch_size=batch_size, progress=report)
+        with progress_reporter(progress) as report:
+            return self._write(
+                docs, replace=False, batch_size=batch_size, progress=report,
+                defer_index=defer_index,
+            )  # fmt: skip
 
     def upsert(
         self,
@@ -621,19 +603,25 @@ class Collection:
         *,
         batch_size: int = 256,
         progress: Progress | bool | None = None,
+        defer_index: bool | None = None,
     ) -> AddResult:
         """Insert or replace documents by id, re-embedding only those whose text changed.
 
         A document whose text (content hash) and embedder are unchanged keeps its
-        vectors; only its metadata is updated.
+        vectors; only its metadata is updated. Concurrent upserts of the same document
+        all succeed, one after the other: the last one wins. ``defer_index`` as for
+        :meth:`add`.
 
         Example::
 
             docs.upsert(["new text"], ids=["doc-1"])
         """
         docs = self._documents(texts, metadata, ids, ids_required=True)
-        with _progress(progress) as report:
-            return self._write(docs, replace=True, batch_size=batch_size, progress=report)
+        with progress_reporter(progress) as report:
+            return self._write(
+                docs, replace=True, batch_size=batch_size, progress=report,
+                defer_index=defer_index,
+            )  # fmt: skip
 
     def delete(
         self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None
@@ -649,15 +637,19 @@ class Collection:
             raise InvalidArgument(
                 "delete() needs ids= or where=; to empty the collection use drop()"
             )
-        self.create()
         stmt = delete(self.table)
+        clean: list[str] = []
         if ids is not None:
             if isinstance(ids, str):
                 raise InvalidArgument("ids must be a list of ids, not one string")
-            stmt = stmt.where(_id_in(self.table, [str(i) for i in ids]))
+            clean = [str(i) for i in ids]
+            stmt = stmt.where(id_in(self.table, clean))
         if where is not None:
             stmt = stmt.where(compile_filter(self.table.c.metadata, where))
+        self._for_reading()
         with self.engine.begin() as conn:
+            if clean:
+                lock_documents(conn, self.name, clean)
             return int(conn.execute(stmt).rowcount)
 
     def get(self, ids: Sequence[str]) -> list[Record]:
@@ -669,7 +661,7 @@ class Collection:
         """
         if isinstance(ids, str):
             raise InvalidArgument("ids must be a list of ids, not one string")
-        self.create()
+        self._for_reading()
         t = self.table
         cols = [
             t.c.id,
@@ -683,24 +675,29 @@ class Collection:
         ]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(*cols).where(_id_in(t, [str(i) for i in ids])).order_by(t.c.id, t.c.chunk)
+                select(*cols).where(id_in(t, [str(i) for i in ids])).order_by(t.c.id, t.c.chunk)
             ).all()
         return [Record(*row) for row in rows]
 
     def count(self, *, where: Mapping[str, Any] | None = None) -> int:
         """The number of documents (not chunks), optionally matching a metadata filter."""
-        self.create()
         stmt = select(func.count(func.distinct(self.table.c.id)))
         if where is not None:
             stmt = stmt.where(compile_filter(self.table.c.metadata, where))
+        self._for_reading()
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def drop(self) -> None:
-        """Drop the collection's table (and everything in it)."""
+        """Drop the collection's table (and everything in it); a table vecalchemy did not
+        create is refused, not dropped."""
         with self.engine.begin() as conn:
-            self.table.drop(conn, checkfirst=True)
-        self._ready = False
+            state = read_state(conn, self.name)
+            if state.exists and not state.ours:
+                raise ConfigurationError(_not_ours(self.name))
+            if state.exists:
+                self.table.drop(conn)
+        self._state = None
 
     # -- reading -----------------------------------------------------------------------
 
@@ -710,7 +707,7 @@ class Collection:
         k: int = 10,
         *,
         where: Mapping[str, Any] | None = None,
-        mode: str = "vector",
+        mode: SearchMode = "vector",
         fusion: Fusion | None = None,
         candidates: int | None = None,
         min_similarity: float | None = None,
@@ -727,9 +724,9 @@ class Collection:
         ``mode="hybrid"``: ``query`` must be a text; it is embedded once and searched both
         by vector and by its words (``websearch_to_tsquery`` in the collection's
         language), and the two rankings are fused with ``fusion`` (default
-        :class:`~vecalchemy.fusion.RRF`; or :class:`~vecalchemy.fusion.Weighted`) by
-        :func:`vecalchemy.hybrid.hybrid_search`. A chunk holding a rare word the
-        embedding misses (a product code, an error number) is found this way. Each hit's
+        :class:`~vecalchemy.RRF`; or :class:`~vecalchemy.Weighted`) by
+        :func:`vecalchemy.hybrid_search`. A chunk holding a rare word the embedding
+        misses (a product code, an error number) is found this way. Each hit's
         ``similarity`` is then the fused score, and ``distance`` still the vector distance
         (see :class:`CollectionHit`). ``candidates`` is how many chunks each leg fetches.
         ``min_similarity``, ``max_distance``, ``ef_search`` and ``probes`` apply to
@@ -737,6 +734,11 @@ class Collection:
 
         ``where`` is a metadata filter (see :mod:`vecalchemy.filters`), applied in both
         modes (in both legs of a hybrid search).
+
+        Searches only read: the table must exist (and have been made by vecalchemy), its
+        rows must come from this collection's embedder, and its metric and language must
+        be this collection's. A collection made before hybrid search needs
+        :meth:`upgrade` for ``mode="hybrid"``.
 
         Example::
 
@@ -748,6 +750,7 @@ class Collection:
             raise InvalidSearch(
                 f"unknown search mode {mode!r}; use one of: {', '.join(SEARCH_MODES)}"
             )
+        clause = compile_filter(self.table.c.metadata, where) if where is not None else None
         if mode == "hybrid":
             vector_only = {
                 "min_similarity": min_similarity,
@@ -765,12 +768,11 @@ class Collection:
                     "mode='hybrid' searches the query's words too, so it needs the query "
                     "text; pass a string, or use mode='vector' to search by a vector"
                 )
-            return self._hybrid(query, k, where, fusion or RRF(), candidates)
+            return self._hybrid(query, k, clause, fusion or RRF(), candidates)
         if fusion is not None or candidates is not None:
             raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
         vector = self.embedder.embed_query(query) if isinstance(query, str) else query
-        self.create()
-        clause = compile_filter(self.table.c.metadata, where) if where else None
+        self._for_reading()
         with self.engine.connect() as conn:
             hits = run_search(
                 conn,
@@ -790,18 +792,17 @@ class Collection:
         self,
         query: str,
         k: int,
-        where: Mapping[str, Any] | None,
+        clause: sa.ColumnElement[bool] | None,
         fusion: Fusion,
         candidates: int | None,
     ) -> list[CollectionHit]:
         query = check_query_text(query)
         table = self.table
-        clause = compile_filter(table.c.metadata, where) if where else None
         vector = self.embedder.embed_query(query)
         # Built (and so checked) before the table is touched, then run as it is.
         fused = plan_hybrid(
             table.c.embedding,
-            table.c[_TSV],
+            table.c[TSV],
             query,
             vector,
             k,
@@ -809,9 +810,15 @@ class Collection:
             fusion=fusion,
             candidates=candidates,
         )
-        self.create()
+        if self._for_reading().tsv is None:
+            self._state = None  # check again after an upgrade
+            raise ConfigurationError(
+                f"collection {self.name!r} was made before hybrid search and has no "
+                f"full-text column; run Collection.open({self.name!r}).upgrade() once, "
+                "then search it with mode='hybrid'"
+            )
         with self.engine.connect() as conn:
-            hits = run_fused(conn, fused)
+            hits = run_plan(conn, fused)
             conn.rollback()
         return [
             _collection_hit(
@@ -819,3 +826,31 @@ class Collection:
             )
             for h in hits
         ]
+
+
+def _not_ours(name: str) -> str:
+    return (
+        f"a table named {name!r} exists that vecalchemy did not create (its comment does "
+        "not record a collection); a collection would change it, so it was left alone: "
+        "choose another collection name"
+    )
+
+
+def _exists(doc_id: str, name: str) -> InvalidRows:
+    return InvalidRows(
+        f"document id {doc_id!r} is already in collection {name!r}; use upsert() to replace "
+        "documents; nothing was written"
+    )
+
+
+def _check_text(what: str, text: str) -> None:
+    """Refuse text PostgreSQL cannot store: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        raise InvalidRows(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRows(
+            f"{what} is not valid Unicode text ({exc.reason} at position {exc.start}); "
+            "decode it properly before adding it"
+        ) from None

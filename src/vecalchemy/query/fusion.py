@@ -28,7 +28,7 @@ The builders here do no I/O; :mod:`vecalchemy.hybrid` runs them with index setti
 
 Example::
 
-    from vecalchemy.fusion import RRF, hybrid_query
+    from vecalchemy.query.fusion import RRF, hybrid_query
 
     stmt = hybrid_query(Doc.embedding, Doc.tsv, "vacuum tuning", q, k=5, fusion=RRF(k=60))
     for doc, score, vector_rank, text_rank, distance in session.execute(stmt):
@@ -48,6 +48,7 @@ from sqlalchemy import (
     BindParameter,
     Column,
     ColumnElement,
+    CompoundSelect,
     Float,
     Select,
     Table,
@@ -66,6 +67,8 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Label
 
+from vecalchemy._sql import QUERY_PARAM, Distance, divide
+from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.fulltext import (
     QUERY_TEXT_PARAM,
@@ -75,9 +78,9 @@ from vecalchemy.fulltext import (
     resolve_fulltext,
     ts_rank_cd,
 )
-from vecalchemy.metrics import MAX_EF_SEARCH, Metric, Storage
-from vecalchemy.query import QUERY_PARAM, may_use_hnsw, plan_nearest
-from vecalchemy.schema import VectorSpec, is_vector_type, resolve_spec
+from vecalchemy.metrics import MAX_EF_SEARCH, Storage
+from vecalchemy.query.nearest import PLAN_OPTION, check_clauses, plan_nearest
+from vecalchemy.schema import HNSW, VectorSpec, is_vector_type, resolve_spec
 
 __all__ = [
     "DEFAULT_RRF_K",
@@ -91,20 +94,14 @@ __all__ = [
     "multi_query",
     "plan_hybrid",
     "plan_multi",
-    "similarity_sql",
 ]
 
 #: The RRF constant of the original paper (Cormack et al., 2009), used by most engines.
 DEFAULT_RRF_K = 60
 
-Where = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
-
 # Labels of the columns a fused query adds; a primary key column with one of these
 # names is selected under another label (pk_0, ...).
 _RESERVED = ("distance", "score", "rank", "norm")
-
-# Division binds like SQL's "/" (tighter than + and -), so operands get parentheses.
-_DIV_PRECEDENCE = 8
 
 
 def _check_number(what: str, value: object) -> float:
@@ -203,7 +200,7 @@ class Leg:
 
     kind: str  # "vector" or "text"
     column_name: str
-    select: Select[Any]
+    select: Select[Any] | CompoundSelect[Any]
     weight: float
     spec: VectorSpec | None = None
     distance: ColumnElement[float] | None = None
@@ -240,49 +237,6 @@ class FusedQuery:
 # -- the pieces ---------------------------------------------------------------------
 
 
-def similarity_sql(metric: Metric, distance: ColumnElement[Any], dim: int) -> ColumnElement[float]:
-    """SQL for :meth:`Metric.similarity`: higher is more similar, for every metric.
-
-    cosine and jaccard ``1 - d``, inner product ``-d`` (pgvector's ``<#>`` is the negative
-    inner product), l2 and l1 ``1 / (1 + d)``, hamming ``1 - d / dim``.
-
-    Example::
-
-        sim = similarity_sql(Metric.L2, Doc.embedding.l2_distance(q), 384)
-    """
-    one = literal_column("1.0", Float)
-    if metric is Metric.COSINE or metric is Metric.JACCARD:
-        return one - distance
-    if metric is Metric.INNER_PRODUCT:
-        return -distance
-    if metric is Metric.HAMMING:
-        return one - _div(distance, literal_column(f"{float(dim)!r}", Float))
-    return _div(one, one + distance)
-
-
-def _div(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[float]:
-    """``a / b`` in double precision, without SQLAlchemy's true-division casts."""
-    return a.op("/", precedence=_DIV_PRECEDENCE, return_type=Float)(b)
-
-
-def _clauses(where: Where) -> list[ColumnElement[bool]]:
-    if where is None:
-        return []
-    items = [where] if isinstance(where, ColumnElement) else where
-    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-        raise InvalidArgument(
-            f"where= takes a SQLAlchemy expression or a list of them, got {where!r}; for "
-            "a metadata filter use vecalchemy.filters.compile_filter"
-        )
-    out = list(items)
-    for clause in out:
-        if not isinstance(clause, ColumnElement):
-            raise InvalidArgument(
-                f"where= takes SQLAlchemy expressions (Doc.lang == 'en'), got {clause!r}"
-            )
-    return out
-
-
 def _primary_key(table: Table, what: str) -> list[Column[Any]]:
     pk = list(table.primary_key.columns)
     if not pk:
@@ -307,7 +261,7 @@ def _check_k(k: object) -> int:
 
 
 def _resolve_candidates(candidates: object, k: int, specs: Sequence[VectorSpec]) -> int:
-    hnsw = any(may_use_hnsw(s) for s in specs)
+    hnsw = any(isinstance(s.index, HNSW) or (s.index is None and not s.declared) for s in specs)
     if hnsw and k > MAX_EF_SEARCH:
         raise InvalidSearch(
             f"k={k} is above {MAX_EF_SEARCH:,}, the most rows an HNSW index scan can return "
@@ -366,30 +320,49 @@ def _vector_leg(
     pk = _primary_key(table, "a fused search")
     # nearest()'s own builder, so the leg orders by exactly the indexed expression
     # (halfvec casts, binary-quantized candidates included); it checks the query vector.
-    nq = plan_nearest(col, query, candidates)
-    if clauses:
-        nq = nq.filtered(clauses)
-    full: Select[Any] = nq.select
-    dist = full.selected_columns["distance"]
+    nq = plan_nearest(col, query, candidates).filtered(clauses)
     labels = _key_labels(pk)
-    stmt: Select[Any] = full.with_only_columns(
-        *(c.label(n) for c, n in zip(pk, labels, strict=True)), dist
-    )
+    keys = [c.label(n) for c, n in zip(pk, labels, strict=True)]
+    ann: Select[Any] = nq.select.with_only_columns(*keys, nq.select.selected_columns["distance"])
+    exact: Select[Any] = nq.exact.with_only_columns(*keys, nq.exact.selected_columns["distance"])
     old = next(
-        p for p in visitors.iterate(stmt) if isinstance(p, BindParameter) and p.key == QUERY_PARAM
+        p for p in visitors.iterate(ann) if isinstance(p, BindParameter) and p.key == QUERY_PARAM
     )
     param = bindparam(f"{QUERY_PARAM}_{index}", old.value, type_=old.type)
-    stmt = _rebind(stmt, param)
-    label = stmt.selected_columns["distance"]
+    ann, exact = _rebind(ann, param), _rebind(exact, param)
+    label = ann.selected_columns["distance"]
     assert isinstance(label, Label)
-    expr: ColumnElement[float] = label.element
+    distance = label.element
+    assert isinstance(distance, Distance)
     return Leg(
         kind="vector",
         column_name=nq.column_name,
-        select=stmt,
+        select=_with_exact_fallback(ann, exact, candidates, index),
         weight=weight,
         spec=spec,
-        distance=expr,
+        # The row's exact distance in the outer query, which no index serves.
+        distance=Distance(distance.left, distance.right, distance.operator, None),
+    )
+
+
+def _with_exact_fallback(
+    ann: Select[Any], exact: Select[Any], candidates: int, index: int
+) -> CompoundSelect[Any]:
+    """The leg's index scan, or, when it returns fewer than ``candidates`` rows, the same
+    leg answered exactly, in one statement.
+
+    An index scan comes back short when iterative scans run out (dead index entries after
+    updates and deletes, a selective filter) or when fewer rows match; the exact arm
+    then returns every match. Its gate, ``(SELECT count(*) FROM ann) < candidates``, has
+    no columns of its own, so PostgreSQL evaluates it once, before running the arm:
+    when the index scan was complete, the exact arm costs nothing.
+    """
+    found_cte = ann.cte(f"ann_{index}").prefix_with("MATERIALIZED")
+    found = select(func.count()).select_from(found_cte).scalar_subquery()
+    exact_sub = exact.subquery(f"exact_{index}")
+    return union_all(
+        select(*found_cte.c).where(found >= candidates),
+        select(*exact_sub.c).where(found < candidates),
     )
 
 
@@ -455,7 +428,7 @@ def _fuse(
         if leg.kind == "vector":
             assert leg.spec is not None
             order = [sq.c.distance.asc(), *key]
-            raw = similarity_sql(leg.spec.metric, sq.c.distance, leg.spec.dim)
+            raw = leg.spec.metric.similarity_sql(sq.c.distance, dim=leg.spec.dim)
         else:
             order = [sq.c.score.desc(), *key]
             # ts_rank_cd returns real: normalise in double precision.
@@ -481,7 +454,7 @@ def _fuse(
         weight = literal(leg.weight, Float)
         if isinstance(fusion, RRF):
             # Cast to double precision: integer division would truncate, numeric is slow.
-            contrib = _div(weight, cast(ranked.c.rank + literal(fusion.k, BigInteger), Float))
+            contrib = divide(weight, cast(ranked.c.rank + literal(fusion.k, BigInteger), Float))
         else:
             contrib = weight * ranked.c.norm
         parts.append(select(*rkey, contrib.label("score"), *ranks))
@@ -496,7 +469,7 @@ def _fuse(
         for leg in legs:
             assert leg.spec is not None
             assert leg.distance is not None
-            sim = similarity_sql(leg.spec.metric, leg.distance, leg.spec.dim)
+            sim = leg.spec.metric.similarity_sql(leg.distance, dim=leg.spec.dim)
             # A NULL vector has no similarity: it adds nothing (documented).
             terms.append(literal(leg.weight, Float) * func.coalesce(sim, literal_column("0.0")))
         total = terms[0]
@@ -556,7 +529,7 @@ def plan_hybrid(
     """
     if not isinstance(fusion, (RRF, Weighted)):
         raise InvalidSearch(f"fusion must be RRF(...) or Weighted(...), got {fusion!r}")
-    clauses = _clauses(where)
+    clauses = check_clauses(where)
     k = _check_k(k)
     vcol, vspec = resolve_spec(vector_column)
     sparse: tuple[Column[Any], VectorSpec] | None = None
@@ -663,7 +636,7 @@ def hybrid_query(
         for doc, score, vector_rank, text_rank, distance in session.execute(stmt):
             ...
     """
-    return plan_hybrid(
+    fq = plan_hybrid(
         vector_column,
         text_column,
         query_text,
@@ -673,7 +646,8 @@ def hybrid_query(
         fusion=fusion,
         language=language,
         candidates=candidates,
-    ).select
+    )
+    return fq.select.execution_options(**{PLAN_OPTION: fq})
 
 
 # -- multi-vector ---------------------------------------------------------------------
@@ -709,7 +683,7 @@ def plan_multi(
             "columns must be a non-empty mapping of vector column to weight, e.g. "
             "{Doc.title_embedding: 0.3, Doc.body_embedding: 0.7}"
         )
-    clauses = _clauses(where)
+    clauses = check_clauses(where)
     k = _check_k(k)
     resolved: list[tuple[Any, Column[Any], VectorSpec, float]] = []
     for column, weight in columns.items():
@@ -796,7 +770,8 @@ def multi_query(
         for doc, score, title_rank, body_rank, title_d, body_d in session.execute(stmt):
             ...
     """
-    return plan_multi(columns, query, k, where=where, fusion=fusion, candidates=candidates).select
+    fq = plan_multi(columns, query, k, where=where, fusion=fusion, candidates=candidates)
+    return fq.select.execution_options(**{PLAN_OPTION: fq})
 
 
 def _column_of(column: Any) -> Column[Any] | None:

@@ -15,7 +15,7 @@ the ``k`` best by another criterion.
 Example::
 
     import numpy as np
-    from vecalchemy.rerank import mmr
+    from vecalchemy.search.rerank import mmr
 
     candidates = np.array([[1.0, 0.1], [1.0, 0.11], [1.0, -0.5]])
     mmr([1.0, 0.0], candidates, k=2, lambda_=0.5)   # [0, 2]: row 1 near-duplicates row 0

@@ -1,8 +1,4 @@
-"""See the plan PostgreSQL picks for a query, keeping its bound query vector.
-
-``EXPLAIN`` needs the statement with its parameters, and the query vector is a bound
-parameter; :func:`explain` compiles ``EXPLAIN <your select>`` with the select's own
-parameters, and :func:`index_used` says which index (if any) served it.
+"""See the plan PostgreSQL picks for a query, with its bound query vector and settings.
 
 Example::
 
@@ -16,43 +12,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, Executable
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
 
-__all__ = ["Explain", "aexplain", "explain", "index_used"]
+from vecalchemy.query.explain import Explain
+
+__all__ = ["aexplain", "explain", "index_used"]
 
 _INDEX_SCAN = re.compile(r"Index (?:Only )?Scan using (\S+)")
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN [ANALYZE] <statement>`` with the statement's own bound parameters.
-
-    ``fmt="json"`` asks for ``FORMAT JSON`` (one row holding the plan as JSON).
-
-    Example::
-
-        plan = session.execute(Explain(select(Doc.id).where(Doc.lang == "en"), fmt="json"))
-    """
-
-    inherit_cache = False
-
-    def __init__(self, stmt: Any, analyze: bool = False, *, fmt: str = "text") -> None:
-        self.stmt = stmt
-        self.analyze = analyze
-        self.fmt = fmt
-
-
-@compiles(Explain)
-def _compile(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    options = ["ANALYZE", "BUFFERS"] if element.analyze else []
-    if element.fmt == "json":
-        options.append("FORMAT JSON")
-    prefix = f"EXPLAIN ({', '.join(options)}) " if options else "EXPLAIN "
-    return prefix + compiler.process(element.stmt, **kw)
 
 
 def explain(session: Session | Connection, stmt: Any, *, analyze: bool = False) -> str:

@@ -1,0 +1,154 @@
+"""A collection's table: its definition, what the database holds, creation and upgrades.
+
+Reading the table's state is one catalog query and never changes anything; creating a
+table, and upgrading one made by an older vecalchemy, are explicit steps
+(:meth:`Collection.create`, :meth:`Collection.upgrade`). A table that exists but was not
+made by vecalchemy (its comment does not say so) is never touched.
+
+Private to :mod:`vecalchemy.collection`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from vecalchemy._names import fit_identifier, qualified
+from vecalchemy.fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
+from vecalchemy.metrics import Metric
+from vecalchemy.schema import HNSW, IVFFlat, embedding_column
+
+__all__ = [
+    "TSV",
+    "TableState",
+    "add_fulltext",
+    "collection_table",
+    "read_state",
+    "write_comment",
+]
+
+#: The generated full-text column of every collection table.
+TSV = "tsv"
+
+#: The key under which a collection's configuration lives in its table's comment.
+_CONFIG_KEY = "vecalchemy"
+
+
+def collection_table(
+    name: str, dim: int, metric: Metric, index: HNSW | IVFFlat | None, language: str
+) -> sa.Table:
+    """The ``Table`` of a collection (see :class:`~vecalchemy.Collection` for the columns)."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("chunk", sa.Integer, primary_key=True),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("start", sa.Integer, nullable=False),
+        sa.Column("end", sa.Integer, nullable=False),
+        sa.Column("metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("content_hash", sa.Text, nullable=False),
+        sa.Column("embedder", sa.Text, nullable=False),
+        embedding_column("embedding", dim, metric=metric, index=index, nullable=False),
+        fulltext_column(TSV, "text", language=language),
+        sa.Index(fit_identifier(f"ix_{name}_metadata"), "metadata", postgresql_using="gin"),
+    )
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What the database holds under a collection's name, read without changing anything.
+
+    ``config`` is the configuration recorded in the table's comment (None when the table
+    has no vecalchemy comment: a table vecalchemy did not create). ``dim`` is the
+    embedding column's dimension, ``tsv`` the expression of its full-text column (None
+    when missing: a table made before hybrid search).
+    """
+
+    exists: bool
+    config: dict[str, Any] | None
+    dim: int | None
+    tsv: str | None
+
+    @property
+    def ours(self) -> bool:
+        """Whether vecalchemy made the table (its comment records a configuration)."""
+        return self.config is not None
+
+    @property
+    def language(self) -> str | None:
+        """The text search configuration the ``tsv`` column was built with."""
+        found = re.search(r"'([a-z_]+)'::regconfig", self.tsv or "")
+        return found.group(1) if found else None
+
+
+_STATE_SQL = sa.text(
+    "SELECT c.oid IS NOT NULL, obj_description(c.oid, 'pg_class'), "
+    "(SELECT atttypmod FROM pg_attribute WHERE attrelid = c.oid AND attname = 'embedding' "
+    " AND NOT attisdropped), "
+    "(SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+    " JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+    " WHERE a.attrelid = c.oid AND a.attname = :tsv AND NOT a.attisdropped) "
+    "FROM (SELECT to_regclass(:t) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid"
+)
+
+
+def read_state(conn: sa.Connection, name: str) -> TableState:
+    """The :class:`TableState` of collection ``name`` (one catalog query, no writes)."""
+    exists, comment, typmod, tsv = conn.execute(
+        _STATE_SQL, {"t": qualified(None, name), "tsv": TSV}
+    ).one()
+    config: dict[str, Any] | None = None
+    if comment:
+        try:
+            parsed = json.loads(comment)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get(_CONFIG_KEY), dict):
+            config = dict(parsed[_CONFIG_KEY])
+    dim = int(typmod) if typmod is not None and typmod > 0 else None
+    return TableState(bool(exists), config, dim, tsv)
+
+
+def write_comment(conn: sa.Connection, name: str, config: Mapping[str, Any]) -> None:
+    """Record ``config`` in the table's comment, where :meth:`Collection.open` reads it."""
+    # COMMENT takes no parameters; the name is checked against the collection name rule
+    # and the comment is quoted as a standard SQL string (quotes doubled). Sent without
+    # parameters, so the driver reads no placeholders: a % in the comment is just a %.
+    comment = json.dumps({_CONFIG_KEY: dict(config)}).replace("'", "''")
+    conn.exec_driver_sql(
+        f"COMMENT ON TABLE \"{name}\" IS '{comment}'",
+        execution_options={"no_parameters": True},
+    )
+
+
+def add_fulltext(conn: sa.Connection, table: sa.Table, state: TableState) -> bool:
+    """Give a table made before hybrid search its ``tsv`` column and GIN index.
+
+    Adding a stored generated column rewrites the table under an exclusive lock, once;
+    this runs only from :meth:`Collection.upgrade`. Returns whether anything changed.
+    """
+    name = table.name
+    column = table.c[TSV]
+    changed = False
+    if state.tsv is None:
+        spec = column.info[FULLTEXT_INFO_KEY]
+        # The name is checked against the collection name rule and the expression is
+        # built from a checked language: no user text reaches this DDL unchecked.
+        conn.exec_driver_sql(
+            f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS {TSV} tsvector '
+            f"GENERATED ALWAYS AS ({spec.expression}) STORED"
+        )
+        changed = True
+    index = fulltext_index_name(table, column)
+    exists = conn.execute(sa.text("SELECT to_regclass(:i)"), {"i": qualified(None, index)})
+    if exists.scalar() is None:
+        conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" USING gin ({TSV})')
+        changed = True
+    return changed

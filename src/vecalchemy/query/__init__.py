@@ -1,0 +1,41 @@
+"""Pure query builders: they return SQLAlchemy statements and plans, and do no I/O.
+
+* :func:`nearest` / :func:`plan_nearest`: the ``k`` rows nearest to a query vector;
+* :func:`distance`: the indexable distance expression, to build your own query;
+* :func:`hybrid_query` / :func:`plan_hybrid` and :func:`multi_query` /
+  :func:`plan_multi`: several ranked legs fused in one statement (:class:`RRF`,
+  :class:`Weighted`);
+* :class:`Explain`: ``EXPLAIN`` of a statement with its parameters.
+
+Run them with :func:`vecalchemy.run` (or execute the statements yourself: they carry
+their index settings).
+"""
+
+from __future__ import annotations
+
+from vecalchemy.query.explain import Explain
+from vecalchemy.query.fusion import (
+    RRF,
+    FusedQuery,
+    Weighted,
+    hybrid_query,
+    multi_query,
+    plan_hybrid,
+    plan_multi,
+)
+from vecalchemy.query.nearest import NearestPlan, distance, nearest, plan_nearest
+
+__all__ = [
+    "RRF",
+    "Explain",
+    "FusedQuery",
+    "NearestPlan",
+    "Weighted",
+    "distance",
+    "hybrid_query",
+    "multi_query",
+    "nearest",
+    "plan_hybrid",
+    "plan_multi",
+    "plan_nearest",
+]

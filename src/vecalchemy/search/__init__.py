@@ -1,0 +1,40 @@
+"""Runners: execute plans with their index settings, strategy and fallback; return hits.
+
+* :func:`search` / :func:`asearch`: the ``k`` nearest rows;
+* :func:`hybrid_search`, :func:`multi_search` (and their async twins): fused searches;
+* :func:`run` / :func:`arun`: any plan, including a ``nearest()`` statement of your own;
+* :class:`ScanOptions`: per-statement overrides of the index settings;
+* :func:`explain`, :func:`index_used`: the plan PostgreSQL picks;
+* :class:`MMR`, :func:`mmr`, :func:`apply_rerank`, :class:`CrossEncoderReranker`.
+"""
+
+from __future__ import annotations
+
+from vecalchemy.search.explain import aexplain, explain, index_used
+from vecalchemy.search.hybrid import ahybrid_search, amulti_search, hybrid_search, multi_search
+from vecalchemy.search.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
+from vecalchemy.search.run import FusedHit, Hit, arun, run
+from vecalchemy.search.settings import ScanOptions
+from vecalchemy.search.vector import asearch, search
+
+__all__ = [
+    "MMR",
+    "CrossEncoderReranker",
+    "FusedHit",
+    "Hit",
+    "Reranker",
+    "ScanOptions",
+    "aexplain",
+    "ahybrid_search",
+    "amulti_search",
+    "apply_rerank",
+    "arun",
+    "asearch",
+    "explain",
+    "hybrid_search",
+    "index_used",
+    "mmr",
+    "multi_search",
+    "run",
+    "search",
+]

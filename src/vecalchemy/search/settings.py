@@ -1,0 +1,563 @@
+"""Index settings that belong to the statement that needs them, and to no other.
+
+Every distance vecalchemy builds carries the index scan that can serve it, and when a
+statement is compiled the compiler records those scans with the LIMIT of the SELECT
+each appears in (:mod:`vecalchemy._sql`). The compiled statement is cached, so the scans
+travel with every execution of the statement: ``Session.execute``,
+``Connection.execute``, ``AsyncSession``, streamed results, a nearest-neighbour query
+embedded in your own query as a subquery or CTE, or a cheatsheet-style
+``select(Doc).order_by(Doc.embedding.cosine_distance(q)).limit(10)`` on an
+:func:`~vecalchemy.Embedding` column.
+
+This module sets, for each such statement, every setting its scans depend on, so that
+no statement inherits another's:
+
+=========================  ======================================================
+``hnsw.ef_search``         ``max(40, LIMIT)`` (at most 1,000), or ``ef_search=``
+``hnsw.iterative_scan``    ``strict_order`` (rows in exact distance order), or
+                           ``relaxed_order`` for the runners, which re-sort
+``hnsw.max_scan_tuples``   20,000 (pgvector's default), or ``max_scan_tuples=``
+``ivfflat.probes``         ``sqrt(lists)`` of the index (read by the server from the
+                           index, in the same statement), or ``probes=``
+``ivfflat.iterative_scan`` ``relaxed_order`` (pgvector has no strict mode for IVFFlat)
+``ivfflat.max_probes``     32,768 (every list), or ``max_probes=``
+``plan_cache_mode``        ``force_custom_plan`` when the SELECT filters, so that a
+                           prepared statement is planned with its actual values
+                           (partial indexes, partition pruning, real selectivity)
+=========================  ======================================================
+
+Iterative scans are always on: a filter, or the dead index entries that updates,
+deletes and rejected loads leave behind, would otherwise cut a result short.
+
+How, and why this way
+---------------------
+* **Listeners on SQLAlchemy's** ``Engine`` **and** ``Pool`` **classes**, installed when
+  vecalchemy is imported, so every engine gets them, also one built without
+  :func:`vecalchemy.setup`: a statement that needs settings never runs without them.
+  For a statement without distances the cost is one attribute lookup. Execution
+  options applied by an event would be lost as soon as a statement is embedded in
+  another, and a compile-time wrapper cannot reach the ORM's result handling.
+* **Before the statement**, one round trip: ``SELECT current_setting(n, true), ...,
+  set_config(n, v, true), ...`` reads the values in effect and sets the new ones (the
+  target list is evaluated left to right) on the statement's own DBAPI connection.
+* **After it**, in a transaction, the old values are put back lazily: before the next
+  statement on that connection, in the same statement as that statement's own
+  settings if it is a vecalchemy statement (so consecutive searches cost one settings
+  statement each), or not at all when the transaction ends first (``set_config(...,
+  true)`` is ``SET LOCAL``). Every statement that goes through SQLAlchemy afterwards
+  sees the transaction's own values. In AUTOCOMMIT each statement is its own
+  transaction, so the settings are set for the session just before the statement and
+  restored right after it, also when it fails (three round trips instead of two).
+* **Streamed results** (server-side cursors) compute their rows as they are fetched,
+  so their settings stay until the cursor is closed; a statement run meanwhile on the
+  same connection gets settings that serve both (the larger ``ef_search``, and so on).
+
+Per-statement overrides are execution options::
+
+    session.execute(stmt, execution_options={"vecalchemy": ScanOptions(ef_search=200)})
+    nearest(Doc.embedding, q, k=10).execution_options(vecalchemy=ScanOptions(probes=20))
+
+On first use of a column through an engine, its indexes in the database are checked
+against the declared metric (:class:`~vecalchemy.MetricMismatch` when the database's
+index serves another metric: every query would silently scan the table).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import BindParameter, Engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import Pool
+
+from vecalchemy._catalog import check_metric, indexes_sql, parse_indexes
+from vecalchemy._engine_state import engine_state
+from vecalchemy._sql import NEEDS_ATTR, Scan, ScanNeed
+from vecalchemy._typing import Order
+from vecalchemy.errors import InvalidSearch, VecalchemyError
+from vecalchemy.metrics import MAX_EF_SEARCH
+
+__all__ = ["ScanOptions"]
+
+log = logging.getLogger("vecalchemy.settings")
+
+#: Execution option under which a statement's :class:`ScanOptions` are passed.
+OPTION = "vecalchemy"
+
+#: pgvector's default ``hnsw.ef_search``; vecalchemy never sets less than ``max(this, k)``.
+DEFAULT_EF_SEARCH = 40
+#: pgvector's default ``hnsw.max_scan_tuples``: how far an iterative scan walks.
+DEFAULT_MAX_SCAN_TUPLES = 20_000
+#: pgvector's default ``ivfflat.max_probes`` (every list).
+DEFAULT_MAX_PROBES = 32_768
+#: ``ivfflat.probes`` for an index without a ``lists`` option (pgvector builds 100).
+_DEFAULT_LISTS_PROBES = 10
+
+_STATE_KEY = "vecalchemy_settings"
+_RESTORE_ATTR = "_vecalchemy_restore"
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidSearch(f"{name} must be an integer from {lo:,} to {hi:,}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Per-statement overrides of the index settings (see the table in this module).
+
+    ``ef_search`` (1..1000) must not be below the statement's LIMIT; ``probes``
+    (1..32768); ``order``: ``"strict"`` (default, rows in exact distance order) or
+    ``"relaxed"`` (better recall, rows slightly out of order: for callers that
+    re-sort); ``max_scan_tuples`` and ``max_probes`` bound iterative scans.
+
+    Example::
+
+        opts = ScanOptions(ef_search=200)
+        session.execute(nearest(Doc.embedding, q, k=50), execution_options={"vecalchemy": opts})
+    """
+
+    ef_search: int | None = None
+    probes: int | None = None
+    order: Order = "strict"
+    max_scan_tuples: int | None = None
+    max_probes: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("ef_search", self.ef_search, 1, MAX_EF_SEARCH)
+        _check_int("probes", self.probes, 1, 32_768)
+        _check_int("max_scan_tuples", self.max_scan_tuples, 1, 2**31 - 1)
+        _check_int("max_probes", self.max_probes, 1, 32_768)
+        if self.order not in ("strict", "relaxed"):
+            raise InvalidSearch(f"order must be 'strict' or 'relaxed', got {self.order!r}")
+
+
+_DEFAULT_OPTIONS = ScanOptions()
+
+
+@dataclass(frozen=True)
+class Probes:
+    """``ivfflat.probes`` computed by the server: ``sqrt(lists)`` of the given indexes
+    (the largest), read from their ``reloptions`` in the settings statement itself, so
+    a rebuilt index is never served a stale value."""
+
+    indexes: tuple[str, ...]
+    floor: int = 1
+
+
+#: A setting's value: text, or ivfflat.probes computed by the server.
+Value = str | Probes
+
+
+def default_probes(lists: int) -> int:
+    """pgvector's advice: ``sqrt(lists)`` probes."""
+    return max(1, min(lists, round(math.sqrt(lists))))
+
+
+# -- which settings a statement needs -------------------------------------------------
+
+
+def settings_for(
+    scans: Sequence[tuple[Scan, int | None, bool]], options: ScanOptions = _DEFAULT_OPTIONS
+) -> dict[str, Value]:
+    """The settings a statement's scans need: ``(scan, LIMIT or None, filtered)`` each.
+
+    Raises :class:`~vecalchemy.InvalidSearch` for an ``ef_search`` below a LIMIT, a
+    ``probes`` on an HNSW-only statement, or an ``ef_search`` on an IVFFlat-only one.
+
+    Example::
+
+        settings_for([(scan, 100, True)])
+        # {'hnsw.ef_search': '100', 'hnsw.iterative_scan': 'strict_order', ...}
+    """
+    settings: dict[str, Value] = {}
+    hnsw = [(s, n) for s, n, _ in scans if s.may_use_hnsw]
+    ivf = [(s, n) for s, n, _ in scans if s.may_use_ivfflat]
+    if options.ef_search is not None and not hnsw:
+        raise InvalidSearch("ef_search applies to HNSW indexes; this search uses IVFFlat")
+    if options.probes is not None and not ivf:
+        raise InvalidSearch("probes applies to IVFFlat indexes; this search uses HNSW")
+    if hnsw:
+        limit = max((n for _, n in hnsw if n is not None), default=0)
+        if options.ef_search is not None:
+            if options.ef_search < min(limit, MAX_EF_SEARCH):
+                raise InvalidSearch(
+                    f"ef_search={options.ef_search} is below the LIMIT {limit}: an HNSW scan "
+                    "returns ef_search rows at a time, so raise ef_search or leave it unset"
+                )
+            ef = options.ef_search
+        else:
+            ef = min(max(DEFAULT_EF_SEARCH, limit), MAX_EF_SEARCH)
+        settings["hnsw.ef_search"] = str(ef)
+        settings["hnsw.iterative_scan"] = (
+            "relaxed_order" if options.order == "relaxed" else "strict_order"
+        )
+        settings["hnsw.max_scan_tuples"] = str(options.max_scan_tuples or DEFAULT_MAX_SCAN_TUPLES)
+    if ivf:
+        if options.probes is not None:
+            settings["ivfflat.probes"] = str(options.probes)
+        else:
+            known = [default_probes(s.lists) for s, _ in ivf if s.lists is not None]
+            lookup = tuple(sorted({s.index for s, _ in ivf if s.lists is None and s.index}))
+            floor = max(known, default=1)
+            settings["ivfflat.probes"] = Probes(lookup, floor) if lookup else str(floor)
+        settings["ivfflat.iterative_scan"] = "relaxed_order"
+        settings["ivfflat.max_probes"] = str(options.max_probes or DEFAULT_MAX_PROBES)
+    if any(filtered for _, _, filtered in scans):
+        settings["plan_cache_mode"] = "force_custom_plan"
+    return settings
+
+
+def _merge(a: Mapping[str, Value], b: Mapping[str, Value]) -> dict[str, Value]:
+    """Settings that serve two statements at once (a stream and a statement run while it
+    is open): the larger sizes, strict order over relaxed, custom plans if either."""
+    out = dict(a)
+    for name, value in b.items():
+        old = out.get(name)
+        if old is None or old == value:
+            out[name] = value
+        elif isinstance(old, str) and isinstance(value, str) and old.isdigit() and value.isdigit():
+            out[name] = str(max(int(old), int(value)))
+        elif name == "hnsw.iterative_scan":
+            out[name] = "strict_order"
+        elif isinstance(old, Probes) or isinstance(value, Probes):
+            out[name] = Probes(
+                tuple(sorted({*getattr(old, "indexes", ()), *getattr(value, "indexes", ())})),
+                max(getattr(old, "floor", 1), getattr(value, "floor", 1)),
+            )
+        else:
+            out[name] = value
+    return out
+
+
+def _limit_value(context: Any, limit: int | BindParameter[Any] | None) -> int | None:
+    """The value at this execution of a SELECT's LIMIT (a literal or a bind parameter)."""
+    if limit is None or isinstance(limit, int):
+        return limit
+    compiled = context.compiled
+    name = compiled.bind_names.get(limit)
+    if name is not None:
+        for params in context.compiled_parameters or ():
+            value = params.get(name)
+            if value is not None:
+                return int(value)
+        if limit.literal_execute:  # rendered into the SQL and popped from the parameters
+            value = compiled.construct_params(
+                extracted_parameters=context.extracted_parameters
+            ).get(name)
+            if value is not None:
+                return int(value)
+    value = limit.effective_value
+    return int(value) if value is not None else None
+
+
+def statement_settings(context: Any) -> dict[str, Value] | None:
+    """The settings the statement being executed in ``context`` needs, or None."""
+    compiled = getattr(context, "compiled", None)
+    needs: list[ScanNeed] | None = getattr(compiled, NEEDS_ATTR, None) if compiled else None
+    if not needs:
+        return None
+    options = context.execution_options.get(OPTION, _DEFAULT_OPTIONS)
+    if not isinstance(options, ScanOptions):
+        raise InvalidSearch(
+            f"the {OPTION!r} execution option must be vecalchemy.ScanOptions(...), got {options!r}"
+        )
+    scans = [(n.scan, _limit_value(context, n.limit), n.filtered) for n in needs]
+    return settings_for(scans, options)
+
+
+# -- the SQL that applies them ----------------------------------------------------------
+
+
+def _placeholder(paramstyle: str, n: int) -> str:
+    if paramstyle in ("numeric_dollar",):
+        return f"${n}"
+    if paramstyle == "numeric":
+        return f":{n}"
+    if paramstyle == "qmark":
+        return "?"
+    return "%s"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@functools.lru_cache(maxsize=256)
+def _sql(
+    paramstyle: str,
+    capture: tuple[str, ...],
+    assign: tuple[tuple[str, Probes | None], ...],
+    local: bool,
+) -> str:
+    """``SELECT current_setting(...), ..., set_config(...), ...`` for one shape of settings.
+
+    Setting names are vecalchemy's own constants, written as literals; values are
+    parameters, in the order of ``assign`` (a :class:`Probes` takes one per index).
+    """
+    parts = [f"current_setting({_literal(n)}, true)" for n in capture]
+    number = 0
+
+    def param() -> str:
+        nonlocal number
+        number += 1
+        return _placeholder(paramstyle, number)
+
+    flag = "true" if local else "false"
+    for name, probes in assign:
+        if probes is None:
+            value = param()
+        else:
+            # sqrt(lists) of each index, computed from its reloptions by the server.
+            regs = ", ".join(f"to_regclass({param()})" for _ in probes.indexes)
+            value = (
+                "(SELECT greatest("
+                f"{probes.floor}, max(greatest(1, round(sqrt(coalesce(o.option_value::int, "
+                f"{_DEFAULT_LISTS_PROBES**2})))))::int)::text "
+                "FROM pg_class c LEFT JOIN LATERAL pg_options_to_table(c.reloptions) o "
+                "ON o.option_name = 'lists' "
+                f"WHERE c.oid IN ({regs}))"
+            )
+        parts.append(f"set_config({_literal(name)}, {value}, {flag})")
+    return "SELECT " + ", ".join(parts)
+
+
+def _execute(
+    fairy: Any,
+    paramstyle: str,
+    *,
+    capture: Sequence[str] = (),
+    assign: Mapping[str, Value | None] | None = None,
+    local: bool,
+) -> dict[str, str | None]:
+    """Run one settings statement on the DBAPI connection; return the captured values."""
+    assign = assign or {}
+    shape = tuple((name, v if isinstance(v, Probes) else None) for name, v in assign.items())
+    params: list[Any] = []
+    for value in assign.values():
+        if isinstance(value, Probes):
+            params.extend(value.indexes)
+        else:
+            params.append(value)  # None resets the setting (set_config(name, NULL))
+    sql = _sql(paramstyle, tuple(capture), shape, local)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s", sql, params)
+    cursor = fairy.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, tuple(params) if params else ())
+        row = cursor.fetchone() if capture else None
+    finally:
+        cursor.close()
+    if row is None:
+        return {}
+    return {
+        name: (None if value is None else str(value))
+        for name, value in zip(capture, row[: len(capture)], strict=True)
+    }
+
+
+# -- per-connection state ---------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """What vecalchemy set on one DBAPI connection in the current transaction."""
+
+    #: The transaction's own values of the settings vecalchemy changed (to put back).
+    saved: dict[str, str | None] = field(default_factory=dict)
+    #: What vecalchemy set, in effect now.
+    current: dict[str, Value] = field(default_factory=dict)
+    #: Server-side cursors whose rows are still computed with ``current``.
+    streams: list[Any] = field(default_factory=list)
+
+    def streaming(self) -> bool:
+        self.streams = [c for c in self.streams if not _closed(c)]
+        return bool(self.streams)
+
+    def clear(self) -> None:
+        self.saved.clear()
+        self.current.clear()
+        self.streams.clear()
+
+
+def _closed(cursor: Any) -> bool:
+    closed = getattr(cursor, "closed", None)
+    if isinstance(closed, bool):
+        return closed
+    return getattr(cursor, "_cursor", None) is None  # SQLAlchemy's asyncpg cursor
+
+
+def _autocommit(fairy: Any) -> bool:
+    return bool(getattr(fairy.dbapi_connection, "autocommit", False))
+
+
+def _state(fairy: Any) -> _State | None:
+    state: _State | None = fairy.info.get(_STATE_KEY)
+    return state
+
+
+def _restore(fairy: Any, paramstyle: str, state: _State) -> None:
+    if state.saved:
+        _execute(fairy, paramstyle, assign=dict(state.saved), local=True)
+    state.clear()
+
+
+# -- the listeners ----------------------------------------------------------------------
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _before_cursor_execute(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    context: Any,
+    executemany: bool,
+) -> None:
+    wanted = statement_settings(context) if context is not None else None
+    fairy = conn.connection
+    paramstyle = conn.dialect.paramstyle
+    state = _state(fairy)
+    if wanted is None:
+        if state is not None and state.saved and not state.streaming():
+            _restore(fairy, paramstyle, state)
+        return
+    _check_indexes(conn, context)
+    if _autocommit(fairy):
+        old = _execute(fairy, paramstyle, capture=list(wanted), assign=wanted, local=False)
+        setattr(context, _RESTORE_ATTR, old)
+        return
+    if state is None:
+        state = fairy.info.setdefault(_STATE_KEY, _State())
+    if state.streaming():
+        wanted = _merge(state.current, wanted)
+    capture = [name for name in wanted if name not in state.saved]
+    restore = {name: value for name, value in state.saved.items() if name not in wanted}
+    assign: dict[str, Value | None] = {
+        name: value
+        for name, value in wanted.items()
+        if name in capture or state.current.get(name) != value
+    }
+    if capture or restore or assign:
+        captured = _execute(
+            fairy, paramstyle, capture=capture, assign={**assign, **restore}, local=True
+        )
+        state.saved.update(captured)
+    for name in restore:
+        state.saved.pop(name, None)
+        state.current.pop(name, None)
+    state.current.update(wanted)
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _after_cursor_execute(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    context: Any,
+    executemany: bool,
+) -> None:
+    if context is None:
+        return
+    old = context.__dict__.pop(_RESTORE_ATTR, None)
+    if old is not None:
+        # AUTOCOMMIT: the session-level values go back at once. A streamed result in
+        # AUTOCOMMIT holds a transaction of its own until closed, so it keeps them.
+        _execute(conn.connection, conn.dialect.paramstyle, assign=old, local=False)
+        return
+    if getattr(context, "_is_server_side", False) and statement_settings(context) is not None:
+        state = _state(conn.connection)
+        if state is not None:
+            state.streams.append(cursor)
+
+
+@event.listens_for(Engine, "handle_error")
+def _handle_error(context: Any) -> Any:
+    original = context.original_exception
+    execution = context.execution_context
+    connection = context.connection
+    if execution is not None and connection is not None and not context.is_disconnect:
+        old = execution.__dict__.pop(_RESTORE_ATTR, None)
+        fairy = connection.connection if not connection.closed else None
+        if fairy is not None and fairy.dbapi_connection is not None:
+            if old is not None:
+                try:
+                    _execute(fairy, connection.dialect.paramstyle, assign=old, local=False)
+                except Exception:  # the connection is unusable; the pool will drop it
+                    fairy.invalidate()
+            else:
+                # In a transaction, a failed statement aborts it (or its savepoint):
+                # the server puts the settings back when it is rolled back.
+                state = _state(fairy)
+                if state is not None:
+                    state.clear()
+    # A value refused by a checked column type (or another vecalchemy check) while the
+    # statement's parameters were processed: raise it as it is, not as StatementError.
+    if isinstance(original, VecalchemyError):
+        return original
+    return None
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _transaction_end(conn: Connection) -> None:
+    if conn.closed or conn.invalidated:
+        return
+    state = _state(conn.connection)
+    if state is not None:
+        state.clear()  # SET LOCAL ends with the transaction
+
+
+@event.listens_for(Pool, "checkin")
+def _checkin(dbapi_connection: Any, record: Any) -> None:
+    state: _State | None = record.info.get(_STATE_KEY) if record is not None else None
+    if state is not None:
+        state.clear()  # returned to the pool: its transaction was rolled back
+
+
+# -- the database's own indexes must serve the declared metric --------------------------
+
+
+def _check_indexes(conn: Connection, context: Any) -> None:
+    """On first use through this engine, check that the database's vector indexes on
+    each scanned column serve the metric the statement orders by."""
+    needs: list[ScanNeed] = getattr(context.compiled, NEEDS_ATTR)
+    state = engine_state(conn.engine)
+    todo = [
+        n.scan
+        for n in needs
+        if n.scan.opclass
+        and n.scan.table
+        and (n.scan.table, n.scan.column, n.scan.opclass) not in state.checked
+    ]
+    if not todo:
+        return
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    sql = indexes_sql(_placeholder(conn.dialect.paramstyle, 1))
+    for table in sorted({s.table for s in todo}):
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(sql, (table,))
+            indexes = parse_indexes(cursor.fetchall())
+        finally:
+            cursor.close()
+        for scan in (s for s in todo if s.table == table):
+            assert scan.opclass is not None
+            label = f"column {_display(scan.table)}.{scan.column}"
+            check_metric(label, scan.column, scan.opclass, scan.metric, indexes)
+            state.checked.add((scan.table, scan.column, scan.opclass))
+
+
+def _display(qualified: str) -> str:
+    """``"public"."docs"`` as ``public.docs``, for messages."""
+    return ".".join(part.strip('"').replace('""', '"') for part in qualified.split('"."'))
