@@ -89,9 +89,18 @@ def test_search_errors(name: str, server_url: sa.URL) -> None:
     result = CliRunner().invoke(main, ["search", "x", "-c", name, "--url", url])
     assert result.exit_code == 1
     assert f"there is no collection '{name}'" in result.stderr
-    result = CliRunner().invoke(main, ["search", "x", "-c", name, "--url", url, "--where", "{nope"])
-    assert result.exit_code == 2
-    assert "not valid JSON" in result.stderr
+    for where, message in (
+        ("{nope", "not valid JSON"),
+        ("", "empty"),
+        ("null", "null"),
+        ("{}", "empty object"),
+        ("[]", "empty list"),
+    ):
+        result = CliRunner().invoke(
+            main, ["search", "x", "-c", name, "--url", url, "--where", where]
+        )
+        assert result.exit_code == 2, where  # a usage error, never "no filter"
+        assert message in result.stderr, (where, result.stderr)
 
 
 def test_ingest_nothing_readable(tmp_path: Path, name: str, server_url: sa.URL) -> None:

@@ -149,7 +149,9 @@ def test_wrong_dimension_in_a_later_batch_writes_nothing(pg: sa.Engine, docs: sa
         for i in range(5_000):
             yield i, [1.0, 2.0] if i == 2_345 else [1.0, 2.0, 3.0]
 
-    with pytest.raises(DimensionMismatch, match=r"row 2345: docs\.embedding is vector\(3\)"):
+    with pytest.raises(
+        DimensionMismatch, match=r"row 2345: docs\.embedding has 2 dimensions but the column has 3"
+    ):
         load(pg, docs, rows(), columns=["id", "embedding"], batch_size=1_000)
     assert count(pg, docs) == 0
 
@@ -187,9 +189,9 @@ def test_halfvec_range_is_checked(pg: sa.Engine, docs: sa.Table) -> None:
     ("value", "error", "message"),
     [
         ("[1,2,3]", InvalidVector, "not a str"),
-        ([1, "x", 3], InvalidVector, "cannot be read as numbers"),
-        ([[1, 2, 3]], InvalidVector, "flat list"),
-        (5.0, InvalidVector, "flat list"),
+        ([1, "x", 3], InvalidVector, "must be a list of numbers"),
+        ([[1, 2, 3]], InvalidVector, "must be one-dimensional"),
+        (5.0, InvalidVector, "must be one-dimensional"),
         ([1, 2, 3, 4], DimensionMismatch, "4 dimensions"),
     ],
 )
@@ -402,6 +404,27 @@ def test_missing_table(connection: sa.Connection) -> None:
     table = sa.Table("no_such_table", sa.MetaData(), sa.Column("id", sa.Integer))
     with pytest.raises(ConfigurationError, match=r"'no_such_table' does not exist .* create"):
         load(connection, table, [(1,)])
+
+
+def test_zero_vectors_are_refused_only_in_cosine_columns(connection: sa.Connection) -> None:
+    """A zero vector has no direction: loading one into a cosine column names the row and
+    writes nothing; an l2 column takes it (the same validator as queries and ORM writes)."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "zero_docs",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        vecalchemy.embedding_column("cos", 4, metric="cosine", index=None),
+        vecalchemy.embedding_column("l2", 4, metric="l2", index=None),
+    )
+    metadata.create_all(connection)
+    good = np.ones((3, 4), dtype=np.float32)
+    zero = good.copy()
+    zero[1] = 0
+    with pytest.raises(InvalidVector, match=r"row 1: zero_docs\.cos is all zeros"):
+        load(connection, table, {"id": [1, 2, 3], "cos": zero, "l2": good})
+    assert connection.execute(sa.text("SELECT count(*) FROM zero_docs")).scalar() == 0
+    assert load(connection, table, {"id": [1, 2, 3], "cos": good, "l2": zero}) == 3
 
 
 # -- deferring the vector indexes ---------------------------------------------------------

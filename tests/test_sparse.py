@@ -245,15 +245,15 @@ LOAD_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         "ip",
         SparseVector({0: 1.0}, VOCAB - 1),
         DimensionMismatch,
-        r"row 1: sparse_scratch\.ip is sparsevec\(30000\) but the vector has 29999 dimensions; "
+        r"row 1: sparse_scratch\.ip has 29999 dimensions but the column has 30000; "
         r"nothing was loaded",
     ),
-    ("l2", [1.0, 2.0, 3.0], DimensionMismatch, r"row 1: sparse_scratch\.l2 .* has 3 dimensions"),
+    ("l2", [1.0, 2.0, 3.0], DimensionMismatch, r"row 1: sparse_scratch\.l2 has 3 dimensions"),
     (
         "ip",
         SparseVector({3: float("nan")}, VOCAB),
         InvalidVector,
-        r"row 1: sparse_scratch\.ip has a non-finite value; vectors must hold finite numbers",
+        r"row 1: sparse_scratch\.ip has a non-finite value \(nan\) at index 3; embeddings must",
     ),
     ("cos", {3: float("inf")}, InvalidVector, r"row 1: sparse_scratch\.cos has a non-finite value"),
     (
@@ -271,7 +271,12 @@ LOAD_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         InvalidVector,
         r"row 1: sparse_scratch\.ip has index 1 more than once; give each index once; nothing",
     ),
-    ("ip", {"a": 1.0}, InvalidVector, r"row 1: sparse_scratch\.ip needs a SparseVector, a dict of"),
+    (
+        "ip",
+        {"a": 1.0},
+        InvalidVector,
+        r"row 1: sparse_scratch\.ip as a dict must map integer indices",
+    ),
     ("ip", "{1:1}/30000", InvalidVector, r"row 1: sparse_scratch\.ip needs a SparseVector"),
 ]
 
@@ -356,7 +361,7 @@ QUERY_ERRORS: list[tuple[Any, type[Exception], str]] = [
         r"query vector has 100 dimensions but column sparse_docs\.cos has 30000",
     ),
     ([1.0, 2.0], DimensionMismatch, r"query vector has 2 dimensions but column sparse_docs\.cos"),
-    ({4: float("nan")}, InvalidVector, r"query vector has a non-finite value \(nan\) at index 0"),
+    ({4: float("nan")}, InvalidVector, r"query vector has a non-finite value \(nan\) at index 4"),
     ({}, InvalidVector, r"query vector is all zeros; a zero vector has no direction"),
 ]
 

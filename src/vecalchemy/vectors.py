@@ -1,9 +1,16 @@
-"""Checking and converting vectors before any SQL runs.
+"""The one vector validator: query vectors, column writes and load batches, before any SQL.
+
+Every vector vecalchemy sends is checked here, whether it is a search's query vector
+(:func:`as_query_value`), a value written to an :func:`~vecalchemy.Embedding` column, or a
+batch of rows for :func:`vecalchemy.load` (:func:`check_dense`, :func:`check_sparse_value`,
+:func:`check_bits`): its dimension, that every value is finite (and within halfvec's range
+for halfvec), that a cosine column gets no zero vector (no direction, so its distance to
+anything is undefined), sparse indices in range and given once, bits of 0 and 1. The
+messages name the value (``query vector``, ``row 17: docs.embedding``) and say what to do.
 
 Query vectors may be lists, tuples, numpy arrays or pgvector objects (``Vector``,
-``HalfVector``, ``SparseVector``, ``Bit``). :func:`as_query_value` checks the dimension
-and that every value is finite, and returns the pgvector object the drivers send in
-binary form.
+``HalfVector``, ``SparseVector``, ``Bit``); :func:`as_query_value` returns the pgvector
+object the drivers send in binary form.
 
 Example::
 
@@ -18,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,53 +33,133 @@ import numpy.typing as npt
 from pgvector import Bit, HalfVector, SparseVector, Vector
 
 from vecalchemy.errors import DimensionMismatch, InvalidVector
-from vecalchemy.metrics import Storage
+from vecalchemy.metrics import STORAGE_DIM_LIMITS, Storage
 
-__all__ = ["as_dense_array", "as_query_value", "bits_text", "check_finite", "check_sparse"]
+__all__ = [
+    "HALF_MAX",
+    "as_dense_array",
+    "as_query_value",
+    "as_row",
+    "bits_text",
+    "check_bits",
+    "check_dense",
+    "check_sparse",
+    "check_sparse_value",
+]
+
+#: The largest finite float16: halfvec's range.
+HALF_MAX = 65504.0
+_MAX_DIM = STORAGE_DIM_LIMITS[Storage.VECTOR]  # 16,000, for vector and halfvec alike
+
+#: How a value is named in a message, given its row in the batch.
+Namer = Callable[[int], str]
 
 
-def check_finite(arr: npt.NDArray[Any], *, what: str = "query vector") -> None:
-    """Raise :class:`InvalidVector` naming the first NaN or infinite value in ``arr``."""
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.ravel())[0]
-        raise InvalidVector(
-            f"{what} has a non-finite value ({arr.ravel()[bad]}) at index {int(bad)}; "
-            "embeddings must be finite numbers: check the model output"
+def _zero_message(what: str) -> str:
+    return (
+        f"{what} is all zeros; a zero vector has no direction, so its cosine distance is "
+        "undefined: check the embedding"
+    )
+
+
+# -- dense vectors ---------------------------------------------------------------------
+
+
+def check_dense(
+    arr: npt.NDArray[Any],
+    *,
+    dim: int | None,
+    storage: Storage,
+    name: Namer,
+    column: str = "the column",
+    zero_ok: bool = True,
+    suffix: str = "",
+) -> npt.NDArray[Any]:
+    """Check a 2-D batch of dense vectors at once; return it in the column's dtype.
+
+    ``name(i)`` names row ``i`` in messages; ``suffix`` ends them (``"; nothing was
+    loaded"``). float16 for halfvec (a value beyond its range is an error, not an
+    infinity), else float32.
+    """
+    n, got = arr.shape
+    if n and dim is not None and got != dim:
+        raise DimensionMismatch(
+            f"{name(0)} has {got} dimensions but {column} has {dim}; embed with the same "
+            f"model the column was filled with{suffix}"
         )
+    if n and not 1 <= got <= _MAX_DIM:
+        raise InvalidVector(
+            f"{name(0)} has {got} dimensions; pgvector stores 1 to {_MAX_DIM:,}{suffix}"
+        )
+    native = np.dtype(np.float16 if storage is Storage.HALFVEC else np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(arr, dtype=native)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        index = int(np.flatnonzero(~np.isfinite(values[bad]))[0])
+        value = np.asarray(arr)[bad, index]
+        if storage is Storage.HALFVEC and np.isfinite(value):
+            raise InvalidVector(
+                f"{name(bad)} has {value} at index {index}, outside halfvec's range "
+                f"(±{HALF_MAX:g}); scale the vectors or store them as vector{suffix}"
+            )
+        raise InvalidVector(
+            f"{name(bad)} has a non-finite value ({value}) at index {index}; embeddings "
+            f"must be finite numbers: check the model output{suffix}"
+        )
+    if not zero_ok and n:
+        zero = ~values.any(axis=1)
+        if zero.any():
+            raise InvalidVector(_zero_message(name(int(np.flatnonzero(zero)[0]))) + suffix)
+    return values
+
+
+def as_row(value: Any, *, what: str, suffix: str = "") -> npt.NDArray[np.float32]:
+    """One dense vector as a 1-D float32 array, or the clear error of why it is not one."""
+    if isinstance(value, (Vector, HalfVector, SparseVector)):
+        return np.asarray(value.to_numpy(), dtype=np.float32)
+    if isinstance(value, (str, bytes)):
+        raise InvalidVector(
+            f"{what} must be a list of numbers, a numpy array or a pgvector object, not a "
+            f"string; embed the text first{suffix}"
+        )
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVector(
+            f"{what} must be a list of numbers, a numpy array or a pgvector object: {exc}{suffix}"
+        ) from None
+    if arr.ndim != 1:
+        raise InvalidVector(
+            f"{what} must be one-dimensional, got shape {arr.shape}; pass one vector at a "
+            f"time{suffix}"
+        )
+    return arr
 
 
 def as_dense_array(
-    value: Any, *, dim: int, what: str = "query vector", column: str = "the column"
+    value: Any,
+    *,
+    dim: int,
+    what: str = "query vector",
+    column: str = "the column",
+    storage: Storage = Storage.VECTOR,
+    zero_ok: bool = True,
 ) -> npt.NDArray[np.float32]:
-    """``value`` as a 1-D float32 array of length ``dim``, or a clear error."""
-    if isinstance(value, (Vector, HalfVector, SparseVector)):
-        arr = np.asarray(value.to_numpy(), dtype=np.float32)
-    elif isinstance(value, (str, bytes)):
-        raise InvalidVector(
-            f"{what} must be a list of numbers, a numpy array or a pgvector object, "
-            "not a string; embed the text first"
-        )
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidVector(
-                f"{what} must be a list of numbers, a numpy array or a pgvector object: {exc}"
-            ) from None
-    if arr.ndim != 1:
-        raise InvalidVector(
-            f"{what} must be one-dimensional, got shape {arr.shape}; pass one vector at a time"
-        )
+    """``value`` as a checked 1-D float32 array of length ``dim``, or a clear error."""
+    arr = as_row(value, what=what)
     if arr.shape[0] == 0:
         raise InvalidVector(f"{what} is empty")
-    if arr.shape[0] != dim:
-        raise DimensionMismatch(
-            f"{what} has {arr.shape[0]} dimensions but {column} has {dim}; "
-            "embed with the same model the column was filled with"
-        )
-    check_finite(arr, what=what)
+    check_dense(
+        arr[None, :], dim=dim, storage=storage, name=lambda _: what, column=column,
+        zero_ok=zero_ok,
+    )  # fmt: skip
     return arr
+
+
+# -- sparse vectors --------------------------------------------------------------------
 
 
 def check_sparse(
@@ -121,6 +209,66 @@ def check_sparse(
     )
 
 
+def check_sparse_value(
+    value: Any,
+    *,
+    dim: int | None,
+    what: str,
+    column: str = "the column",
+    zero_ok: bool = True,
+    max_nnz: int | None = None,
+    suffix: str = "",
+) -> SparseVector:
+    """A sparse vector (a ``SparseVector``, an ``{index: weight}`` dict or a dense list)
+    checked for ``dim``, finite values, index range, ``max_nnz`` non-zeros (pgvector's
+    HNSW index takes at most 1,000) and, unless ``zero_ok``, at least one non-zero."""
+    if isinstance(value, Mapping):
+        try:
+            if dim is None:
+                raise ValueError("a dict needs a column with a dimension")
+            value = SparseVector(dict(value), dim)
+        except (TypeError, ValueError) as exc:
+            raise InvalidVector(
+                f"{what} as a dict must map integer indices to numbers ({exc}){suffix}"
+            ) from None
+    if not isinstance(value, SparseVector):
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError("a string is not a vector")
+            value = SparseVector(as_row(value, what=what, suffix=suffix))
+        except (TypeError, ValueError) as exc:
+            raise InvalidVector(
+                f"{what} needs a SparseVector, a dict of {{index: weight}} or a dense "
+                f"list/array, got {type(value).__name__} ({exc}){suffix}"
+            ) from None
+    if dim is not None and value.dimensions() != dim:
+        raise DimensionMismatch(
+            f"{what} has {value.dimensions()} dimensions but {column} has {dim}{suffix}"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(value.values(), dtype=np.float32)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise InvalidVector(
+            f"{what} has a non-finite value ({values[bad]}) at index {value.indices()[bad]}; "
+            f"embeddings must be finite numbers: check the model output{suffix}"
+        )
+    checked: SparseVector = check_sparse(value, dim=value.dimensions(), what=what, suffix=suffix)
+    nnz = len(checked.indices())
+    if not zero_ok and nnz == 0:
+        raise InvalidVector(_zero_message(what) + suffix)
+    if max_nnz is not None and nnz > max_nnz:
+        raise InvalidVector(
+            f"{what} has {nnz:,} non-zero elements, but pgvector's HNSW index on sparsevec "
+            f"takes at most {max_nnz:,} per row; keep the {max_nnz:,} largest weights, or "
+            f"declare the column with index=None (exact search only){suffix}"
+        )
+    return checked
+
+
+# -- bits ------------------------------------------------------------------------------
+
+
 def bits_text(value: Any, *, what: str = "value") -> str:
     """A bit string (``"0101"``) from a ``Bit``, a str of 0/1, or booleans / 0-1 numbers.
 
@@ -148,13 +296,22 @@ def bits_text(value: Any, *, what: str = "value") -> str:
     return bits
 
 
-def _as_bits(value: Any, *, dim: int, what: str, column: str) -> str:
-    bits = bits_text(value, what=what)
+def check_bits(
+    value: Any, *, dim: int | None, what: str, column: str = "the column", suffix: str = ""
+) -> str:
+    """A bit value as a checked bit string of length ``dim``."""
+    try:
+        bits = bits_text(value, what=what)
+    except InvalidVector as exc:
+        raise InvalidVector(f"{exc}{suffix}") from None
     if not bits:
-        raise InvalidVector(f"{what} is empty")
-    if len(bits) != dim:
-        raise DimensionMismatch(f"{what} has {len(bits)} bits but {column} has {dim}")
+        raise InvalidVector(f"{what} is empty{suffix}")
+    if dim is not None and len(bits) != dim:
+        raise DimensionMismatch(f"{what} has {len(bits)} bits but {column} has {dim}{suffix}")
     return bits
+
+
+# -- query vectors -----------------------------------------------------------------------
 
 
 def as_query_value(
@@ -172,44 +329,10 @@ def as_query_value(
     distance to anything is NaN). ``what`` names the value in messages.
     """
     if storage is Storage.BIT:
-        return _as_bits(value, dim=dim, what=what, column=column)
+        return check_bits(value, dim=dim, what=what, column=column)
     if storage is Storage.SPARSEVEC:
-        if isinstance(value, SparseVector):
-            if value.dimensions() != dim:
-                raise DimensionMismatch(
-                    f"{what} has {value.dimensions()} dimensions but {column} has {dim}"
-                )
-            vals = np.asarray(value.values(), dtype=np.float32)
-            check_finite(vals, what=what)
-            if not zero_ok and not vals.any():
-                raise InvalidVector(_zero_message(what))
-            return check_sparse(value, dim=dim, what=what)
-        if isinstance(value, dict):
-            try:
-                sparse = SparseVector(value, dim)
-            except (TypeError, ValueError) as exc:
-                raise InvalidVector(
-                    f"{what} as a dict must map integer indices to numbers ({exc})"
-                ) from None
-            return as_query_value(
-                sparse, dim=dim, storage=storage, column=column, zero_ok=zero_ok, what=what
-            )
-        arr = as_dense_array(value, dim=dim, what=what, column=column)
-        if not zero_ok and not arr.any():
-            raise InvalidVector(_zero_message(what))
-        return SparseVector(arr)
-    arr = as_dense_array(value, dim=dim, what=what, column=column)
-    if not zero_ok and not arr.any():
-        raise InvalidVector(_zero_message(what))
+        return check_sparse_value(value, dim=dim, what=what, column=column, zero_ok=zero_ok)
+    arr = as_dense_array(value, dim=dim, what=what, column=column, storage=storage, zero_ok=zero_ok)
     if storage is Storage.HALFVEC:
-        if np.abs(arr).max() > 65504.0:
-            raise InvalidVector(f"{what} has values beyond halfvec's range of +-65504")
         return HalfVector(arr)
     return Vector(arr)
-
-
-def _zero_message(what: str) -> str:
-    return (
-        f"{what} is all zeros; a zero vector has no direction, so its cosine distance is "
-        "undefined: check the embedding"
-    )

@@ -160,13 +160,16 @@ def search_command(
 
     from vecalchemy.collection import Collection
     from vecalchemy.engine import create_engine
+    from vecalchemy.errors import FilterError
+    from vecalchemy.filters import parse_filter
 
     where = None
-    if where_json:
+    if where_json is not None:  # --where '' and --where null are errors, not "no filter"
         try:
-            where = json.loads(where_json)
-        except ValueError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--where") from exc
+            where = parse_filter(where_json)
+        except FilterError as exc:
+            hint = "; for no filter, leave out --where"
+            raise click.BadParameter(f"{exc}{hint}", param_hint="--where") from exc
     engine = create_engine(url)
     try:
         overrides: dict[str, Any] = {"embedder": embedder} if embedder else {}

@@ -33,7 +33,7 @@ Example::
 from __future__ import annotations
 
 from vecalchemy._typing import ConflictMode, IndexMode
-from vecalchemy.load._copy import aload, load
+from vecalchemy.load._load import aload, load
 from vecalchemy.load._result import LoadResult
 
 __all__ = ["ConflictMode", "IndexMode", "LoadResult", "aload", "load"]

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import struct
 from collections.abc import (
-    Mapping,
     Sequence,
 )
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pgvector import Bit, HalfVector, SparseVector, Vector
+from pgvector import Bit, HalfVector, Vector
 
-from vecalchemy.errors import (
-    DimensionMismatch,
-    InvalidVector,
-)
 from vecalchemy.load._plan import _ColumnType, _VectorColumn
-from vecalchemy.vectors import check_sparse
+from vecalchemy.metrics import Storage
+from vecalchemy.vectors import as_row, check_bits, check_dense, check_sparse_value
 
-_MAX_DIM = 16_000  # pgvector's limit for vector, halfvec and sparsevec
-_HALF_MAX = 65504.0  # the largest finite float16
 # -- checking and encoding vectors ---------------------------------------------------
 
 
@@ -78,31 +72,16 @@ def _stack(
     if arr is not None and arr.ndim == 2:
         return arr
     # Row by row, only to name the first bad one; an undimensioned column may mix sizes.
-    checked = [_as_row(v, spec, row) for v, row in zip(dense, rows, strict=True)]
+    checked = [
+        as_row(v, what=f"row {row}: {spec.label}", suffix=_NOTHING)
+        for v, row in zip(dense, rows, strict=True)
+    ]
     if len({len(r) for r in checked}) == 1:
         return np.stack(checked)
     return checked
 
 
-def _as_row(value: Any, spec: _VectorColumn, row: int) -> npt.NDArray[np.float32]:
-    if isinstance(value, (str, bytes)):
-        raise InvalidVector(
-            f"row {row}: {spec.label} needs a list or array of numbers, not a "
-            f"{type(value).__name__}; nothing was loaded"
-        )
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidVector(
-            f"row {row}: {spec.label} value cannot be read as numbers ({exc}); nothing was loaded"
-        ) from exc
-    if arr.ndim != 1:
-        raise InvalidVector(
-            f"row {row}: {spec.label} needs a flat list of numbers, got shape {arr.shape}; "
-            "nothing was loaded"
-        )
-    return arr
+_NOTHING = "; nothing was loaded"
 
 
 def _encode_dense(arr: npt.NDArray[Any], spec: _VectorColumn, rows: Sequence[int]) -> list[bytes]:
@@ -110,98 +89,44 @@ def _encode_dense(arr: npt.NDArray[Any], spec: _VectorColumn, rows: Sequence[int
 
     ``rows`` are the input positions of the array's rows, for error messages.
     """
-    n, dim = arr.shape
-    if n and (spec.dim is not None and dim != spec.dim):
-        raise DimensionMismatch(
-            f"row {rows[0]}: {spec.label} is {spec.describe()} but the vector has {dim} "
-            "dimensions; check the embedding model; nothing was loaded"
-        )
-    if n and not 1 <= dim <= _MAX_DIM:
-        raise InvalidVector(
-            f"row {rows[0]}: {spec.label} vector has {dim} dimensions; pgvector stores 1 to "
-            f"{_MAX_DIM}; nothing was loaded"
-        )
-    native = np.dtype(np.float16 if spec.kind == "halfvec" else np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = np.asarray(arr, dtype=native)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        index = int(np.flatnonzero(~np.isfinite(values[bad]))[0])
-        value = np.asarray(arr)[bad, index]
-        if spec.kind == "halfvec" and np.isfinite(value):
-            problem = (
-                f"has {value} at index {index}, outside halfvec's range (±{_HALF_MAX:g}); "
-                "scale the vectors or store them as vector"
-            )
-        else:
-            problem = f"has {value} at index {index}; vectors must hold finite {native} numbers"
-        raise InvalidVector(f"row {rows[bad]}: {spec.label} {problem}; nothing was loaded")
+    storage = Storage.HALFVEC if spec.kind == "halfvec" else Storage.VECTOR
+    values = check_dense(
+        arr,
+        dim=spec.dim,
+        storage=storage,
+        name=lambda i: f"row {rows[i]}: {spec.label}",
+        column="the column",
+        zero_ok=spec.zero_ok,
+        suffix=_NOTHING,
+    )
     # The binary format: uint16 dimensions, uint16 zero, then big-endian floats.
-    header = struct.pack(">HH", dim, 0)
-    return [header + row.tobytes() for row in values.astype(native.newbyteorder(">"))]
+    header = struct.pack(">HH", values.shape[1] if values.size else 0, 0)
+    return [header + row.tobytes() for row in values.astype(values.dtype.newbyteorder(">"))]
 
 
 def _encode_sparse(value: Any, spec: _VectorColumn, row: int) -> bytes:
-    if not isinstance(value, SparseVector):
-        try:
-            if isinstance(value, Mapping):
-                if spec.dim is None:
-                    raise ValueError("a dict needs a column with a dimension")
-                value = SparseVector(dict(value), spec.dim)  # {index: weight}, as search() takes
-            else:
-                value = SparseVector(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidVector(
-                f"row {row}: {spec.label} needs a SparseVector, a dict of {{index: weight}} or "
-                f"a dense list/array, got {type(value).__name__} ({exc}); nothing was loaded"
-            ) from exc
-    if spec.dim is not None and value.dimensions() != spec.dim:
-        raise DimensionMismatch(
-            f"row {row}: {spec.label} is {spec.describe()} but the vector has "
-            f"{value.dimensions()} dimensions; nothing was loaded"
-        )
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = np.asarray(value.values(), dtype=np.float32)
-    if not np.isfinite(values).all():
-        raise InvalidVector(
-            f"row {row}: {spec.label} has a non-finite value; vectors must hold finite "
-            "numbers; nothing was loaded"
-        )
-    value = check_sparse(
+    checked = check_sparse_value(
         value,
-        dim=value.dimensions(),
+        dim=spec.dim,
         what=f"row {row}: {spec.label}",
-        suffix="; nothing was loaded",
+        column="the column",
+        zero_ok=spec.zero_ok,
+        max_nnz=spec.max_nnz,
+        suffix=_NOTHING,
     )
-    nnz = len(value.indices())
-    if spec.max_nnz is not None and nnz > spec.max_nnz:
-        raise InvalidVector(
-            f"row {row}: {spec.label} has {nnz:,} non-zero elements, but pgvector's HNSW index "
-            f"on sparsevec takes at most {spec.max_nnz:,} per row; keep the {spec.max_nnz:,} "
-            "largest weights, or declare the column with index=None (exact search only); "
-            "nothing was loaded"
-        )
-    encoded: bytes = value.to_binary()
+    encoded: bytes = checked.to_binary()
     return encoded
 
 
 def _encode_bit(value: Any, spec: _VectorColumn, row: int) -> bytes:
-    if not isinstance(value, Bit):
-        try:
-            value = Bit(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidVector(
-                f"row {row}: {spec.label} needs a bit string, bools or a Bit ({exc}); "
-                "nothing was loaded"
-            ) from exc
-    length = len(value.to_text())
-    if spec.dim is not None and length != spec.dim:
-        raise DimensionMismatch(
-            f"row {row}: {spec.label} is {spec.describe()} but the value has {length} bits; "
-            "nothing was loaded"
-        )
-    encoded: bytes = value.to_binary()
+    bits = check_bits(
+        value,
+        dim=spec.dim,
+        what=f"row {row}: {spec.label}",
+        column="the column",
+        suffix=_NOTHING,
+    )
+    encoded: bytes = Bit(bits).to_binary()
     return encoded
 
 

@@ -24,7 +24,7 @@ from vecalchemy.errors import (
     InvalidRows,
 )
 from vecalchemy.load._batches import _arow_batches, _Batch, _column_batches, _row_batches
-from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
+from vecalchemy.metrics import INDEX_DIM_LIMITS, Metric, Storage
 from vecalchemy.schema import INFO_KEY, VectorSpec
 
 _TEXT_OID = 25
@@ -41,6 +41,8 @@ class _VectorColumn:
     #: The most non-zero elements a row may have: 1,000 for a sparsevec column declared
     #: with a vector index (pgvector's HNSW limit), else None.
     max_nnz: int | None = None
+    #: False for a column declared with metric cosine: a zero vector has no direction.
+    zero_ok: bool = True
 
     def describe(self) -> str:
         return self.kind if self.dim is None else f"{self.kind}({self.dim})"
@@ -239,7 +241,8 @@ def _vector_column(column: sa.Column[Any]) -> _VectorColumn | None:
         # Known from the declaration: without this check the row fails in the server
         # with an error that names neither the row nor the column.
         max_nnz = INDEX_DIM_LIMITS[Storage.SPARSEVEC]
-    return _VectorColumn(f"{table}.{column.name}", kind, dim, max_nnz)
+    zero_ok = not (isinstance(declared, VectorSpec) and declared.metric is Metric.COSINE)
+    return _VectorColumn(f"{table}.{column.name}", kind, dim, max_nnz, zero_ok)
 
 
 _CATALOG_SQL = """

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import (
-    Generator,
-)
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import IdentifierPreparer
 
 from vecalchemy._names import digest, fit_identifier
+from vecalchemy._steps import Execute, Step
 from vecalchemy.errors import (
     InvalidRows,
 )
-from vecalchemy.indexes import IndexResult
+from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.load._batches import _Batch
+from vecalchemy.load._drivers import _copy_asyncpg, _copy_psycopg, _copy_psycopg_async
 from vecalchemy.load._plan import (
     _CATALOG_SQL,
     _UNIQUE_SQL,
@@ -33,30 +37,42 @@ _ROW_COLUMN = "vecalchemy_row"  # the staging table's 0-based input position
 
 
 @dataclass(frozen=True)
-class _Sql:
-    """Execute a statement; the runner sends back its result."""
-
-    statement: sa.TextClause
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Indexes:
-    """Drop (or build) the table's vector indexes; the runner sends back the IndexResults."""
+class Indexes:
+    """Drop (or build) the table's vector indexes; the result is their IndexResults."""
 
     drop: bool
+    table: sa.Table
+
+    def run(self, conn: sa.Connection) -> list[IndexResult]:
+        """Drop or build on a sync connection, in its transaction."""
+        return (drop_indexes if self.drop else build_indexes)(conn, self.table)
+
+    async def arun(self, conn: AsyncConnection) -> list[IndexResult]:
+        """The async twin of :meth:`run`."""
+        return await conn.run_sync(drop_indexes if self.drop else build_indexes, self.table)
 
 
 @dataclass(frozen=True)
-class _Copy:
-    """COPY every batch into a table; the runner sends back the number of rows."""
+class Copy:
+    """COPY every batch into a table; the result is the number of rows written."""
 
     schema: str | None
     name: str
     columns: list[_ColumnType]
+    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None]
 
+    def run(self, conn: sa.Connection) -> int:
+        """Binary COPY through psycopg (the only sync driver)."""
+        assert isinstance(self.batches, Iterator)  # _plan refuses async rows for load()
+        return _copy_psycopg(conn, self, self.batches)
 
-_Step = _Sql | _Indexes | _Copy
+    async def arun(self, conn: AsyncConnection) -> int:
+        """Binary COPY through psycopg async, or asyncpg's copy_records_to_table."""
+        raw = (await conn.get_raw_connection()).driver_connection
+        if isinstance(raw, psycopg.AsyncConnection):
+            return await _copy_psycopg_async(raw, self, self.batches)
+        dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+        return await _copy_asyncpg(raw, self, self.batches, dumps)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ class _Outcome:
     rebuilt: tuple[str, ...]
 
 
-def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[_Step, Any, _Outcome]:
+def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[Step, Any, _Outcome]:
     """The statements one load runs, in order; the runner sends back each result.
 
     Written once for :func:`load` and :func:`aload`, whose runners only differ in how
@@ -74,28 +90,28 @@ def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[_Step, Any, _
     """
     tbl = plan.table
     regclass = preparer.format_table(tbl)
-    catalog = (yield _Sql(sa.text(_CATALOG_SQL), {"table": regclass})).all()
+    catalog = (yield Execute(sa.text(_CATALOG_SQL), {"table": regclass})).all()
     types, attnames = _column_types(catalog, tbl, plan.columns)
     if plan.conflict:
-        uniques = (yield _Sql(sa.text(_UNIQUE_SQL), {"table": regclass})).all()
+        uniques = (yield Execute(sa.text(_UNIQUE_SQL), {"table": regclass})).all()
         _check_arbiter(uniques, attnames, tbl, plan.conflict)
     if plan.indexes == "defer":
-        dropped: list[IndexResult] = yield _Indexes(drop=True)
+        dropped: list[IndexResult] = yield Indexes(True, plan.table)
         log.info("dropped %s before loading", [r.name for r in dropped if r.action == "dropped"])
     if plan.conflict:
         received, written = yield from _upsert(plan, preparer, types)
     else:
-        received = written = yield _Copy(tbl.schema, tbl.name, types)
+        received = written = yield Copy(tbl.schema, tbl.name, types, plan.batches)
     rebuilt: tuple[str, ...] = ()
     if plan.indexes == "defer":
-        built: list[IndexResult] = yield _Indexes(drop=False)
+        built: list[IndexResult] = yield Indexes(False, plan.table)
         rebuilt = tuple(r.name for r in built if r.action == "built")
     return _Outcome(received, written, rebuilt)
 
 
 def _upsert(
     plan: _Plan, preparer: IdentifierPreparer, types: list[_ColumnType]
-) -> Generator[_Step, Any, tuple[int, int]]:
+) -> Generator[Step, Any, tuple[int, int]]:
     """COPY into a staging table, refuse duplicate keys, then INSERT ... ON CONFLICT."""
 
     def q(name: str) -> str:
@@ -111,23 +127,23 @@ def _upsert(
 
     # Only the loaded columns, without constraints: a NOT NULL column that is not
     # loaded must not fail the COPY, and every staging column gets a value anyway.
-    yield _Sql(
+    yield Execute(
         sa.text(
             f"CREATE TEMPORARY TABLE {stg} ON COMMIT DROP AS "
             f"SELECT {cols} FROM {target} WITH NO DATA"
         )
     )
     # COPY fills the identity in input order: the 0-based position of each row.
-    yield _Sql(
+    yield Execute(
         sa.text(
             f"ALTER TABLE {stg} ADD COLUMN {row} bigint "
             "GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0)"
         )
     )
-    received: int = yield _Copy(None, staging, types)
+    received: int = yield Copy(None, staging, types, plan.batches)
     present = " AND ".join(f"{q(k)} IS NOT NULL" for k in plan.conflict)
     duplicate = (
-        yield _Sql(
+        yield Execute(
             sa.text(
                 f"SELECT (array_agg({row} ORDER BY {row}))[1:6], count(*), {keys} "
                 f"FROM {stg} WHERE {present} GROUP BY {keys} HAVING count(*) > 1 "
@@ -142,14 +158,14 @@ def _upsert(
     else:
         updates = [f"{q(n)} = EXCLUDED.{q(n)}" for n in names if n not in plan.conflict]
         action = f"UPDATE SET {', '.join(updates)}"
-    inserted = yield _Sql(
+    inserted = yield Execute(
         sa.text(
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stg} "
             f"ON CONFLICT ({keys}) DO {action}"
         )
     )
     written = int(inserted.rowcount)
-    yield _Sql(sa.text(f"DROP TABLE {stg}"))
+    yield Execute(sa.text(f"DROP TABLE {stg}"))
     return received, written
 
 

@@ -1,0 +1,184 @@
+"""The COPY drivers: psycopg (sync and async) and asyncpg, each writing checked batches.
+
+Private to :mod:`vecalchemy.load`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Iterator,
+)
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import sqlalchemy as sa
+from pgvector import HalfVector, SparseVector, Vector
+from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from vecalchemy.errors import (
+    ConfigurationError,
+)
+from vecalchemy.load._batches import _Batch, _each
+from vecalchemy.load._encoding import _encode_batch
+from vecalchemy.load._plan import _ColumnType
+
+if TYPE_CHECKING:
+    from vecalchemy.load._statements import Copy
+
+
+class _EncodedDumper(Dumper):
+    """Passes on values already in PostgreSQL's binary format (vectors encoded per batch)."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> Buffer:
+        encoded: bytes = obj
+        return encoded
+
+
+def _copy_statement(step: Copy) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(*([step.schema] if step.schema else []), step.name),
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in step.columns),
+    )
+
+
+def _register_encoded(
+    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], columns: list[_ColumnType]
+) -> None:
+    for column in columns:
+        if column.vector is not None:
+            # On this cursor only: the caller's connection keeps its own adapters.
+            dumper = type("_EncodedVectorDumper", (_EncodedDumper,), {"oid": column.oid})
+            cursor.adapters.register_dumper(None, dumper)
+
+
+def _copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[_Batch]) -> int:
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise ConfigurationError("load() needs a psycopg 3 connection; use postgresql+psycopg://")
+    written = 0
+    with raw.cursor() as cur:
+        _register_encoded(cur, step.columns)
+        with cur.copy(_copy_statement(step)) as copy:
+            copy.set_types([c.oid for c in step.columns])
+            # An exception in here (a bad batch, the caller's generator) ends the COPY
+            # with an error: the server discards every row sent so far.
+            for start, values in batches:
+                prepared = _encode_batch(values, step.columns, start)
+                for row in zip(*prepared, strict=True):
+                    copy.write_row(row)
+                written += len(prepared[0])
+    return written
+
+
+async def _copy_psycopg_async(
+    raw: psycopg.AsyncConnection[Any],
+    step: Copy,
+    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+) -> int:
+    written = 0
+    async with raw.cursor() as cur:
+        _register_encoded(cur, step.columns)
+        async with cur.copy(_copy_statement(step)) as copy:
+            copy.set_types([c.oid for c in step.columns])
+            async with aclosing(_each(batches)) as each:
+                async for start, values in each:
+                    prepared = _encode_batch(values, step.columns, start)
+                    for row in zip(*prepared, strict=True):
+                        await copy.write_row(row)
+                    written += len(prepared[0])
+    return written
+
+
+async def _copy_asyncpg(
+    raw: Any,
+    step: Copy,
+    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+    dumps: Callable[[Any], str],
+) -> int:
+    """One ``copy_records_to_table`` per batch, each batch checked in full before it starts.
+
+    asyncpg aborts a COPY whose record source raises by cancelling the query from
+    another connection; a batch that is already checked and converted never does.
+    """
+    converters = [_asyncpg_converter(c, dumps) for c in step.columns]
+    names = [c.name for c in step.columns]
+    written = 0
+    async with aclosing(_each(batches)) as each:
+        async for start, values in each:
+            prepared = _encode_batch(values, step.columns, start)
+            converted = [
+                column if convert is None else [None if v is None else convert(v) for v in column]
+                for column, convert in zip(prepared, converters, strict=True)
+            ]
+            records = list(zip(*converted, strict=True))
+            await raw.copy_records_to_table(
+                step.name, records=records, columns=names, schema_name=step.schema
+            )
+            written += len(records)
+    return written
+
+
+class _EncodedVector(Vector):
+    """A vector checked and encoded by :func:`_encode`: the codec sends its bytes as they are.
+
+    The pgvector codecs asyncpg uses (vecalchemy's and pgvector-python's) call
+    ``to_binary()`` on an instance of the type, so the bytes the psycopg path sends go
+    through unchanged.
+    """
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+class _EncodedHalfVector(HalfVector):
+    """A halfvec already checked and encoded (see :class:`_EncodedVector`)."""
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+class _EncodedSparseVector(SparseVector):
+    """A sparsevec already checked and encoded (see :class:`_EncodedVector`)."""
+
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def to_binary(self) -> bytes:
+        return self._binary
+
+
+def _bit_string(binary: bytes) -> Any:
+    """asyncpg's BitString from a bit value in PostgreSQL's binary format."""
+    from asyncpg import BitString
+
+    (length,) = struct.unpack_from(">i", binary)
+    return BitString.frombytes(binary[4:], length)
+
+
+def _asyncpg_converter(column: _ColumnType, dumps: Callable[[Any], str]) -> Any:
+    """What turns a column's (encoded) values into what asyncpg's codec for it takes."""
+    if column.vector is not None:
+        return {
+            "vector": _EncodedVector,
+            "halfvec": _EncodedHalfVector,
+            "sparsevec": _EncodedSparseVector,
+            "bit": _bit_string,
+        }[column.vector.kind]
+    if column.typname in ("json", "jsonb"):
+        return dumps  # SQLAlchemy's asyncpg codecs take JSON text, as psycopg takes objects
+    return None
