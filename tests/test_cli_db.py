@@ -146,6 +146,38 @@ def test_psql_runs_a_command(data_dir: Path) -> None:
     assert result.stdout.strip() == "1"
 
 
+@pytest.mark.parametrize(
+    "choice", [("-d", "otherdb"), ("--dbname=otherdb",), ("otherdb",)], ids=" ".join
+)
+def test_psql_reaches_the_database_named_on_its_command_line(
+    data_dir: Path, choice: tuple[str, ...]
+) -> None:
+    """db psql passes the connection in libpq's environment variables, so psql's own -d,
+    --dbname or database argument picks the database (postgres is only the default)."""
+    up(data_dir)
+    with psycopg.connect(EmbeddedServer(data_dir).url(driver="libpq"), autocommit=True) as conn:
+        if conn.execute("select from pg_database where datname = 'otherdb'").fetchone() is None:
+            conn.execute("create database otherdb")
+    command = [sys.executable, "-m", "vecalchemy", "db", "--data-dir", str(data_dir), "psql"]
+    result = subprocess.run(
+        [*command, "--", "-tAc", "select current_database()", *choice],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "otherdb"
+    default = subprocess.run(
+        [*command, "-tAc", "select current_user || ' ' || current_database()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert default.stdout.strip() == "postgres postgres"
+
+
 def test_psql_starts_the_server_first() -> None:
     """db psql on a stopped server starts it (the server keeps running afterwards)."""
     with _cluster_dir() as path:

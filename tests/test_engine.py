@@ -108,9 +108,13 @@ def fresh_database(server_url: URL, *statements: str) -> Iterator[URL]:
 
 @contextlib.contextmanager
 def login_role(server_url: URL) -> Iterator[str]:
-    """A role that may log in and nothing more (not a superuser), dropped at the end."""
+    """A role that may log in and nothing more (not a superuser), dropped at the end. It
+    has the password of ``server_url`` (servers ask for one), so that URL with only the
+    user name changed logs in as the role."""
     role = f"weak_{uuid.uuid4().hex[:8]}"
-    _admin(server_url, f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+    password = "" if server_url.password is None else str(server_url.password)
+    secret = f" PASSWORD '{password.replace(chr(39), chr(39) * 2)}'" if password else ""
+    _admin(server_url, f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE{secret}')
     try:
         yield role
     finally:
@@ -547,3 +551,59 @@ async def test_server_without_pgvector(server_url: URL, driver: str) -> None:
                 eng.dispose()
             else:
                 await eng.dispose()
+
+
+# -- the embedded server restarts under an engine ------------------------------------------
+
+
+@pytest.mark.slow
+async def test_engines_on_the_embedded_server_survive_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vecalchemy.create_engine() with no URL uses the embedded server; after `db down`
+    and `db up` on another port (the old one taken meanwhile), the same sync and async
+    engines keep working: pooled connections are pinged, new ones find the server."""
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    from vecalchemy.server import DATA_DIR_ENV, EmbeddedServer
+
+    data_dir = Path(tempfile.mkdtemp(prefix="vecalchemy-restart-"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    server = EmbeddedServer(data_dir, settings={"fsync": "off"})
+    server.start()
+    engines: list[Any] = []
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        eng = vecalchemy.create_engine()
+        aeng = vecalchemy.create_async_engine(driver="asyncpg")
+        engines = [eng, aeng]
+        with eng.connect() as c:
+            assert c.execute(sa.text("SELECT 1")).scalar() == 1
+        async with aeng.connect() as ac:
+            assert (await ac.execute(sa.text("SELECT 1"))).scalar() == 1
+        old_port = server.status().port
+        assert old_port is not None
+        server.stop()
+        blocker.bind(("127.0.0.1", old_port))
+        blocker.listen()
+        server.start()
+        assert server.status().port != old_port  # the server moved
+        for _ in range(3):  # every pooled connection was closed by the restart
+            with eng.connect() as c:
+                assert c.execute(sa.text("SELECT 1")).scalar() == 1
+            async with aeng.connect() as ac:
+                assert (await ac.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        blocker.close()
+        for e in engines:
+            if isinstance(e, AsyncEngine):
+                await e.dispose()
+            else:
+                e.dispose()
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

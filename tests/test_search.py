@@ -482,7 +482,7 @@ async def test_async_orm_writes_bits(async_session: AsyncSession) -> None:
 def test_search_reuses_its_statement(docs: Session, statements: list[str]) -> None:
     """search() builds its SELECT once per (column, k, ...) and sends the LIMIT as a literal,
     so the driver's prepared statement can use a generic plan."""
-    from vecalchemy.query.nearest import plan_template
+    from vecalchemy.query._nearest import plan_template
 
     first = plan_template(Doc.embedding, 7)
     assert plan_template(Doc.embedding, 7) is first

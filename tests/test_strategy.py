@@ -26,10 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import vecalchemy
 from vecalchemy import HNSW, Embedding, search
 from vecalchemy.search import asearch
-from vecalchemy.search.strategy import prefers_exact_scan
+from vecalchemy.search._strategy import prefers_exact_scan
 
-strategy_module = importlib.import_module("vecalchemy.search.strategy")
-settings_module = importlib.import_module("vecalchemy.search.settings")
+strategy_module = importlib.import_module("vecalchemy.search._strategy")
+settings_module = importlib.import_module("vecalchemy.search._settings")
 
 N = 4000
 DIM = 24

@@ -21,6 +21,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+__all__ = [
+    "MAX_IDENTIFIER_BYTES",
+    "describe",
+    "digest",
+    "fit_identifier",
+    "identifier_bytes",
+    "qualified",
+]
+
 #: PostgreSQL's longest identifier, in bytes.
 MAX_IDENTIFIER_BYTES = 63
 

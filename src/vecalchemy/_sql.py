@@ -6,7 +6,7 @@
   is compiled in, whether that SELECT filters) under :data:`NEEDS_ATTR`. The compiled
   object is cached, so the needs travel with every execution of the statement, however
   it is executed and wherever it is embedded (a subquery, a CTE, a UNION arm), and
-  :mod:`vecalchemy.search.settings` applies the index settings they call for.
+  :mod:`vecalchemy.search._settings` applies the index settings they call for.
 * the query-vector parameter types, which bind the pgvector object itself (binary) once
   the driver knows pgvector's types.
 
@@ -16,29 +16,46 @@ Private to vecalchemy: builders use :func:`vecalchemy.distance` and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgvector.sqlalchemy import HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import BindParameter, ColumnElement, Dialect, Float
+from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
+from sqlalchemy import BindParameter, Column, ColumnElement, Dialect, Float, Table, inspect
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause, Grouping, TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy.errors import InvalidArgument
+from vecalchemy.metrics import Storage
+from vecalchemy.vectors import bits_text
+
 if TYPE_CHECKING:
     from vecalchemy.metrics import IndexMethod, Metric
 
 __all__ = [
+    "BUILDING",
+    "INFO_KEY",
     "NEEDS_ATTR",
+    "PLAN_OPTION",
     "QUERY_PARAM",
     "REGISTERED_FLAG",
+    "BitString",
     "Distance",
     "Scan",
     "ScanNeed",
-    "divide",
+    "building_indexes",
+    "column_of",
+    "is_vector_type",
+    "plain_type",
+    "storage_of",
+    "table_of",
     "vector_param_type",
 ]
 
@@ -48,6 +65,16 @@ QUERY_PARAM = "query_vector"
 #: Attribute set on a SQLAlchemy dialect by :func:`vecalchemy.setup` once every pooled
 #: connection has pgvector's types registered; query vectors are then sent in binary.
 REGISTERED_FLAG = "_vecalchemy_types_registered"
+
+#: Execution option under which a built ``Select`` keeps the plan it came from, so that
+#: :func:`vecalchemy.run` can run a ``nearest()`` statement you extended.
+PLAN_OPTION = "vecalchemy_plan"
+
+#: Key under which a column's :class:`~vecalchemy.VectorSpec` is kept in ``Column.info``.
+INFO_KEY = "vecalchemy"
+
+#: Set while :func:`vecalchemy.build_indexes` emits DDL that ``create_all`` would defer.
+BUILDING: ContextVar[bool] = ContextVar("vecalchemy_building_indexes", default=False)
 
 #: Attribute of a compiled statement listing the :class:`ScanNeed` s of its distances.
 NEEDS_ATTR = "_vecalchemy_scans"
@@ -63,7 +90,7 @@ class Scan:
     name (an ``IVFFlat(lists=None)`` index's ``lists`` are read from it to choose
     ``probes``); ``lists`` is the declared number of lists. ``table``, ``column``,
     ``metric`` and ``opclass`` let the first execution check the database's own indexes
-    on the column (see :mod:`vecalchemy.search.settings`).
+    on the column (see :mod:`vecalchemy.search._settings`).
     """
 
     method: IndexMethod | None
@@ -206,10 +233,92 @@ def vector_param_type(storage: str, dim: int, fallback: TypeEngine[Any]) -> Type
     return fallback
 
 
-# Division binds like SQL's "/" (tighter than + and -), so operands get parentheses.
-_DIV_PRECEDENCE = 8
+# -- column types ---------------------------------------------------------------------
 
 
-def divide(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[float]:
-    """``a / b`` in double precision, without SQLAlchemy's true-division casts."""
-    return a.op("/", precedence=_DIV_PRECEDENCE, return_type=Float)(b)
+class BitString(BIT):
+    """pgvector-python's ``BIT`` that also takes numpy bool arrays and lists of 0/1.
+
+    ``load()`` and ``search()`` accept those for bit columns, so ORM writes do too; they
+    are sent as bit strings (``"0101"``).
+
+    Example::
+
+        session.add(Doc(bits=np.array([True, False, True, True])))
+    """
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        """Turn any bit-like value into a bit string, then let ``BIT`` bind it."""
+        if value is not None and not isinstance(value, str):
+            value = bits_text(value, what="bit value")
+        return super().process_bind_param(value, dialect)
+
+
+def plain_type(storage: Storage, dim: int) -> TypeEngine[Any]:
+    """pgvector-python's type for ``storage`` (a :class:`BitString` for bit)."""
+    if storage is Storage.VECTOR:
+        return VECTOR(dim)
+    if storage is Storage.HALFVEC:
+        return HALFVEC(dim)
+    if storage is Storage.SPARSEVEC:
+        return SPARSEVEC(dim)
+    return BitString(dim)
+
+
+def column_of(column: Any) -> Column[Any]:
+    """The ``Column`` behind an ORM attribute or a Core column, or InvalidArgument."""
+    if isinstance(column, InstrumentedAttribute):
+        prop = column.property
+        cols = getattr(prop, "columns", None)
+        if not cols or not isinstance(cols[0], Column):
+            raise InvalidArgument(f"{column} is not a column attribute")
+        return cols[0]
+    if isinstance(column, Column):
+        return column
+    raise InvalidArgument(
+        f"expected a vector column (Doc.embedding or table.c.embedding), got {column!r}"
+    )
+
+
+@contextlib.contextmanager
+def building_indexes() -> Iterator[None]:
+    """Internal: let :func:`vecalchemy.build_indexes` emit DDL that create_all would defer."""
+    token = BUILDING.set(True)
+    try:
+        yield
+    finally:
+        BUILDING.reset(token)
+
+
+def storage_of(type_: TypeEngine[Any]) -> tuple[Storage, int | None] | None:
+    """The storage and dimension of a pgvector column type, or None for other types."""
+    if isinstance(type_, VECTOR):
+        return Storage.VECTOR, type_.dim
+    if isinstance(type_, HALFVEC):
+        return Storage.HALFVEC, type_.dim
+    if isinstance(type_, SPARSEVEC):
+        return Storage.SPARSEVEC, type_.dim
+    if isinstance(type_, BIT):
+        length = getattr(type_.impl, "length", None)
+        return Storage.BIT, length
+    return None
+
+
+def is_vector_type(type_: TypeEngine[Any]) -> bool:
+    """True for pgvector's column types (vector, halfvec, sparsevec, bit)."""
+    return storage_of(type_) is not None
+
+
+def table_of(target: Any) -> Table:
+    """The ``Table`` of a mapped class, or a ``Table`` itself; InvalidArgument otherwise."""
+    if isinstance(target, Table):
+        return target
+    try:
+        table = inspect(target).local_table
+    except Exception as exc:
+        raise InvalidArgument(f"expected a mapped class or a Table, got {target!r}") from exc
+    if not isinstance(table, Table):
+        raise InvalidArgument(f"{target!r} is not mapped to a single table")
+    return table

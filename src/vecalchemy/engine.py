@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -38,6 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from vecalchemy._sql import REGISTERED_FLAG
+
+if TYPE_CHECKING:
+    from vecalchemy.server import EmbeddedServer
 from vecalchemy.errors import ConfigurationError, ExtensionNotAvailable
 
 __all__ = [
@@ -73,13 +76,23 @@ def resolve_url(
         >>> str(resolve_url("postgres://app@db:5432/app"))
         'postgresql+psycopg://app@db:5432/app'
     """
+    return _resolve(url, async_=async_, driver=driver)[0]
+
+
+def _resolve(
+    url: str | URL | None, *, async_: bool = False, driver: str | None = None
+) -> tuple[URL, EmbeddedServer | None]:
+    """The URL, and the embedded server it points to when none was configured."""
     raw: str | URL | None = url
+    server: EmbeddedServer | None = None
     if raw is None:
         raw = os.environ.get(DATABASE_URL_ENV) or os.environ.get("DATABASE_URL") or None
     if raw is None:
-        from vecalchemy.server import embedded_url
+        from vecalchemy.server import EmbeddedServer
 
-        raw = embedded_url(driver="psycopg")
+        server = EmbeddedServer()
+        server.start()
+        raw = server.url(driver="psycopg")
     try:
         parsed = make_url(raw)
     except ArgumentError as exc:
@@ -110,14 +123,32 @@ def resolve_url(
             "asyncpg is async-only; use vecalchemy.create_async_engine(), or "
             "postgresql+psycopg:// for a sync engine"
         )
-    return parsed.set(drivername=f"postgresql+{driver}")
+    return parsed.set(drivername=f"postgresql+{driver}"), server
+
+
+def _follow(engine: Engine, server: EmbeddedServer) -> None:
+    """Connect every new connection to where the embedded server is now.
+
+    ``vecalchemy db down && vecalchemy db up`` may move the server to another port (when
+    its old one was taken meanwhile); the URL the engine was made with would then point
+    nowhere. The server's socket, port and password are read from its data directory
+    on each new connection (a file read, no process started), and ``pool_pre_ping``
+    replaces the connections the restart closed.
+    """
+
+    def where_now(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams.update(server.connect_args())
+
+    event.listen(engine, "do_connect", where_now)
 
 
 def create_engine(url: str | URL | None = None, *, driver: str | None = None, **kw: Any) -> Engine:
     """A SQLAlchemy ``Engine`` set up for pgvector (see :func:`setup`).
 
     ``url`` defaults as described in :func:`resolve_url`; other keyword arguments go to
-    :func:`sqlalchemy.create_engine`.
+    :func:`sqlalchemy.create_engine`. An engine on the embedded server (no URL
+    configured) survives restarts of the server: it pings pooled connections before use
+    and connects new ones wherever the server listens now.
 
     Example::
 
@@ -125,7 +156,13 @@ def create_engine(url: str | URL | None = None, *, driver: str | None = None, **
         with Session(engine) as session:
             hits = vecalchemy.search(session, Doc.embedding, q, k=5)
     """
-    return setup(sa.create_engine(resolve_url(url, driver=driver), **kw))
+    resolved, server = _resolve(url, driver=driver)
+    if server is not None:
+        kw.setdefault("pool_pre_ping", True)
+    engine = sa.create_engine(resolved, **kw)
+    if server is not None:
+        _follow(engine, server)
+    return setup(engine)
 
 
 def create_async_engine(
@@ -133,7 +170,8 @@ def create_async_engine(
 ) -> AsyncEngine:
     """An ``AsyncEngine`` set up for pgvector; psycopg 3 (async) or asyncpg.
 
-    ``driver="asyncpg"`` uses asyncpg with the configured (or embedded) server.
+    ``driver="asyncpg"`` uses asyncpg with the configured (or embedded) server; on the
+    embedded server it survives restarts as :func:`create_engine` does.
 
     Example::
 
@@ -142,7 +180,13 @@ def create_async_engine(
         async with AsyncSession(engine) as session:
             hits = await vecalchemy.asearch(session, Doc.embedding, q, k=5)
     """
-    return setup(sa_create_async_engine(resolve_url(url, async_=True, driver=driver), **kw))
+    resolved, server = _resolve(url, async_=True, driver=driver)
+    if server is not None:
+        kw.setdefault("pool_pre_ping", True)
+    engine = sa_create_async_engine(resolved, **kw)
+    if server is not None:
+        _follow(engine.sync_engine, server)
+    return setup(engine)
 
 
 def setup(engine: E) -> E:

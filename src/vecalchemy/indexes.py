@@ -22,16 +22,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Index, Table, func, inspect, select, text
+from sqlalchemy import Connection, Engine, Index, Table, func, select, text
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from vecalchemy._catalog import IndexInfo, check_metric, indexes_sql, parse_indexes
 from vecalchemy._engine_state import engine_state
 from vecalchemy._names import describe, qualified
-from vecalchemy.errors import IndexBuildError, InvalidArgument
-from vecalchemy.schema import INFO_KEY, IVFFlat, VectorSpec, building_indexes, vector_indexes
+from vecalchemy._sql import INFO_KEY, building_indexes, table_of
+from vecalchemy.errors import IndexBuildError
+from vecalchemy.schema import IVFFlat, VectorSpec, vector_indexes
 
-__all__ = ["IndexResult", "build_indexes", "drop_indexes", "table_of"]
+__all__ = ["IndexResult", "build_indexes", "drop_indexes"]
 
 log = logging.getLogger("vecalchemy.indexes")
 
@@ -45,19 +46,6 @@ class IndexResult:
     rows: int | None = None
     seconds: float = 0.0
     options: dict[str, int] | None = None
-
-
-def table_of(target: Any) -> Table:
-    """The ``Table`` of a mapped class or a ``Table`` itself."""
-    if isinstance(target, Table):
-        return target
-    try:
-        table = inspect(target).local_table
-    except Exception as exc:
-        raise InvalidArgument(f"expected a mapped class or a Table, got {target!r}") from exc
-    if not isinstance(table, Table):
-        raise InvalidArgument(f"{target!r} is not mapped to a single table")
-    return table
 
 
 def _exists(conn: Connection, ix: Index) -> bool:

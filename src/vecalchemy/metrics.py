@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Float, literal_column
 
-from vecalchemy._sql import divide
+from vecalchemy._ops import divide
 from vecalchemy.errors import InvalidSearch, UnknownMetric, UnsupportedIndex
 
 __all__ = [

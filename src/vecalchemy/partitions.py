@@ -45,8 +45,8 @@ from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
 from vecalchemy._names import MAX_IDENTIFIER_BYTES, digest, fit_identifier
+from vecalchemy._sql import table_of
 from vecalchemy.errors import ConfigurationError, InvalidArgument
-from vecalchemy.indexes import table_of
 
 __all__ = ["add_partition", "hash_partitions"]
 

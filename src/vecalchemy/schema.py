@@ -39,27 +39,35 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
+from pgvector.sqlalchemy import HALFVEC, SPARSEVEC, VECTOR
 from sqlalchemy import (
-    BindParameter,
     Column,
     ColumnElement,
     Index,
     Table,
-    bindparam,
     cast,
     event,
     func,
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
+from sqlalchemy.orm import MappedColumn, mapped_column
 from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy._distance import indexed_distance, query_param
 from vecalchemy._names import describe, digest, fit_identifier, qualified
-from vecalchemy._sql import QUERY_PARAM, Distance, Scan, vector_param_type
+from vecalchemy._sql import (
+    BUILDING,
+    INFO_KEY,
+    BitString,
+    Distance,
+    Scan,
+    column_of,
+    plain_type,
+    storage_of,
+)
 from vecalchemy.errors import (
     InvalidArgument,
     MetricMismatch,
@@ -74,18 +82,15 @@ from vecalchemy.metrics import (
     Metric,
     Storage,
 )
-from vecalchemy.vectors import as_query_value, bits_text
+from vecalchemy.vectors import as_query_value
 
 __all__ = [
     "HNSW",
-    "INFO_KEY",
     "Embedding",
     "IVFFlat",
     "VectorSpec",
-    "building_indexes",
     "defer_indexes",
     "embedding_column",
-    "is_vector_type",
     "ivfflat_lists_for",
     "partial_index",
     "resolve_spec",
@@ -94,8 +99,6 @@ __all__ = [
 
 log = logging.getLogger("vecalchemy.schema")
 
-#: Key under which a column's :class:`VectorSpec` is kept in ``Column.info``.
-INFO_KEY = "vecalchemy"
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -302,13 +305,13 @@ class VectorSpec:
         methods follow the declared metric (see :class:`EmbeddingComparator`)."""
         return _column_type(self.storage, self.dim, zero_ok=self.metric is not Metric.COSINE)
 
-    def index_sql_type(self) -> TypeEngine[Any]:
+    def indexplain_type(self) -> TypeEngine[Any]:
         """The pgvector-python type of the indexed expression (see :attr:`index_storage`)."""
-        return _sql_type(self.index_storage, self.dim)
+        return plain_type(self.index_storage, self.dim)
 
-    def query_sql_type(self) -> TypeEngine[Any]:
+    def queryplain_type(self) -> TypeEngine[Any]:
         """The type of the expression queries order by (see :attr:`query_storage`)."""
-        return _sql_type(self.query_storage, self.dim)
+        return plain_type(self.query_storage, self.dim)
 
     def scan(self, column: Column[Any]) -> Scan | None:
         """The index scan that serves this spec's ORDER BY on ``column``, or None when no
@@ -336,36 +339,6 @@ class VectorSpec:
         )
 
 
-class BitString(BIT):
-    """pgvector-python's ``BIT`` that also takes numpy bool arrays and lists of 0/1.
-
-    ``load()`` and ``search()`` accept those for bit columns, so ORM writes do too; they
-    are sent as bit strings (``"0101"``).
-
-    Example::
-
-        session.add(Doc(bits=np.array([True, False, True, True])))
-    """
-
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        """Turn any bit-like value into a bit string, then let ``BIT`` bind it."""
-        if value is not None and not isinstance(value, str):
-            value = bits_text(value, what="bit value")
-        return super().process_bind_param(value, dialect)
-
-
-def _sql_type(storage: Storage, dim: int) -> TypeEngine[Any]:
-    if storage is Storage.VECTOR:
-        return VECTOR(dim)
-    if storage is Storage.HALFVEC:
-        return HALFVEC(dim)
-    if storage is Storage.SPARSEVEC:
-        return SPARSEVEC(dim)
-    return BitString(dim)
-
-
 # -- the column types of Embedding(): checked writes, distances that follow the metric ---
 
 
@@ -375,7 +348,7 @@ class EmbeddingComparator(VECTOR.comparator_factory):  # type: ignore[valid-type
     ``Doc.embedding.cosine_distance(q)`` on a cosine column is the indexable distance
     (on the indexed expression: ``embedding::halfvec(3072)`` above 2,000 dimensions),
     with the query vector checked now and the index settings it needs carried by the
-    statement (see :mod:`vecalchemy.search.settings`). The distance method of another
+    statement (see :mod:`vecalchemy.search._settings`). The distance method of another
     metric raises :class:`~vecalchemy.MetricMismatch`: no index of the column could
     serve it, so it would be a silent sequential scan. Ask for that explicitly with
     :meth:`exact_distance`.
@@ -438,7 +411,7 @@ class EmbeddingComparator(VECTOR.comparator_factory):  # type: ignore[valid-type
         if isinstance(other, ColumnElement):
             return other  # another column: no query vector to check, no index to use
         param = query_param(spec, other, column=describe(col), exact=exact)
-        return cast(param, _sql_type(spec.storage if exact else spec.query_storage, spec.dim))
+        return cast(param, plain_type(spec.storage if exact else spec.query_storage, spec.dim))
 
     def _distance(self, metric: Metric, other: Any) -> ColumnElement[float]:
         col, spec = self._resolved()
@@ -556,79 +529,6 @@ def _column_type(storage: Storage, dim: int, *, zero_ok: bool) -> TypeEngine[Any
 
 
 # -- query vectors and the indexable distance ------------------------------------------
-
-
-def query_value(
-    spec: VectorSpec, query: Any, *, column: str = "the column", exact: bool = False
-) -> Any:
-    """The checked query vector, as the object the driver sends for the ordered type.
-
-    A zero vector is refused for cosine (its distance to anything is undefined).
-    ``exact`` checks it for the column's own storage instead of the indexed one.
-    """
-    return as_query_value(
-        query,
-        dim=spec.dim,
-        storage=spec.storage if exact else spec.query_storage,
-        column=column,
-        zero_ok=spec.metric is not Metric.COSINE,
-    )
-
-
-def query_param(
-    spec: VectorSpec,
-    query: Any,
-    *,
-    column: str = "the column",
-    exact: bool = False,
-    key: str = QUERY_PARAM,
-) -> BindParameter[Any]:
-    """The checked query vector as a bind parameter of the ordered expression's type."""
-    storage = spec.storage if exact else spec.query_storage
-    typ = vector_param_type(storage.value, spec.dim, _sql_type(storage, spec.dim))
-    return bindparam(key, query_value(spec, query, column=column, exact=exact), type_=typ)
-
-
-def template_param(spec: VectorSpec, *, key: str = QUERY_PARAM) -> BindParameter[Any]:
-    """The query-vector parameter without a value, bound at execution."""
-    storage = spec.query_storage
-    typ = vector_param_type(storage.value, spec.dim, _sql_type(storage, spec.dim))
-    return bindparam(key, None, type_=typ)
-
-
-def indexed_distance(column: Any, spec: VectorSpec, query: Any, *, scan: bool = True) -> Distance:
-    """The distance the column's index serves: on exactly the indexed expression, with
-    the index's operator, the query vector cast to the indexed type (a constant to the
-    planner), and the index's :class:`~vecalchemy._sql.Scan` unless ``scan=False``.
-
-    ``query`` is a vector (checked here) or a bind parameter. For a binary-quantized
-    index this is the exact distance on the column, which no index serves.
-    """
-    col = _as_column(column)
-    param = (
-        query
-        if isinstance(query, BindParameter)
-        else query_param(spec, query, column=describe(col))
-    )
-    typ = spec.query_sql_type()
-    lhs: ColumnElement[Any] = column
-    if spec.uses_expression_index and not spec.binary_quantized:
-        lhs = cast(column, typ)
-    # A CAST of a parameter is still a constant to the planner, so the index is usable,
-    # and it fixes the parameter's type for drivers that infer it (asyncpg).
-    found = spec.scan(col) if scan and not spec.binary_quantized else None
-    return Distance(lhs, cast(param, typ), spec.metric.operator, found)
-
-
-def hamming_candidates_distance(
-    column: Any, spec: VectorSpec, param: BindParameter[Any]
-) -> Distance:
-    """The Hamming distance a binary-quantized index serves:
-    ``binary_quantize(column)::bit(dim) <~> binary_quantize(query)``."""
-    col = _as_column(column)
-    codes = cast(func.binary_quantize(column), spec.index_sql_type())
-    query_codes = func.binary_quantize(cast(param, spec.query_sql_type()))
-    return Distance(codes, query_codes, Metric.HAMMING.operator, spec.scan(col))
 
 
 _BQ_STORAGES = (Storage.VECTOR, Storage.HALFVEC)
@@ -759,7 +659,6 @@ def _make_spec(
 # -- the index that follows from the spec -------------------------------------------------
 
 _DEFER: ContextVar[bool] = ContextVar("vecalchemy_defer_indexes", default=False)
-_BUILDING: ContextVar[bool] = ContextVar("vecalchemy_building_indexes", default=False)
 
 
 @contextlib.contextmanager
@@ -783,21 +682,11 @@ def defer_indexes() -> Iterator[None]:
         _DEFER.reset(token)
 
 
-@contextlib.contextmanager
-def building_indexes() -> Iterator[None]:
-    """Internal: let :func:`vecalchemy.build_indexes` emit DDL that create_all would defer."""
-    token = _BUILDING.set(True)
-    try:
-        yield
-    finally:
-        _BUILDING.reset(token)
-
-
 def _should_create(
     ddl: BaseDDLElement, target: Any, bind: Any, *args: Any, state: Any = None, **kw: Any
 ) -> bool:
     """ddl_if callable: whether create_all may create this vector index now."""
-    if _BUILDING.get():
+    if BUILDING.get():
         return True
     spec: VectorSpec = state
     if _DEFER.get():
@@ -832,9 +721,9 @@ def index_expression(column: ColumnElement[Any], spec: VectorSpec) -> ColumnElem
     """The expression the index is on: the column, ``column::halfvec(dim)``, or
     ``binary_quantize(column)::bit(dim)``."""
     if spec.binary_quantized:
-        return cast(func.binary_quantize(column), spec.index_sql_type())
+        return cast(func.binary_quantize(column), spec.indexplain_type())
     if spec.uses_expression_index:
-        return cast(column, spec.index_sql_type())
+        return cast(column, spec.indexplain_type())
     return column
 
 
@@ -947,38 +836,6 @@ def vector_indexes(table: Table) -> list[Index]:
 # -- reading the spec back from any column ------------------------------------------------
 
 
-def _as_column(column: Any) -> Column[Any]:
-    if isinstance(column, InstrumentedAttribute):
-        prop = column.property
-        cols = getattr(prop, "columns", None)
-        if not cols or not isinstance(cols[0], Column):
-            raise InvalidArgument(f"{column} is not a column attribute")
-        return cols[0]
-    if isinstance(column, Column):
-        return column
-    raise InvalidArgument(
-        f"expected a vector column (Doc.embedding or table.c.embedding), got {column!r}"
-    )
-
-
-def _storage_of(type_: TypeEngine[Any]) -> tuple[Storage, int | None] | None:
-    if isinstance(type_, VECTOR):
-        return Storage.VECTOR, type_.dim
-    if isinstance(type_, HALFVEC):
-        return Storage.HALFVEC, type_.dim
-    if isinstance(type_, SPARSEVEC):
-        return Storage.SPARSEVEC, type_.dim
-    if isinstance(type_, BIT):
-        length = getattr(type_.impl, "length", None)
-        return Storage.BIT, length
-    return None
-
-
-def is_vector_type(type_: TypeEngine[Any]) -> bool:
-    """True for pgvector's column types (vector, halfvec, sparsevec, bit)."""
-    return _storage_of(type_) is not None
-
-
 def _index_spec_from(ix: Index) -> tuple[Metric, Storage, IndexSpec] | None:
     """Read metric/storage/method from a hand-written pgvector index declaration."""
     opts = ix.dialect_options["postgresql"]
@@ -1016,7 +873,7 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
         col, spec = resolve_spec(Doc.embedding)
         spec.metric, spec.dim, spec.opclass   # (Metric.COSINE, 384, 'vector_cosine_ops')
     """
-    col = _as_column(column)
+    col = column_of(column)
     declared = col.info.get(INFO_KEY)
     wanted = Metric.parse(metric) if metric is not None else None
     if isinstance(declared, VectorSpec):
@@ -1031,7 +888,7 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
         name = index_name(table, col, declared) if (declared.index and table is not None) else None
         return col, dataclasses.replace(declared, index_name=name)
 
-    found = _storage_of(col.type)
+    found = storage_of(col.type)
     if found is None:
         raise UnknownMetric(
             f"{describe(col)} is not a pgvector column (type {col.type!r}); declare it "

@@ -11,13 +11,33 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from vecalchemy.chunking.base import Chunk
 from vecalchemy.errors import InvalidSplitter
 
+__all__ = [
+    "CODE_LEVELS",
+    "DEFAULT_SEPARATORS",
+    "NONSPACE",
+    "PARAGRAPH_LEVELS",
+    "WORD_SPLIT",
+    "CharSpace",
+    "CutRule",
+    "Level",
+    "OverlapRule",
+    "Positions",
+    "SplitMany",
+    "TokenSpace",
+    "check_budget",
+    "check_text",
+    "make_chunks",
+    "separator_rules",
+    "spans",
+]
+
 #: The separators :class:`CharacterSplitter` tries, coarsest first.
 DEFAULT_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", ". ", " ", "")
 # Inside an oversize fenced code block: blank lines, lines, then words and characters.
 _CODE_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", " ", "")
 
-_NONSPACE = re.compile(r"\S")
-_WORD_SPLIT = re.compile(r"(\w+|[^\w\s])")
+NONSPACE = re.compile(r"\S")
+WORD_SPLIT = re.compile(r"(\w+|[^\w\s])")
 
 
 # --- validation ----------------------------------------------------------------------
@@ -31,7 +51,7 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def _check_budget(size: object, overlap: object, default_size: int, default_overlap: int) -> int:
+def check_budget(size: object, overlap: object, default_size: int, default_overlap: int) -> int:
     """Validate ``size`` and ``overlap``; return the overlap (resolving the default)."""
     size = _check_int("size", size, 1)
     if overlap is None:
@@ -46,7 +66,7 @@ def _check_budget(size: object, overlap: object, default_size: int, default_over
     return overlap
 
 
-def _check_text(text: object) -> str:
+def check_text(text: object) -> str:
     if not isinstance(text, str):
         raise InvalidSplitter(f"split() takes a str, got {type(text).__name__}")
     return text
@@ -55,7 +75,7 @@ def _check_text(text: object) -> str:
 # --- boundary levels: where a chunk may end, and where an overlap may begin -----------
 
 
-class _Level:
+class Level:
     """One kind of boundary (a separator, or precomputed positions)."""
 
     __slots__ = ()
@@ -71,7 +91,7 @@ class _Level:
         raise NotImplementedError
 
 
-class _Literal(_Level):
+class _Literal(Level):
     """A literal separator; the separator stays with the piece before it."""
 
     __slots__ = ("sep", "slack")
@@ -98,7 +118,7 @@ class _Literal(_Level):
         return p + n
 
 
-class _Pattern(_Level):
+class _Pattern(Level):
     """A regular expression; pieces end where a match ends.
 
     ``slack`` is the longest match (plus what a lookahead needs to see).
@@ -131,7 +151,7 @@ class _Pattern(_Level):
             pos = m.start() + 1
 
 
-class _Anywhere(_Level):
+class _Anywhere(Level):
     """The empty separator: any position (a hard cut at the budget)."""
 
     __slots__ = ()
@@ -143,7 +163,7 @@ class _Anywhere(_Level):
         return lo if lo < hi else None
 
 
-class _Positions(_Level):
+class Positions(Level):
     """Precomputed block boundaries: pieces end at ``ends`` and begin at ``starts``."""
 
     __slots__ = ("ends", "starts")
@@ -169,8 +189,8 @@ class _Positions(_Level):
 _ANYWHERE = _Anywhere()
 
 
-def _levels(separators: Sequence[str]) -> tuple[_Level, ...]:
-    out: list[_Level] = []
+def _levels(separators: Sequence[str]) -> tuple[Level, ...]:
+    out: list[Level] = []
     for sep in separators:
         if sep == "":
             out.append(_ANYWHERE)
@@ -185,8 +205,8 @@ _SENTENCE = _Pattern(
     re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|[\u3002\uff01\uff1f]+"), 8
 )
 # Markdown prose is often hard-wrapped: a sentence end matters more than a line break.
-_PARAGRAPH_LEVELS = (*_levels(("\n\n",)), _SENTENCE, *_levels(("\n", " ", "")))
-_CODE_LEVELS = _levels(_CODE_SEPARATORS)
+PARAGRAPH_LEVELS = (*_levels(("\n\n",)), _SENTENCE, *_levels(("\n", " ", "")))
+CODE_LEVELS = _levels(_CODE_SEPARATORS)
 
 
 # --- the geometry of chunks: budget, valid starts and ends ----------------------------
@@ -219,7 +239,7 @@ class _Space:
         raise NotImplementedError
 
 
-class _CharSpace(_Space):
+class CharSpace(_Space):
     """Budget in characters; chunks start and end on non-whitespace characters."""
 
     __slots__ = ("hi",)
@@ -229,7 +249,7 @@ class _CharSpace(_Space):
         self.content_end = lo + len(text[lo:hi].rstrip())
 
     def first_start(self, p: int) -> int | None:
-        m = _NONSPACE.search(self.text, p, self.hi)
+        m = NONSPACE.search(self.text, p, self.hi)
         return None if m is None else m.start()
 
     def snap_end(self, c: int, s: int) -> int:
@@ -242,7 +262,7 @@ class _CharSpace(_Space):
         return max(e - self.overlap, s + 1)
 
 
-class _TokenSpace(_Space):
+class TokenSpace(_Space):
     """Budget in tokens; chunks start and end on token boundaries.
 
     ``starts``/``ends`` are the spans of "units" (tokens, with tokens whose spans overlap
@@ -289,12 +309,12 @@ class _TokenSpace(_Space):
 
 #: How to cut a chunk whose new text begins at a position: levels to try, each with a
 #: position the chunk must end after.
-_CutRule = Callable[[int], Sequence[tuple[Sequence[_Level], int]]]
+CutRule = Callable[[int], Sequence[tuple[Sequence[Level], int]]]
 #: The levels at which an overlap may begin, given its earliest start and the chunk's end.
-_OverlapRule = Callable[[int, int], Sequence[_Level]]
+OverlapRule = Callable[[int, int], Sequence[Level]]
 
 
-def _separator_rules(separators: object) -> tuple[tuple[str, ...], _CutRule, _OverlapRule]:
+def separator_rules(separators: object) -> tuple[tuple[str, ...], CutRule, OverlapRule]:
     """Validated separators, and the rules that cut and overlap at them."""
     if isinstance(separators, str) or not (
         isinstance(separators, Iterable) and all(isinstance(s, str) for s in separators)
@@ -310,7 +330,7 @@ def _separator_rules(separators: object) -> tuple[tuple[str, ...], _CutRule, _Ov
 
 
 def _find_cut(
-    text: str, space: _Space, levels: Sequence[_Level], s: int, floor: int, limit: int
+    text: str, space: _Space, levels: Sequence[Level], s: int, floor: int, limit: int
 ) -> int | None:
     """The end of a chunk starting at ``s``: at the last boundary of the coarsest level
     that ends the chunk after ``floor`` and within ``limit``."""
@@ -325,12 +345,12 @@ def _find_cut(
     return None
 
 
-def _spans(
+def spans(
     text: str,
     space: _Space,
     lo: int,
-    cut_rule: _CutRule,
-    overlap_rule: _OverlapRule,
+    cut_rule: CutRule,
+    overlap_rule: OverlapRule,
 ) -> list[tuple[int, int]]:
     """The (start, end) spans of the chunks of ``text`` from ``lo`` to the space's end."""
     out: list[tuple[int, int]] = []
@@ -363,7 +383,7 @@ def _spans(
 
 
 def _next_start(
-    text: str, space: _Space, overlap_rule: _OverlapRule, s: int, e: int
+    text: str, space: _Space, overlap_rule: OverlapRule, s: int, e: int
 ) -> tuple[int, bool]:
     """Where the chunk after ``[s, e)`` starts, and whether it overlaps ``[s, e)``."""
     if space.overlap:
@@ -380,11 +400,13 @@ def _next_start(
     return start, False
 
 
-def _chunks(text: str, spans: Iterable[tuple[int, int]], heading: str | None = None) -> list[Chunk]:
+def make_chunks(
+    text: str, spans: Iterable[tuple[int, int]], heading: str | None = None
+) -> list[Chunk]:
     return [Chunk(text[s:e], s, e, i, heading) for i, (s, e) in enumerate(spans)]
 
 
-class _SplitMany:
+class SplitMany:
     """``split_many`` for splitters that define ``split``."""
 
     __slots__ = ()

@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vecalchemy.chunking._split import (
-    _NONSPACE,
     DEFAULT_SEPARATORS,
-    _CharSpace,
-    _check_budget,
-    _check_text,
-    _chunks,
-    _CutRule,
-    _OverlapRule,
-    _separator_rules,
-    _spans,
-    _SplitMany,
+    NONSPACE,
+    CharSpace,
+    CutRule,
+    OverlapRule,
+    SplitMany,
+    check_budget,
+    check_text,
+    make_chunks,
+    separator_rules,
+    spans,
 )
 from vecalchemy.chunking.base import Chunk
 
@@ -23,7 +23,7 @@ __all__ = ["CharacterSplitter", "WholeTextSplitter"]
 
 
 @dataclass(frozen=True, slots=True)
-class CharacterSplitter(_SplitMany):
+class CharacterSplitter(SplitMany):
     """Recursive character splitting: at most ``size`` characters per chunk.
 
     A chunk ends at the last separator in its budget, trying ``separators`` in order
@@ -47,11 +47,11 @@ class CharacterSplitter(_SplitMany):
     size: int = 1000
     overlap: int | None = None
     separators: tuple[str, ...] = field(default=DEFAULT_SEPARATORS, kw_only=True)
-    _rules: tuple[_CutRule, _OverlapRule] = field(init=False, repr=False, compare=False)
+    _rules: tuple[CutRule, OverlapRule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "overlap", _check_budget(self.size, self.overlap, 1000, 200))
-        seps, cut_rule, overlap_rule = _separator_rules(self.separators)
+        object.__setattr__(self, "overlap", check_budget(self.size, self.overlap, 1000, 200))
+        seps, cut_rule, overlap_rule = separator_rules(self.separators)
         object.__setattr__(self, "separators", seps)
         object.__setattr__(self, "_rules", (cut_rule, overlap_rule))
 
@@ -63,14 +63,14 @@ class CharacterSplitter(_SplitMany):
             >>> [c.text for c in CharacterSplitter(size=5, overlap=0).split("abcdefgh")]
             ['abcde', 'fgh']
         """
-        text = _check_text(text)
+        text = check_text(text)
         assert self.overlap is not None
-        space = _CharSpace(text, 0, len(text), self.size, self.overlap)
-        return _chunks(text, _spans(text, space, 0, *self._rules))
+        space = CharSpace(text, 0, len(text), self.size, self.overlap)
+        return make_chunks(text, spans(text, space, 0, *self._rules))
 
 
 @dataclass(frozen=True, slots=True)
-class WholeTextSplitter(_SplitMany):
+class WholeTextSplitter(SplitMany):
     """One chunk per document: the whole text without surrounding whitespace.
 
     This is the spec ``"none"``, for documents that are already short enough.
@@ -91,8 +91,8 @@ class WholeTextSplitter(_SplitMany):
             >>> WholeTextSplitter().split("abc")[0].end
             3
         """
-        text = _check_text(text)
-        m = _NONSPACE.search(text)
+        text = check_text(text)
+        m = NONSPACE.search(text)
         if m is None:
             return []
         s, e = m.start(), len(text.rstrip())

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vecalchemy.chunking._split import (
-    _CODE_LEVELS,
-    _PARAGRAPH_LEVELS,
-    _CharSpace,
-    _check_budget,
-    _check_text,
-    _Level,
-    _Positions,
-    _spans,
-    _SplitMany,
+    CODE_LEVELS,
+    PARAGRAPH_LEVELS,
+    CharSpace,
+    Level,
+    Positions,
+    SplitMany,
+    check_budget,
+    check_text,
+    spans,
 )
 from vecalchemy.chunking.base import Chunk
 
@@ -168,7 +168,7 @@ def _md_sections(blocks: list[_Block]) -> list[_Section]:
 
 
 @dataclass(frozen=True, slots=True)
-class MarkdownSplitter(_SplitMany):
+class MarkdownSplitter(SplitMany):
     """Markdown-aware splitting: sections, code blocks, paragraphs and list items.
 
     The document is first cut into sections at its headings (ATX ``#`` .. ``######``
@@ -201,7 +201,7 @@ class MarkdownSplitter(_SplitMany):
     overlap: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "overlap", _check_budget(self.size, self.overlap, 1000, 100))
+        object.__setattr__(self, "overlap", check_budget(self.size, self.overlap, 1000, 100))
 
     def split(self, text: str) -> list[Chunk]:
         """The chunks of ``text``; see the class for how it is cut.
@@ -212,7 +212,7 @@ class MarkdownSplitter(_SplitMany):
             >>> [(c.heading, c.text) for c in MarkdownSplitter(size=100).split(doc)]
             [('Title', 'Title\\n=====\\n\\nSome text.')]
         """
-        text = _check_text(text)
+        text = check_text(text)
         assert self.overlap is not None
         sections = _md_sections(_md_blocks(text))
         out: list[Chunk] = []
@@ -240,23 +240,23 @@ class MarkdownSplitter(_SplitMany):
                 group_starts.append(b.start)
                 group_ends.append(b.end)
             group_of.append(len(group_starts) - 1)
-        groups = _Positions(group_starts, group_ends)
+        groups = Positions(group_starts, group_ends)
         item_blocks = [b for b in blocks if b.kind == _ITEM]
-        items = _Positions([b.start for b in item_blocks], [b.end for b in item_blocks])
+        items = Positions([b.start for b in item_blocks], [b.end for b in item_blocks])
 
-        def levels_in(i: int) -> tuple[_Level, ...]:
+        def levels_in(i: int) -> tuple[Level, ...]:
             # Inside a list or a block only when it cannot fit in a chunk by itself.
             b, g = blocks[i], group_of[i]
-            levels: tuple[_Level, ...] = (groups,)
+            levels: tuple[Level, ...] = (groups,)
             if b.kind == _ITEM and group_ends[g] - group_starts[g] > size:
                 levels += (items,)
             if b.end - b.start > size:
-                levels += _CODE_LEVELS if b.kind == _CODE else _PARAGRAPH_LEVELS
+                levels += CODE_LEVELS if b.kind == _CODE else PARAGRAPH_LEVELS
             return levels
 
-        def cut_rule(p: int) -> list[tuple[Sequence[_Level], int]]:
+        def cut_rule(p: int) -> list[tuple[Sequence[Level], int]]:
             i = bisect_right(starts, p) - 1
-            plans: list[tuple[Sequence[_Level], int]] = [(levels_in(i), 0)]
+            plans: list[tuple[Sequence[Level], int]] = [(levels_in(i), 0)]
             if blocks[i].kind == _HEADING:
                 # Rather than a chunk of headings alone, take the start of what follows
                 # them if that has to be split anyway.
@@ -267,7 +267,7 @@ class MarkdownSplitter(_SplitMany):
                     plans.insert(0, (levels_in(j), blocks[j].start))
             return plans
 
-        def overlap_rule(lo: int, e: int) -> tuple[_Level, ...]:
+        def overlap_rule(lo: int, e: int) -> tuple[Level, ...]:
             i = bisect_right(starts, lo) - 1
             if i < 0 or lo >= ends[i]:
                 return (groups, items)
@@ -276,10 +276,8 @@ class MarkdownSplitter(_SplitMany):
                 return (groups,)
             if b.kind == _CODE:
                 # Only between the parts of a code block too big to keep whole.
-                return (
-                    (groups, *_CODE_LEVELS) if e < b.end and b.end - b.start > size else (groups,)
-                )
-            return (groups, items, *_PARAGRAPH_LEVELS)
+                return (groups, *CODE_LEVELS) if e < b.end and b.end - b.start > size else (groups,)
+            return (groups, items, *PARAGRAPH_LEVELS)
 
-        space = _CharSpace(text, sec.start, hi, size, self.overlap)
-        return _spans(text, space, sec.start, cut_rule, overlap_rule)
+        space = CharSpace(text, sec.start, hi, size, self.overlap)
+        return spans(text, space, sec.start, cut_rule, overlap_rule)

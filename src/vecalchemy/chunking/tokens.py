@@ -9,17 +9,17 @@ from itertools import accumulate
 from typing import Any, Protocol
 
 from vecalchemy.chunking._split import (
-    _WORD_SPLIT,
     DEFAULT_SEPARATORS,
-    _check_budget,
-    _check_text,
-    _chunks,
-    _CutRule,
-    _OverlapRule,
-    _separator_rules,
-    _spans,
-    _SplitMany,
-    _TokenSpace,
+    WORD_SPLIT,
+    CutRule,
+    OverlapRule,
+    SplitMany,
+    TokenSpace,
+    check_budget,
+    check_text,
+    make_chunks,
+    separator_rules,
+    spans,
 )
 from vecalchemy.chunking.base import Chunk
 from vecalchemy.errors import InvalidSplitter
@@ -41,7 +41,7 @@ def _word_tokens(text: str) -> tuple[list[int], list[int]]:
     """Starts and ends of the built-in tokens (words and punctuation marks)."""
     # split() alternates gaps and tokens; summing lengths in C is twice as fast as
     # collecting match objects.
-    offsets = list(accumulate(map(len, _WORD_SPLIT.split(text))))
+    offsets = list(accumulate(map(len, WORD_SPLIT.split(text))))
     return offsets[0::2][:-1], offsets[1::2]
 
 
@@ -101,7 +101,7 @@ def _units(text: str, spans: Iterable[Any]) -> tuple[list[int], list[int], list[
 
 
 @dataclass(frozen=True, slots=True)
-class TokenSplitter(_SplitMany):
+class TokenSplitter(SplitMany):
     """Recursive splitting with the budget counted in tokens: at most ``size`` per chunk.
 
     Chunks are spans of whole tokens (from the start of the first to the end of the
@@ -134,11 +134,11 @@ class TokenSplitter(_SplitMany):
     tokenizer: Tokenizer | None = field(default=None, kw_only=True)
     separators: tuple[str, ...] = field(default=DEFAULT_SEPARATORS, kw_only=True)
     _spans_of: Callable[[str], Any] | None = field(init=False, repr=False, compare=False)
-    _rules: tuple[_CutRule, _OverlapRule] = field(init=False, repr=False, compare=False)
+    _rules: tuple[CutRule, OverlapRule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "overlap", _check_budget(self.size, self.overlap, 256, 32))
-        seps, cut_rule, overlap_rule = _separator_rules(self.separators)
+        object.__setattr__(self, "overlap", check_budget(self.size, self.overlap, 256, 32))
+        seps, cut_rule, overlap_rule = separator_rules(self.separators)
         object.__setattr__(self, "separators", seps)
         object.__setattr__(self, "_rules", (cut_rule, overlap_rule))
         tok = self.tokenizer
@@ -174,7 +174,7 @@ class TokenSplitter(_SplitMany):
             >>> [c.text for c in TokenSplitter(size=2, overlap=0).split("a b c")]
             ['a b', 'c']
         """
-        text = _check_text(text)
+        text = check_text(text)
         assert self.overlap is not None
         cum: Sequence[int]
         if self._spans_of is None:
@@ -184,5 +184,5 @@ class TokenSplitter(_SplitMany):
             starts, ends, cum = _units(text, self._spans_of(text))
         if not starts:
             return []
-        space = _TokenSpace(text, starts, ends, cum, self.size, self.overlap)
-        return _chunks(text, _spans(text, space, 0, *self._rules))
+        space = TokenSpace(text, starts, ends, cum, self.size, self.overlap)
+        return make_chunks(text, spans(text, space, 0, *self._rules))

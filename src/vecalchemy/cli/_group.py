@@ -9,7 +9,13 @@ import click
 if TYPE_CHECKING:
     pass
 
-__all__ = ["CliError", "VecalchemyGroup", "main"]
+__all__ = [
+    "URL_OPTION",
+    "CliError",
+    "VecalchemyGroup",
+    "main",
+    "tail",
+]
 
 
 class CliError(click.ClickException):
@@ -53,12 +59,12 @@ def main() -> None:
     """vecalchemy: semantic search on PostgreSQL + pgvector through SQLAlchemy."""
 
 
-def _tail(text: str, width: int) -> str:
+def tail(text: str, width: int) -> str:
     """``text`` cut from the left to ``width`` characters: a path's end says the most."""
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
-_URL_OPTION = click.option(
+URL_OPTION = click.option(
     "--url",
     envvar="VECALCHEMY_DATABASE_URL",
     help="Database URL (default: the embedded server, started if needed).",

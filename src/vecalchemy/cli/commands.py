@@ -11,7 +11,13 @@ import click
 if TYPE_CHECKING:
     pass
 
-from vecalchemy.cli._group import _URL_OPTION, CliError, _tail, main
+from vecalchemy.cli._group import URL_OPTION, CliError, main, tail
+
+__all__ = [
+    "demo",
+    "ingest",
+    "search_command",
+]
 
 
 @main.command()
@@ -59,7 +65,7 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
 )
 @click.option("--glob", help="Only files matching this pattern, e.g. '**/*.md'.")
 @click.option("--splitter", help="Chunking: markdown[:size:overlap], chars:..., tokens:..., none.")
-@_URL_OPTION
+@URL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def ingest(
     paths: tuple[Path, ...],
@@ -142,7 +148,7 @@ def ingest(
 )
 @click.option("--embedder", help="Embedder spec (default: the one the collection was built with).")
 @click.option("--min-similarity", type=float, help="Drop hits less similar than this.")
-@_URL_OPTION
+@URL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 def search_command(
     query: str,
@@ -212,8 +218,8 @@ def search_command(
     for i, (h, src) in enumerate(zip(hits, sources, strict=True), 1):
         snippet = " ".join(h.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:159] + "…"
-        cells = [str(i), _tail(f"{h.id}#{h.chunk}", 36), f"{h.similarity:.3f}"]
+        cells = [str(i), tail(f"{h.id}#{h.chunk}", 36), f"{h.similarity:.3f}"]
         if show_source:
-            cells.append(_tail(src, 24))
+            cells.append(tail(src, 24))
         table.add_row(*cells, snippet)
     console.print(table)

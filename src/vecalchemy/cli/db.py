@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 from vecalchemy.cli._group import main
 
+__all__ = [
+    "db",
+]
+
 _DATA_DIR_ENV = "VECALCHEMY_DATA_DIR"  # vecalchemy.server.DATA_DIR_ENV, without the import
 
 
@@ -161,6 +165,7 @@ def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
     if not server.status().running:
         _start(server, 60.0)
     argv = server.psql_argv(*psql_args)
+    env = server.psql_env()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, env)

@@ -20,8 +20,16 @@ from vecalchemy.errors import (
     InvalidRows,
 )
 
+__all__ = [
+    "Batch",
+    "arow_batches",
+    "column_batches",
+    "each",
+    "row_batches",
+]
+
 #: (index of the batch's first row in the input, the batch's values column by column)
-_Batch = tuple[int, list[Sequence[Any]]]
+Batch = tuple[int, list[Sequence[Any]]]
 # -- batching -------------------------------------------------------------------------
 
 
@@ -41,9 +49,9 @@ def _batch_columns(
     return list(zip(*batch, strict=True))
 
 
-def _row_batches(
+def row_batches(
     rows: Iterable[Sequence[Any]], width: int, batch_size: int, *, explicit: bool
-) -> Iterator[_Batch]:
+) -> Iterator[Batch]:
     """(first row's index, the batch's columns) for each batch of row tuples."""
     it = iter(rows)
     start = 0
@@ -52,10 +60,10 @@ def _row_batches(
         start += len(batch)
 
 
-async def _arow_batches(
+async def arow_batches(
     rows: AsyncIterable[Sequence[Any]], width: int, batch_size: int, *, explicit: bool
-) -> AsyncGenerator[_Batch, None]:
-    """The async twin of :func:`_row_batches`, for an async iterable of row tuples."""
+) -> AsyncGenerator[Batch, None]:
+    """The async twin of :func:`row_batches`, for an async iterable of row tuples."""
     start = 0
     batch: list[Sequence[Any]] = []
     async for row in rows:
@@ -68,9 +76,9 @@ async def _arow_batches(
         yield start, _batch_columns(batch, start, width, explicit=explicit)
 
 
-async def _each(
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
-) -> AsyncGenerator[_Batch, None]:
+async def each(
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None],
+) -> AsyncGenerator[Batch, None]:
     """The batches of a sync or async source, as one async iterator."""
     if isinstance(batches, AsyncGenerator):
         async with aclosing(batches):
@@ -81,7 +89,7 @@ async def _each(
             yield batch
 
 
-def _column_batches(data: Mapping[str, Any], names: list[str], batch_size: int) -> Iterator[_Batch]:
+def column_batches(data: Mapping[str, Any], names: list[str], batch_size: int) -> Iterator[Batch]:
     """(first row's index, the batch's columns) for each slice of a dict of columns.
 
     The lengths are checked now, before any SQL runs; the slices are made lazily.
@@ -94,7 +102,7 @@ def _column_batches(data: Mapping[str, Any], names: list[str], batch_size: int) 
 
 def _slices(
     data: Mapping[str, Any], names: list[str], total: int, batch_size: int
-) -> Iterator[_Batch]:
+) -> Iterator[Batch]:
     for start in range(0, total, batch_size):
         batch: list[Sequence[Any]] = []
         for name in names:

@@ -25,12 +25,18 @@ from psycopg.pq import Format
 from vecalchemy.errors import (
     ConfigurationError,
 )
-from vecalchemy.load._batches import _Batch, _each
-from vecalchemy.load._encoding import _encode_batch
-from vecalchemy.load._plan import _ColumnType
+from vecalchemy.load._batches import Batch, each
+from vecalchemy.load._encoding import encode_batch
+from vecalchemy.load._plan import ColumnType
 
 if TYPE_CHECKING:
     from vecalchemy.load._statements import Copy
+
+__all__ = [
+    "copy_asyncpg",
+    "copy_psycopg",
+    "copy_psycopg_async",
+]
 
 
 class _EncodedDumper(Dumper):
@@ -51,7 +57,7 @@ def _copy_statement(step: Copy) -> sql.Composed:
 
 
 def _register_encoded(
-    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], columns: list[_ColumnType]
+    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], columns: list[ColumnType]
 ) -> None:
     for column in columns:
         if column.vector is not None:
@@ -60,7 +66,7 @@ def _register_encoded(
             cursor.adapters.register_dumper(None, dumper)
 
 
-def _copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[_Batch]) -> int:
+def copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[Batch]) -> int:
     raw = conn.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise ConfigurationError("load() needs a psycopg 3 connection; use postgresql+psycopg://")
@@ -72,36 +78,36 @@ def _copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[_Batch]) ->
             # An exception in here (a bad batch, the caller's generator) ends the COPY
             # with an error: the server discards every row sent so far.
             for start, values in batches:
-                prepared = _encode_batch(values, step.columns, start)
+                prepared = encode_batch(values, step.columns, start)
                 for row in zip(*prepared, strict=True):
                     copy.write_row(row)
                 written += len(prepared[0])
     return written
 
 
-async def _copy_psycopg_async(
+async def copy_psycopg_async(
     raw: psycopg.AsyncConnection[Any],
     step: Copy,
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None],
 ) -> int:
     written = 0
     async with raw.cursor() as cur:
         _register_encoded(cur, step.columns)
         async with cur.copy(_copy_statement(step)) as copy:
             copy.set_types([c.oid for c in step.columns])
-            async with aclosing(_each(batches)) as each:
-                async for start, values in each:
-                    prepared = _encode_batch(values, step.columns, start)
+            async with aclosing(each(batches)) as source:
+                async for start, values in source:
+                    prepared = encode_batch(values, step.columns, start)
                     for row in zip(*prepared, strict=True):
                         await copy.write_row(row)
                     written += len(prepared[0])
     return written
 
 
-async def _copy_asyncpg(
+async def copy_asyncpg(
     raw: Any,
     step: Copy,
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None],
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None],
     dumps: Callable[[Any], str],
 ) -> int:
     """One ``copy_records_to_table`` per batch, each batch checked in full before it starts.
@@ -112,9 +118,9 @@ async def _copy_asyncpg(
     converters = [_asyncpg_converter(c, dumps) for c in step.columns]
     names = [c.name for c in step.columns]
     written = 0
-    async with aclosing(_each(batches)) as each:
-        async for start, values in each:
-            prepared = _encode_batch(values, step.columns, start)
+    async with aclosing(each(batches)) as source:
+        async for start, values in source:
+            prepared = encode_batch(values, step.columns, start)
             converted = [
                 column if convert is None else [None if v is None else convert(v) for v in column]
                 for column, convert in zip(prepared, converters, strict=True)
@@ -170,7 +176,7 @@ def _bit_string(binary: bytes) -> Any:
     return BitString.frombytes(binary[4:], length)
 
 
-def _asyncpg_converter(column: _ColumnType, dumps: Callable[[Any], str]) -> Any:
+def _asyncpg_converter(column: ColumnType, dumps: Callable[[Any], str]) -> Any:
     """What turns a column's (encoded) values into what asyncpg's codec for it takes."""
     if column.vector is not None:
         return {

@@ -12,14 +12,18 @@ import numpy as np
 import numpy.typing as npt
 from pgvector import Bit, HalfVector, Vector
 
-from vecalchemy.load._plan import _ColumnType, _VectorColumn
+from vecalchemy.load._plan import ColumnType, VectorColumn
 from vecalchemy.metrics import Storage
 from vecalchemy.vectors import as_row, check_bits, check_dense, check_sparse_value
+
+__all__ = [
+    "encode_batch",
+]
 
 # -- checking and encoding vectors ---------------------------------------------------
 
 
-def _encode(values: Sequence[Any], spec: _VectorColumn, start: int) -> list[bytes | None]:
+def _encode(values: Sequence[Any], spec: VectorColumn, start: int) -> list[bytes | None]:
     """Check a batch of one vector column and encode it in the type's binary format."""
     dense_kind = spec.kind in ("vector", "halfvec")
     if dense_kind and isinstance(values, np.ndarray) and values.ndim == 2:
@@ -55,7 +59,7 @@ def _unwrap(value: Any) -> Any:
 
 
 def _stack(
-    dense: list[Any], spec: _VectorColumn, rows: list[int]
+    dense: list[Any], spec: VectorColumn, rows: list[int]
 ) -> npt.NDArray[Any] | list[npt.NDArray[np.float32]]:
     """The batch as one 2-D array, or the clear error of its first unreadable row.
 
@@ -84,7 +88,7 @@ def _stack(
 _NOTHING = "; nothing was loaded"
 
 
-def _encode_dense(arr: npt.NDArray[Any], spec: _VectorColumn, rows: Sequence[int]) -> list[bytes]:
+def _encode_dense(arr: npt.NDArray[Any], spec: VectorColumn, rows: Sequence[int]) -> list[bytes]:
     """Check a 2-D batch of dense vectors at once and encode each row as vector/halfvec.
 
     ``rows`` are the input positions of the array's rows, for error messages.
@@ -104,7 +108,7 @@ def _encode_dense(arr: npt.NDArray[Any], spec: _VectorColumn, rows: Sequence[int
     return [header + row.tobytes() for row in values.astype(values.dtype.newbyteorder(">"))]
 
 
-def _encode_sparse(value: Any, spec: _VectorColumn, row: int) -> bytes:
+def _encode_sparse(value: Any, spec: VectorColumn, row: int) -> bytes:
     checked = check_sparse_value(
         value,
         dim=spec.dim,
@@ -118,7 +122,7 @@ def _encode_sparse(value: Any, spec: _VectorColumn, row: int) -> bytes:
     return encoded
 
 
-def _encode_bit(value: Any, spec: _VectorColumn, row: int) -> bytes:
+def _encode_bit(value: Any, spec: VectorColumn, row: int) -> bytes:
     bits = check_bits(
         value,
         dim=spec.dim,
@@ -130,8 +134,8 @@ def _encode_bit(value: Any, spec: _VectorColumn, row: int) -> bytes:
     return encoded
 
 
-def _encode_batch(
-    values: list[Sequence[Any]], columns: list[_ColumnType], start: int
+def encode_batch(
+    values: list[Sequence[Any]], columns: list[ColumnType], start: int
 ) -> list[Sequence[Any]]:
     """A batch with its vector columns checked and encoded; the other columns as given."""
     return [

@@ -23,9 +23,14 @@ from vecalchemy._typing import ConflictMode, IndexMode
 from vecalchemy.errors import (
     InvalidArgument,
 )
-from vecalchemy.load._plan import _check_driver, _Plan, _plan
+from vecalchemy.load._plan import Plan, check_driver, make_plan
 from vecalchemy.load._result import LoadResult
-from vecalchemy.load._statements import _Outcome, _steps
+from vecalchemy.load._statements import Outcome, load_steps
+
+__all__ = [
+    "aload",
+    "load",
+]
 
 log = logging.getLogger("vecalchemy.load")
 
@@ -121,7 +126,7 @@ def load(
         # insert new ids, update the vectors of existing ones:
         load(engine, docs, {"id": ids, "embedding": vectors}, on_conflict="update")
     """
-    plan = _plan(
+    plan = make_plan(
         table,
         rows,
         columns=columns,
@@ -133,11 +138,11 @@ def load(
     )
     started = time.perf_counter()
     if isinstance(bind, sa.Engine):
-        _check_driver(bind.dialect, plan, async_=False)
+        check_driver(bind.dialect, plan, async_=False)
         with bind.begin() as conn:
             outcome = _run(conn, plan)
     elif isinstance(bind, sa.Connection):
-        _check_driver(bind.dialect, plan, async_=False)
+        check_driver(bind.dialect, plan, async_=False)
         with bind.begin_nested() if bind.in_transaction() else bind.begin():
             outcome = _run(bind, plan)
     elif isinstance(bind, (AsyncEngine, AsyncConnection)):
@@ -196,7 +201,7 @@ async def aload(
         result = await aload(engine, Doc, rows(), columns=["id", "body", "embedding"])
         print(f"{result:,} rows in {result.seconds:.1f} s")
     """
-    plan = _plan(
+    plan = make_plan(
         table,
         rows,
         columns=columns,
@@ -208,11 +213,11 @@ async def aload(
     )
     started = time.perf_counter()
     if isinstance(bind, AsyncEngine):
-        _check_driver(bind.dialect, plan, async_=True)
+        check_driver(bind.dialect, plan, async_=True)
         async with bind.begin() as conn:
             outcome = await _arun(conn, plan)
     elif isinstance(bind, AsyncConnection):
-        _check_driver(bind.dialect, plan, async_=True)
+        check_driver(bind.dialect, plan, async_=True)
         async with bind.begin_nested() if bind.in_transaction() else bind.begin():
             outcome = await _arun(bind, plan)
     elif isinstance(bind, (sa.Engine, sa.Connection)):
@@ -228,7 +233,7 @@ async def aload(
     return _result(plan, outcome, started)
 
 
-def _result(plan: _Plan, outcome: _Outcome, started: float) -> LoadResult:
+def _result(plan: Plan, outcome: Outcome, started: float) -> LoadResult:
     seconds = time.perf_counter() - started
     log.info(
         "loaded %s of %s rows into %s in %.2f s (%.0f rows/s)%s",
@@ -250,9 +255,9 @@ def _result(plan: _Plan, outcome: _Outcome, started: float) -> LoadResult:
 # -- running the statements -----------------------------------------------------------
 
 
-def _run(conn: sa.Connection, plan: _Plan) -> _Outcome:
-    return run_steps(conn, _steps(plan, conn.dialect.identifier_preparer))
+def _run(conn: sa.Connection, plan: Plan) -> Outcome:
+    return run_steps(conn, load_steps(plan, conn.dialect.identifier_preparer))
 
 
-async def _arun(conn: AsyncConnection, plan: _Plan) -> _Outcome:
-    return await arun_steps(conn, _steps(plan, conn.dialect.identifier_preparer))
+async def _arun(conn: AsyncConnection, plan: Plan) -> Outcome:
+    return await arun_steps(conn, load_steps(plan, conn.dialect.identifier_preparer))

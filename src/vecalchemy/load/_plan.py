@@ -16,23 +16,35 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
 
-from vecalchemy._sql import REGISTERED_FLAG
+from vecalchemy._sql import INFO_KEY, REGISTERED_FLAG
 from vecalchemy._typing import ConflictMode, IndexMode
 from vecalchemy.errors import (
     ConfigurationError,
     InvalidArgument,
     InvalidRows,
 )
-from vecalchemy.load._batches import _arow_batches, _Batch, _column_batches, _row_batches
+from vecalchemy.load._batches import Batch, arow_batches, column_batches, row_batches
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Metric, Storage
-from vecalchemy.schema import INFO_KEY, VectorSpec
+from vecalchemy.schema import VectorSpec
+
+__all__ = [
+    "CATALOG_SQL",
+    "UNIQUE_SQL",
+    "ColumnType",
+    "Plan",
+    "VectorColumn",
+    "check_arbiter",
+    "check_driver",
+    "column_types",
+    "make_plan",
+]
 
 _TEXT_OID = 25
 _Kind = Literal["vector", "halfvec", "sparsevec", "bit"]
 
 
 @dataclass(frozen=True)
-class _VectorColumn:
+class VectorColumn:
     """A pgvector column as declared in the SQLAlchemy table, checked against the server."""
 
     label: str  # "docs.embedding", for messages
@@ -49,29 +61,29 @@ class _VectorColumn:
 
 
 @dataclass(frozen=True)
-class _ColumnType:
+class ColumnType:
     """How the values of one loaded column are checked and sent, from the server's catalog."""
 
     name: str
     oid: int  # the type binary COPY sends the values as (psycopg)
     typname: str  # the type's name, or its base type's for a domain ("jsonb")
-    vector: _VectorColumn | None  # the checks for a pgvector column
+    vector: VectorColumn | None  # the checks for a pgvector column
 
 
 # -- the plan: everything checked before any SQL runs ---------------------------------
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     table: sa.Table
     columns: list[sa.Column[Any]]
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None]
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None]
     indexes: IndexMode
     on_conflict: ConflictMode
     conflict: tuple[str, ...]  # the conflict columns, for "ignore" and "update"
 
 
-def _plan(
+def make_plan(
     table: object,
     rows: object,
     *,
@@ -81,7 +93,7 @@ def _plan(
     on_conflict: ConflictMode,
     conflict_columns: Sequence[str] | None,
     async_: bool,
-) -> _Plan:
+) -> Plan:
     tbl = _as_table(table)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidRows(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -90,7 +102,7 @@ def _plan(
     if on_conflict not in ("error", "ignore", "update"):
         raise InvalidRows(f"on_conflict must be 'error', 'ignore' or 'update', got {on_conflict!r}")
 
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None]
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None]
     if isinstance(rows, Mapping):
         if columns is not None:
             raise InvalidRows(
@@ -98,15 +110,15 @@ def _plan(
             )
         names = list(rows)
         cols = [_column(tbl, name) for name in names]
-        batches = _column_batches(rows, names, batch_size)
+        batches = column_batches(rows, names, batch_size)
     elif isinstance(rows, AsyncIterable):
         if not async_:
             raise InvalidArgument("rows is an async iterable; load it with await aload(...)")
         cols = list(tbl.columns) if columns is None else [_column(tbl, c) for c in columns]
-        batches = _arow_batches(rows, len(cols), batch_size, explicit=columns is not None)
+        batches = arow_batches(rows, len(cols), batch_size, explicit=columns is not None)
     elif isinstance(rows, Iterable) and not isinstance(rows, (str, bytes)):
         cols = list(tbl.columns) if columns is None else [_column(tbl, c) for c in columns]
-        batches = _row_batches(rows, len(cols), batch_size, explicit=columns is not None)
+        batches = row_batches(rows, len(cols), batch_size, explicit=columns is not None)
     else:
         raise InvalidArgument("rows must be an iterable of tuples or a dict of columns")
     if not cols:
@@ -114,7 +126,7 @@ def _plan(
     if len({c.name for c in cols}) != len(cols):
         raise InvalidRows(f"a column is named twice in {[c.name for c in cols]}")
     conflict = _conflict_columns(tbl, cols, on_conflict, conflict_columns)
-    return _Plan(tbl, cols, batches, indexes, on_conflict, conflict)
+    return Plan(tbl, cols, batches, indexes, on_conflict, conflict)
 
 
 def _conflict_columns(
@@ -163,7 +175,7 @@ def _conflict_columns(
     return tuple(keys)
 
 
-def _check_driver(dialect: sa.Dialect, plan: _Plan, *, async_: bool) -> None:
+def check_driver(dialect: sa.Dialect, plan: Plan, *, async_: bool) -> None:
     driver = dialect.driver
     if driver == "psycopg" and dialect.is_async:
         driver = "psycopg_async"  # SQLAlchemy 2.1 names both psycopg dialects "psycopg"
@@ -221,7 +233,7 @@ def _column(tbl: sa.Table, name: str) -> sa.Column[Any]:
     )
 
 
-def _vector_column(column: sa.Column[Any]) -> _VectorColumn | None:
+def _vector_column(column: sa.Column[Any]) -> VectorColumn | None:
     kind: _Kind
     type_ = column.type
     if isinstance(type_, VECTOR):
@@ -242,10 +254,10 @@ def _vector_column(column: sa.Column[Any]) -> _VectorColumn | None:
         # with an error that names neither the row nor the column.
         max_nnz = INDEX_DIM_LIMITS[Storage.SPARSEVEC]
     zero_ok = not (isinstance(declared, VectorSpec) and declared.metric is Metric.COSINE)
-    return _VectorColumn(f"{table}.{column.name}", kind, dim, max_nnz, zero_ok)
+    return VectorColumn(f"{table}.{column.name}", kind, dim, max_nnz, zero_ok)
 
 
-_CATALOG_SQL = """
+CATALOG_SQL = """
 SELECT a.attname, a.attnum, t.oid, t.typname, t.typtype, t.typbasetype, t.typcategory,
        a.atttypmod, b.typname
 FROM pg_attribute a
@@ -255,7 +267,7 @@ WHERE a.attrelid = to_regclass(CAST(:table AS text)) AND a.attnum > 0 AND NOT a.
 """
 
 # The unique keys ON CONFLICT can use as its arbiter: immediate, not partial, no expressions.
-_UNIQUE_SQL = """
+UNIQUE_SQL = """
 SELECT CAST(i.indkey AS int2[]), i.indnkeyatts
 FROM pg_index i
 WHERE i.indrelid = to_regclass(CAST(:table AS text)) AND i.indisunique AND i.indimmediate
@@ -263,9 +275,9 @@ WHERE i.indrelid = to_regclass(CAST(:table AS text)) AND i.indisunique AND i.ind
 """
 
 
-def _column_types(
+def column_types(
     catalog: Sequence[Any], tbl: sa.Table, cols: list[sa.Column[Any]]
-) -> tuple[list[_ColumnType], dict[int, str]]:
+) -> tuple[list[ColumnType], dict[int, str]]:
     """How each column's values are sent and checked; and the table's columns by attnum.
 
     Binary COPY applies no casts: every value must be in the exact binary format of the
@@ -278,7 +290,7 @@ def _column_types(
         )
     by_name = {row[0]: tuple(row[1:]) for row in catalog}
     attnames = {int(row[1]): str(row[0]) for row in catalog}
-    out: list[_ColumnType] = []
+    out: list[ColumnType] = []
     for column in cols:
         if column.name not in by_name:
             raise ConfigurationError(
@@ -301,11 +313,11 @@ def _column_types(
                 )
             if spec.dim is None and server_dim is not None:
                 spec = replace(spec, dim=server_dim)
-        out.append(_ColumnType(column.name, int(oid), str(typname), spec))
+        out.append(ColumnType(column.name, int(oid), str(typname), spec))
     return out, attnames
 
 
-def _check_arbiter(
+def check_arbiter(
     uniques: Sequence[Any], attnames: dict[int, str], tbl: sa.Table, keys: tuple[str, ...]
 ) -> None:
     """Raise unless a unique index or constraint of the table is exactly on ``keys``."""

@@ -7,6 +7,10 @@ from collections.abc import (
 )
 from typing import Any
 
+__all__ = [
+    "LoadResult",
+]
+
 
 class LoadResult(int):
     """The number of rows a load wrote, which also tells how long it took and what it rebuilt.

@@ -19,16 +19,23 @@ from vecalchemy.errors import (
     InvalidRows,
 )
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
-from vecalchemy.load._batches import _Batch
-from vecalchemy.load._drivers import _copy_asyncpg, _copy_psycopg, _copy_psycopg_async
+from vecalchemy.load._batches import Batch
+from vecalchemy.load._drivers import copy_asyncpg, copy_psycopg, copy_psycopg_async
 from vecalchemy.load._plan import (
-    _CATALOG_SQL,
-    _UNIQUE_SQL,
-    _check_arbiter,
-    _column_types,
-    _ColumnType,
-    _Plan,
+    CATALOG_SQL,
+    UNIQUE_SQL,
+    ColumnType,
+    Plan,
+    check_arbiter,
+    column_types,
 )
+
+__all__ = [
+    "Copy",
+    "Indexes",
+    "Outcome",
+    "load_steps",
+]
 
 log = logging.getLogger("vecalchemy.load")
 
@@ -58,31 +65,31 @@ class Copy:
 
     schema: str | None
     name: str
-    columns: list[_ColumnType]
-    batches: Iterator[_Batch] | AsyncGenerator[_Batch, None]
+    columns: list[ColumnType]
+    batches: Iterator[Batch] | AsyncGenerator[Batch, None]
 
     def run(self, conn: sa.Connection) -> int:
         """Binary COPY through psycopg (the only sync driver)."""
-        assert isinstance(self.batches, Iterator)  # _plan refuses async rows for load()
-        return _copy_psycopg(conn, self, self.batches)
+        assert isinstance(self.batches, Iterator)  # make_plan refuses async rows for load()
+        return copy_psycopg(conn, self, self.batches)
 
     async def arun(self, conn: AsyncConnection) -> int:
         """Binary COPY through psycopg async, or asyncpg's copy_records_to_table."""
         raw = (await conn.get_raw_connection()).driver_connection
         if isinstance(raw, psycopg.AsyncConnection):
-            return await _copy_psycopg_async(raw, self, self.batches)
+            return await copy_psycopg_async(raw, self, self.batches)
         dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
-        return await _copy_asyncpg(raw, self, self.batches, dumps)
+        return await copy_asyncpg(raw, self, self.batches, dumps)
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
     received: int
     written: int
     rebuilt: tuple[str, ...]
 
 
-def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[Step, Any, _Outcome]:
+def load_steps(plan: Plan, preparer: IdentifierPreparer) -> Generator[Step, Any, Outcome]:
     """The statements one load runs, in order; the runner sends back each result.
 
     Written once for :func:`load` and :func:`aload`, whose runners only differ in how
@@ -90,11 +97,11 @@ def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[Step, Any, _O
     """
     tbl = plan.table
     regclass = preparer.format_table(tbl)
-    catalog = (yield Execute(sa.text(_CATALOG_SQL), {"table": regclass})).all()
-    types, attnames = _column_types(catalog, tbl, plan.columns)
+    catalog = (yield Execute(sa.text(CATALOG_SQL), {"table": regclass})).all()
+    types, attnames = column_types(catalog, tbl, plan.columns)
     if plan.conflict:
-        uniques = (yield Execute(sa.text(_UNIQUE_SQL), {"table": regclass})).all()
-        _check_arbiter(uniques, attnames, tbl, plan.conflict)
+        uniques = (yield Execute(sa.text(UNIQUE_SQL), {"table": regclass})).all()
+        check_arbiter(uniques, attnames, tbl, plan.conflict)
     if plan.indexes == "defer":
         dropped: list[IndexResult] = yield Indexes(True, plan.table)
         log.info("dropped %s before loading", [r.name for r in dropped if r.action == "dropped"])
@@ -106,11 +113,11 @@ def _steps(plan: _Plan, preparer: IdentifierPreparer) -> Generator[Step, Any, _O
     if plan.indexes == "defer":
         built: list[IndexResult] = yield Indexes(False, plan.table)
         rebuilt = tuple(r.name for r in built if r.action == "built")
-    return _Outcome(received, written, rebuilt)
+    return Outcome(received, written, rebuilt)
 
 
 def _upsert(
-    plan: _Plan, preparer: IdentifierPreparer, types: list[_ColumnType]
+    plan: Plan, preparer: IdentifierPreparer, types: list[ColumnType]
 ) -> Generator[Step, Any, tuple[int, int]]:
     """COPY into a staging table, refuse duplicate keys, then INSERT ... ON CONFLICT."""
 
@@ -169,7 +176,7 @@ def _upsert(
     return received, written
 
 
-def _staging_name(tbl: sa.Table, types: list[_ColumnType]) -> str:
+def _staging_name(tbl: sa.Table, types: list[ColumnType]) -> str:
     """A temporary table name that changes whenever the loaded columns or their types do.
 
     asyncpg caches the codecs of ``copy_records_to_table`` by table name and columns: a
@@ -179,7 +186,7 @@ def _staging_name(tbl: sa.Table, types: list[_ColumnType]) -> str:
     return fit_identifier(f"vecalchemy_load_{tbl.name}", digest(shape, 10))
 
 
-def _duplicate_message(plan: _Plan, duplicate: Any) -> str:
+def _duplicate_message(plan: Plan, duplicate: Any) -> str:
     positions = [int(p) for p in duplicate[0]]
     times = int(duplicate[1])
     key = ", ".join(plan.conflict)

@@ -13,6 +13,7 @@ their index settings).
 
 from __future__ import annotations
 
+from vecalchemy.query._nearest import NearestPlan, distance, nearest, plan_nearest
 from vecalchemy.query.explain import Explain
 from vecalchemy.query.fusion import (
     RRF,
@@ -23,7 +24,6 @@ from vecalchemy.query.fusion import (
     plan_hybrid,
     plan_multi,
 )
-from vecalchemy.query.nearest import NearestPlan, distance, nearest, plan_nearest
 
 __all__ = [
     "RRF",

@@ -67,7 +67,8 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Label
 
-from vecalchemy._sql import QUERY_PARAM, Distance, divide
+from vecalchemy._ops import divide
+from vecalchemy._sql import PLAN_OPTION, QUERY_PARAM, Distance, is_vector_type
 from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.fulltext import (
@@ -79,8 +80,8 @@ from vecalchemy.fulltext import (
     ts_rank_cd,
 )
 from vecalchemy.metrics import MAX_EF_SEARCH, Storage
-from vecalchemy.query.nearest import PLAN_OPTION, check_clauses, plan_nearest
-from vecalchemy.schema import HNSW, VectorSpec, is_vector_type, resolve_spec
+from vecalchemy.query._nearest import check_clauses, plan_nearest
+from vecalchemy.schema import HNSW, VectorSpec, resolve_spec
 
 __all__ = [
     "DEFAULT_RRF_K",

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
+from vecalchemy.search._settings import ScanOptions
 from vecalchemy.search.explain import aexplain, explain, index_used
 from vecalchemy.search.hybrid import ahybrid_search, amulti_search, hybrid_search, multi_search
 from vecalchemy.search.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
 from vecalchemy.search.run import FusedHit, Hit, arun, run
-from vecalchemy.search.settings import ScanOptions
 from vecalchemy.search.vector import asearch, search
 
 __all__ = [

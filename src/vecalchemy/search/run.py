@@ -3,7 +3,7 @@
 :func:`run` and :func:`arun` execute a plan through its step generator (see
 :mod:`vecalchemy._steps`), so the strategy, the guarantee of ``k`` rows and the way
 hits are built exist once for the sync and async paths. The index settings themselves
-belong to the statements and are applied by :mod:`vecalchemy.search.settings` however
+belong to the statements and are applied by :mod:`vecalchemy.search._settings` however
 they are executed; the runner only passes per-call overrides (:class:`ScanOptions`) as
 execution options.
 
@@ -40,17 +40,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import visitors
 
-from vecalchemy._sql import Distance
+from vecalchemy._sql import PLAN_OPTION, Distance
 from vecalchemy._steps import Execute, Step, arun_steps, run_steps
 from vecalchemy._typing import Strategy
 from vecalchemy.errors import InvalidArgument, InvalidSearch
+from vecalchemy.query._nearest import NearestPlan
 from vecalchemy.query.fusion import FusedQuery
-from vecalchemy.query.nearest import PLAN_OPTION, NearestPlan
+from vecalchemy.search._settings import DEFAULT_EF_SEARCH, OPTION, ScanOptions
+from vecalchemy.search._strategy import filter_estimate, prefers_exact_scan
 from vecalchemy.search.rerank import MMR, apply_rerank
-from vecalchemy.search.settings import DEFAULT_EF_SEARCH, OPTION, ScanOptions
-from vecalchemy.search.strategy import filter_estimate, prefers_exact_scan
 
-__all__ = ["FusedHit", "Hit", "arun", "run"]
+__all__ = ["FusedHit", "Hit", "NearestSearch", "arun", "run"]
 
 T = TypeVar("T")
 

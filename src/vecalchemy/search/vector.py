@@ -28,14 +28,15 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from vecalchemy._distance import query_value
 from vecalchemy._typing import Strategy, Where
 from vecalchemy.errors import InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
-from vecalchemy.query.nearest import check_clauses, plan_template
-from vecalchemy.schema import HNSW, IVFFlat, query_value
+from vecalchemy.query._nearest import check_clauses, plan_template
+from vecalchemy.schema import HNSW, IVFFlat
+from vecalchemy.search._settings import ScanOptions
 from vecalchemy.search.rerank import MMR
 from vecalchemy.search.run import Hit, NearestSearch, arun, run
-from vecalchemy.search.settings import ScanOptions
 
 __all__ = ["asearch", "search"]
 

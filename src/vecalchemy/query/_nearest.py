@@ -13,7 +13,7 @@ result is an ordinary ``Select``: add ``.where(...)`` filters, joins or options.
 The distance expression also carries what its index scan needs at execution
 (``hnsw.ef_search`` at least the LIMIT, iterative scans, ``ivfflat.probes``, a custom
 plan when filtered): however the statement is executed, and wherever it is embedded,
-:mod:`vecalchemy.search.settings` applies those settings for that statement only.
+:mod:`vecalchemy.search._settings` applies those settings for that statement only.
 
 Example::
 
@@ -44,28 +44,29 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy._distance import (
+    hamming_candidates_distance,
+    indexed_distance,
+    query_param,
+    template_param,
+)
 from vecalchemy._names import describe
-from vecalchemy._sql import QUERY_PARAM, Distance
+from vecalchemy._sql import PLAN_OPTION, QUERY_PARAM, Distance, is_vector_type
 from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.fulltext import is_fulltext_type
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
-from vecalchemy.schema import (
-    IVFFlat,
-    VectorSpec,
-    hamming_candidates_distance,
-    indexed_distance,
-    is_vector_type,
-    query_param,
-    resolve_spec,
-    template_param,
-)
+from vecalchemy.schema import IVFFlat, VectorSpec, resolve_spec
 
-__all__ = ["NearestPlan", "distance", "nearest", "plan_nearest"]
-
-#: Execution option under which a built ``Select`` keeps the plan it came from, so that
-#: :func:`vecalchemy.run` can run a ``nearest()`` statement you extended.
-PLAN_OPTION = "vecalchemy_plan"
+__all__ = [
+    "NearestPlan",
+    "check_clauses",
+    "check_k",
+    "distance",
+    "nearest",
+    "plan_nearest",
+    "plan_template",
+]
 
 #: Candidates fetched from a binary-quantized index per row returned, unless overridden.
 DEFAULT_OVERSAMPLE = 4

@@ -82,7 +82,7 @@ from vecalchemy._typing import Order
 from vecalchemy.errors import InvalidSearch, VecalchemyError
 from vecalchemy.metrics import MAX_EF_SEARCH
 
-__all__ = ["ScanOptions"]
+__all__ = ["DEFAULT_EF_SEARCH", "OPTION", "ScanOptions", "settings_for"]
 
 log = logging.getLogger("vecalchemy.settings")
 
