@@ -1,6 +1,6 @@
 """Datasets of the search benchmark (``benchmarks/search.py``), built once and cached.
 
-* ``real``: the standard library's docstrings (:func:`vecalchemy.cli.corpus.stdlib_corpus`)
+* ``real``: the standard library's docstrings (:func:`vecalchemy.cli._corpus.stdlib_corpus`)
   cut with :class:`vecalchemy.chunking.CharacterSplitter` into 20,000+ chunks, each
   stored as ``"<dotted name>: <chunk>"`` and embedded with all-MiniLM-L6-v2
   (``get_embedder("minilm")``, 384 dimensions, unit length). The chunk size is the
@@ -135,7 +135,7 @@ class Dataset:
 def _chunks(size: int) -> tuple[list[str], list[str], list[str], list[int]]:
     """(table texts, query texts, doc ids of the table rows, ...) for a chunk size."""
     from vecalchemy.chunking import CharacterSplitter
-    from vecalchemy.cli.corpus import stdlib_corpus
+    from vecalchemy.cli._corpus import stdlib_corpus
 
     docs = stdlib_corpus()
     rng = np.random.default_rng(SEED)
@@ -256,7 +256,7 @@ def build_real(root: Path | None = None, *, log: Log = log) -> Dataset:
     meta = {
         "version": REAL_VERSION,
         "python": py,
-        "corpus": "python standard library docstrings (vecalchemy.cli.corpus.stdlib_corpus)",
+        "corpus": "python standard library docstrings (vecalchemy.cli._corpus.stdlib_corpus)",
         "documents_in_table": len(set(sources)),
         "held_out_documents": HELD_OUT_DOCS,
         "splitter": f"CharacterSplitter(size={size}) (overlap {size // 5})",

@@ -35,7 +35,7 @@ per query:
 Method
 ------
 The data are the docstrings of the running Python's standard library
-(:func:`vecalchemy.cli.corpus.stdlib_corpus`, about 3,500 documents) embedded with
+(:func:`vecalchemy.cli._corpus.stdlib_corpus`, about 3,500 documents) embedded with
 ``HashingEmbedder(384)``. To reach ``--rows`` rows (100,000 by default) every document
 is repeated: copy 0 is the real vector, later copies get Gaussian noise of total norm
 0.3 (about 0.015 per coordinate) and are re-normalised, so each copy keeps a cosine of
@@ -108,13 +108,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
 from vecalchemy import HNSW, Embedding
-from vecalchemy.cli.corpus import stdlib_corpus
+from vecalchemy._vectors import as_query_value
+from vecalchemy.cli._corpus import stdlib_corpus
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.load import load
 from vecalchemy.metrics import Storage
 from vecalchemy.schema import vector_indexes
 from vecalchemy.server import EmbeddedServer
-from vecalchemy.vectors import as_query_value
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -1280,7 +1280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine,
         "server": server,
         "data": {
-            "corpus": "python standard library docstrings (vecalchemy.cli.corpus.stdlib_corpus)",
+            "corpus": "python standard library docstrings (vecalchemy.cli._corpus.stdlib_corpus)",
             "documents": data.documents,
             "rows": data.rows,
             "version": data.version,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import vecalchemy.cli.corpus as corpus
-from vecalchemy.cli.corpus import CorpusDocument, stdlib_corpus
+import vecalchemy.cli._corpus as corpus
+from vecalchemy.cli._corpus import CorpusDocument, stdlib_corpus
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_never_imports_the_modules() -> None:
     """Modules are parsed, not imported: modules with side effects stay unimported."""
     code = (
         "import sys\n"
-        "from vecalchemy.cli.corpus import stdlib_corpus\n"
+        "from vecalchemy.cli._corpus import stdlib_corpus\n"
         "docs = stdlib_corpus()\n"
         "assert any(d.id.startswith('tkinter') for d in docs), 'tkinter not walked'\n"
         "bad = {'antigravity', 'this', 'tkinter', 'turtle', 'idlelib'} & set(sys.modules)\n"

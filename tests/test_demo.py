@@ -12,7 +12,7 @@ from rich.console import Console
 
 import vecalchemy
 from vecalchemy.cli import main
-from vecalchemy.cli.demo import DemoDoc, run_demo
+from vecalchemy.cli._demo import DemoDoc, run_demo
 
 
 @pytest.fixture

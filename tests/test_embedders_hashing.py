@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vecalchemy.embedders.hashing as hashing
-from vecalchemy.cli.corpus import stdlib_corpus
+from vecalchemy.cli._corpus import stdlib_corpus
 from vecalchemy.embedders import Embedder, HashingEmbedder
 from vecalchemy.errors import EmbedderError, VecalchemyError
 

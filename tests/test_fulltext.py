@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 import vecalchemy
-from vecalchemy.fulltext import (
+from vecalchemy._fulltext import (
     FULLTEXT_INFO_KEY,
     FullText,
     FullTextSpec,

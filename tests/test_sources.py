@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import vecalchemy
-from vecalchemy.cli.sources import html_to_text, read_documents
+from vecalchemy.cli._sources import html_to_text, read_documents
 
 
 def test_html_to_text_keeps_visible_text_only() -> None:

@@ -19,9 +19,15 @@ Declare the metric once, and the index and the query follow from it::
 
 from __future__ import annotations
 
-from vecalchemy.collection import Collection, CollectionHit
+from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
-from vecalchemy.engine import create_async_engine, create_engine, resolve_url, setup
+from vecalchemy.engine import (
+    DATABASE_URL_ENV,
+    create_async_engine,
+    create_engine,
+    resolve_url,
+    setup,
+)
 from vecalchemy.errors import (
     ConfigurationError,
     DimensionMismatch,
@@ -41,17 +47,29 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
-from vecalchemy.fulltext import FullText, fulltext_column
+from vecalchemy.filters import compile_filter, parse_filter
+from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
-from vecalchemy.load import LoadResult, aload, load
-from vecalchemy.metrics import Metric, Storage
+from vecalchemy.load import ConflictMode, IndexMode, LoadResult, aload, load
+from vecalchemy.metrics import (
+    INDEX_DIM_LIMITS,
+    MAX_EF_SEARCH,
+    STORAGE_DIM_LIMITS,
+    IndexMethod,
+    Metric,
+    Storage,
+)
 from vecalchemy.partitions import add_partition, hash_partitions
 from vecalchemy.query import (
+    DEFAULT_RRF_K,
     RRF,
     Explain,
     FusedQuery,
+    Fusion,
+    Leg,
     NearestPlan,
     Weighted,
+    default_candidates,
     distance,
     hybrid_query,
     multi_query,
@@ -63,18 +81,27 @@ from vecalchemy.query import (
 from vecalchemy.schema import (
     HNSW,
     Embedding,
+    EmbeddingBit,
+    EmbeddingComparator,
+    EmbeddingHalfvec,
+    EmbeddingSparsevec,
+    EmbeddingVector,
     IVFFlat,
     VectorSpec,
     defer_indexes,
     embedding_column,
+    ivfflat_lists_for,
     partial_index,
     resolve_spec,
+    vector_indexes,
 )
 from vecalchemy.search import (
     MMR,
     CrossEncoderReranker,
     FusedHit,
     Hit,
+    NearestSearch,
+    PairScorer,
     Reranker,
     ScanOptions,
     aexplain,
@@ -91,45 +118,78 @@ from vecalchemy.search import (
     run,
     search,
 )
+from vecalchemy.server import (
+    DATA_DIR_ENV,
+    ConnectArgs,
+    EmbeddedServer,
+    ServerStatus,
+    default_data_dir,
+    embedded_url,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DATABASE_URL_ENV",
+    "DATA_DIR_ENV",
+    "DEFAULT_LANGUAGE",
+    "DEFAULT_RRF_K",
     "HNSW",
+    "INDEX_DIM_LIMITS",
+    "MAX_EF_SEARCH",
     "MMR",
     "RRF",
+    "STORAGE_DIM_LIMITS",
+    "AddResult",
     "Collection",
     "CollectionHit",
     "ConfigurationError",
+    "ConflictMode",
+    "ConnectArgs",
     "CrossEncoderReranker",
     "DimensionMismatch",
+    "EmbeddedServer",
     "Embedder",
     "EmbedderError",
     "Embedding",
+    "EmbeddingBit",
+    "EmbeddingComparator",
+    "EmbeddingHalfvec",
+    "EmbeddingSparsevec",
+    "EmbeddingVector",
     "Explain",
     "ExtensionNotAvailable",
     "FilterError",
     "FullText",
+    "FullTextSpec",
     "FusedHit",
     "FusedQuery",
+    "Fusion",
     "HashingEmbedder",
     "Hit",
     "IVFFlat",
     "IndexBuildError",
+    "IndexMethod",
+    "IndexMode",
     "IndexResult",
     "InvalidArgument",
     "InvalidRows",
     "InvalidSearch",
     "InvalidSplitter",
     "InvalidVector",
+    "Leg",
     "LoadResult",
     "Metric",
     "MetricMismatch",
     "MetricRequired",
     "NearestPlan",
+    "NearestSearch",
+    "PairScorer",
+    "Record",
     "Reranker",
     "ScanOptions",
     "ServerError",
+    "ServerStatus",
     "Storage",
     "UnknownMetric",
     "UnsupportedIndex",
@@ -146,11 +206,15 @@ __all__ = [
     "arun",
     "asearch",
     "build_indexes",
+    "compile_filter",
     "create_async_engine",
     "create_engine",
+    "default_candidates",
+    "default_data_dir",
     "defer_indexes",
     "distance",
     "drop_indexes",
+    "embedded_url",
     "embedding_column",
     "explain",
     "fulltext_column",
@@ -159,11 +223,13 @@ __all__ = [
     "hybrid_query",
     "hybrid_search",
     "index_used",
+    "ivfflat_lists_for",
     "load",
     "mmr",
     "multi_query",
     "multi_search",
     "nearest",
+    "parse_filter",
     "partial_index",
     "plan_hybrid",
     "plan_multi",
@@ -173,4 +239,5 @@ __all__ = [
     "run",
     "search",
     "setup",
+    "vector_indexes",
 ]

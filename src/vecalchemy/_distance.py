@@ -12,8 +12,8 @@ from sqlalchemy import BindParameter, ColumnElement, bindparam, cast, func
 
 from vecalchemy._names import describe
 from vecalchemy._sql import QUERY_PARAM, Distance, column_of, plain_type, vector_param_type
+from vecalchemy._vectors import as_query_value
 from vecalchemy.metrics import Metric
-from vecalchemy.vectors import as_query_value
 
 if TYPE_CHECKING:
     from vecalchemy.schema import VectorSpec

@@ -32,9 +32,9 @@ from sqlalchemy.sql.elements import ColumnClause, Grouping, TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy._vectors import bits_text
 from vecalchemy.errors import InvalidArgument
 from vecalchemy.metrics import Storage
-from vecalchemy.vectors import bits_text
 
 if TYPE_CHECKING:
     from vecalchemy.metrics import IndexMethod, Metric

@@ -83,17 +83,7 @@ from sqlalchemy.types import Text
 from vecalchemy.errors import FilterError
 
 __all__ = [
-    "FIELD_OPERATORS",
-    "LOGICAL_OPERATORS",
-    "MAX_DEPTH",
-    "MAX_FIELD_LENGTH",
-    "MAX_FIELD_PARTS",
-    "MAX_FILTER_SIZE",
-    "MAX_FILTER_TEXT",
-    "MAX_IN",
-    "MAX_PARAMETERS",
     "compile_filter",
-    "json_type",
     "parse_filter",
 ]
 

@@ -68,6 +68,7 @@ from vecalchemy._sql import (
     plain_type,
     storage_of,
 )
+from vecalchemy._vectors import as_query_value
 from vecalchemy.errors import (
     InvalidArgument,
     MetricMismatch,
@@ -82,11 +83,15 @@ from vecalchemy.metrics import (
     Metric,
     Storage,
 )
-from vecalchemy.vectors import as_query_value
 
 __all__ = [
     "HNSW",
     "Embedding",
+    "EmbeddingBit",
+    "EmbeddingComparator",
+    "EmbeddingHalfvec",
+    "EmbeddingSparsevec",
+    "EmbeddingVector",
     "IVFFlat",
     "VectorSpec",
     "defer_indexes",

@@ -41,14 +41,16 @@ from vecalchemy.chunking.base import Chunk, Splitter
 from vecalchemy.chunking.character import CharacterSplitter, WholeTextSplitter
 from vecalchemy.chunking.markdown import MarkdownSplitter
 from vecalchemy.chunking.spec import get_splitter
-from vecalchemy.chunking.tokens import TokenSplitter
+from vecalchemy.chunking.tokens import Tokenizer, TokenSpans, TokenSplitter
 
 __all__ = [
     "CharacterSplitter",
     "Chunk",
     "MarkdownSplitter",
     "Splitter",
+    "TokenSpans",
     "TokenSplitter",
+    "Tokenizer",
     "WholeTextSplitter",
     "get_splitter",
 ]

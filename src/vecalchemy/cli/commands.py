@@ -13,11 +13,7 @@ if TYPE_CHECKING:
 
 from vecalchemy.cli._group import URL_OPTION, CliError, main, tail
 
-__all__ = [
-    "demo",
-    "ingest",
-    "search_command",
-]
+__all__: list[str] = []
 
 
 @main.command()
@@ -47,7 +43,7 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
 
     from rich.console import Console
 
-    from vecalchemy.cli.demo import run_demo
+    from vecalchemy.cli._demo import run_demo
 
     console = Console(quiet=as_json)
     report = run_demo(url, limit=limit, k=k, console=console, embedder=embedder)
@@ -85,7 +81,7 @@ def ingest(
 
     from rich.console import Console
 
-    from vecalchemy.cli.sources import read_documents
+    from vecalchemy.cli._sources import read_documents
     from vecalchemy.collection import Collection
     from vecalchemy.engine import create_engine
     from vecalchemy.errors import ConfigurationError

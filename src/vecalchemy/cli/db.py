@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 
 from vecalchemy.cli._group import main
 
-__all__ = [
-    "db",
-]
+__all__: list[str] = []
 
 _DATA_DIR_ENV = "VECALCHEMY_DATA_DIR"  # vecalchemy.server.DATA_DIR_ENV, without the import
 

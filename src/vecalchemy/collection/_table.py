@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from vecalchemy._fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
 from vecalchemy._names import fit_identifier, qualified
-from vecalchemy.fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
 from vecalchemy.metrics import Metric
 from vecalchemy.schema import HNSW, IVFFlat, embedding_column
 

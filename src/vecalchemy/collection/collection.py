@@ -58,6 +58,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
 
+from vecalchemy._fulltext import DEFAULT_LANGUAGE, check_language, check_query_text
 from vecalchemy._progress import Progress, progress_reporter
 from vecalchemy._typing import SearchMode
 from vecalchemy.chunking import Chunk, Splitter, get_splitter
@@ -81,7 +82,6 @@ from vecalchemy.errors import (
     MetricMismatch,
 )
 from vecalchemy.filters import compile_filter
-from vecalchemy.fulltext import DEFAULT_LANGUAGE, check_language, check_query_text
 from vecalchemy.load import load
 from vecalchemy.metrics import Metric
 from vecalchemy.query.fusion import RRF, Fusion, plan_hybrid

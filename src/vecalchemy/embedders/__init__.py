@@ -25,13 +25,25 @@ Example::
 from __future__ import annotations
 
 from vecalchemy.embedders.base import BatchedEmbedder, Embedder, is_embedder
-from vecalchemy.embedders.fastembed import FastEmbedEmbedder
-from vecalchemy.embedders.hashing import HashingEmbedder
-from vecalchemy.embedders.openai import OpenAIEmbedder
-from vecalchemy.embedders.sentence_transformers import SentenceTransformerEmbedder
-from vecalchemy.embedders.spec import get_embedder
+from vecalchemy.embedders.fastembed import DEFAULT_FASTEMBED_MODEL, FastEmbedEmbedder
+from vecalchemy.embedders.hashing import DEFAULT_STOP_WORDS, HashingEmbedder
+from vecalchemy.embedders.openai import DEFAULT_BASE_URL, OpenAIEmbedder
+from vecalchemy.embedders.sentence_transformers import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_REVISION,
+    DEFAULT_MODEL_SHA256,
+    SentenceTransformerEmbedder,
+)
+from vecalchemy.embedders.spec import SPEC_FORMS, get_embedder
 
 __all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_FASTEMBED_MODEL",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_REVISION",
+    "DEFAULT_MODEL_SHA256",
+    "DEFAULT_STOP_WORDS",
+    "SPEC_FORMS",
     "BatchedEmbedder",
     "Embedder",
     "FastEmbedEmbedder",

@@ -26,7 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vecalchemy.embedders.base import BatchedEmbedder, check_batch_size
+from vecalchemy.embedders._checks import check_batch_size
+from vecalchemy.embedders.base import BatchedEmbedder
 from vecalchemy.errors import EmbedderError
 
 __all__ = ["DEFAULT_FASTEMBED_MODEL", "FastEmbedEmbedder"]

@@ -39,14 +39,14 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from vecalchemy.embedders.base import (
-    BatchedEmbedder,
+from vecalchemy.embedders._checks import (
     as_matrix,
     batches,
     check_batch_size,
     check_query,
     check_texts,
 )
+from vecalchemy.embedders.base import BatchedEmbedder
 from vecalchemy.errors import EmbedderError
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIEmbedder"]

@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 from pgvector import Bit, HalfVector, Vector
 
+from vecalchemy._vectors import as_row, check_bits, check_dense, check_sparse_value
 from vecalchemy.load._plan import ColumnType, VectorColumn
 from vecalchemy.metrics import Storage
-from vecalchemy.vectors import as_row, check_bits, check_dense, check_sparse_value
 
 __all__ = [
     "encode_batch",

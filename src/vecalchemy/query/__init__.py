@@ -16,9 +16,13 @@ from __future__ import annotations
 from vecalchemy.query._nearest import NearestPlan, distance, nearest, plan_nearest
 from vecalchemy.query.explain import Explain
 from vecalchemy.query.fusion import (
+    DEFAULT_RRF_K,
     RRF,
     FusedQuery,
+    Fusion,
+    Leg,
     Weighted,
+    default_candidates,
     hybrid_query,
     multi_query,
     plan_hybrid,
@@ -26,11 +30,15 @@ from vecalchemy.query.fusion import (
 )
 
 __all__ = [
+    "DEFAULT_RRF_K",
     "RRF",
     "Explain",
     "FusedQuery",
+    "Fusion",
+    "Leg",
     "NearestPlan",
     "Weighted",
+    "default_candidates",
     "distance",
     "hybrid_query",
     "multi_query",

@@ -50,11 +50,11 @@ from vecalchemy._distance import (
     query_param,
     template_param,
 )
+from vecalchemy._fulltext import is_fulltext_type
 from vecalchemy._names import describe
 from vecalchemy._sql import PLAN_OPTION, QUERY_PARAM, Distance, is_vector_type
 from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
-from vecalchemy.fulltext import is_fulltext_type
 from vecalchemy.metrics import MAX_EF_SEARCH, Metric
 from vecalchemy.schema import IVFFlat, VectorSpec, resolve_spec
 

@@ -67,11 +67,7 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Label
 
-from vecalchemy._ops import divide
-from vecalchemy._sql import PLAN_OPTION, QUERY_PARAM, Distance, is_vector_type
-from vecalchemy._typing import Where
-from vecalchemy.errors import InvalidArgument, InvalidSearch
-from vecalchemy.fulltext import (
+from vecalchemy._fulltext import (
     QUERY_TEXT_PARAM,
     FullTextSpec,
     check_query_text,
@@ -79,6 +75,10 @@ from vecalchemy.fulltext import (
     resolve_fulltext,
     ts_rank_cd,
 )
+from vecalchemy._ops import divide
+from vecalchemy._sql import PLAN_OPTION, QUERY_PARAM, Distance, is_vector_type
+from vecalchemy._typing import Where
+from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH, Storage
 from vecalchemy.query._nearest import check_clauses, plan_nearest
 from vecalchemy.schema import HNSW, VectorSpec, resolve_spec

@@ -13,8 +13,15 @@ from __future__ import annotations
 from vecalchemy.search._settings import ScanOptions
 from vecalchemy.search.explain import aexplain, explain, index_used
 from vecalchemy.search.hybrid import ahybrid_search, amulti_search, hybrid_search, multi_search
-from vecalchemy.search.rerank import MMR, CrossEncoderReranker, Reranker, apply_rerank, mmr
-from vecalchemy.search.run import FusedHit, Hit, arun, run
+from vecalchemy.search.rerank import (
+    MMR,
+    CrossEncoderReranker,
+    PairScorer,
+    Reranker,
+    apply_rerank,
+    mmr,
+)
+from vecalchemy.search.run import FusedHit, Hit, NearestSearch, arun, run
 from vecalchemy.search.vector import asearch, search
 
 __all__ = [
@@ -22,6 +29,8 @@ __all__ = [
     "CrossEncoderReranker",
     "FusedHit",
     "Hit",
+    "NearestSearch",
+    "PairScorer",
     "Reranker",
     "ScanOptions",
     "aexplain",

@@ -29,7 +29,7 @@ from rich.table import Table
 from sqlalchemy import Engine, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from vecalchemy.cli.corpus import CorpusDocument, stdlib_corpus
+from vecalchemy.cli._corpus import CorpusDocument, stdlib_corpus
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
 from vecalchemy.engine import create_engine
 from vecalchemy.errors import ConfigurationError

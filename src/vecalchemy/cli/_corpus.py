@@ -7,7 +7,7 @@ tests and benchmarks. The modules are parsed with :mod:`ast`, never imported.
 
 Example::
 
-    >>> from vecalchemy.cli.corpus import stdlib_corpus
+    >>> from vecalchemy.cli._corpus import stdlib_corpus
     >>> docs = stdlib_corpus(limit=3)
     >>> [d.id for d in docs]  # doctest: +SKIP
     ['abc', 'abc.abstractmethod', 'abc.abstractclassmethod']
