@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import BindParameter, Column, ColumnElement, Dialect, Float, Table, inspect
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    ColumnElement,
+    Dialect,
+    Float,
+    Select,
+    Table,
+    inspect,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators
@@ -46,6 +55,7 @@ __all__ = [
     "PLAN_OPTION",
     "QUERY_PARAM",
     "REGISTERED_FLAG",
+    "TOP_LIMIT_ATTR",
     "BitString",
     "Distance",
     "Scan",
@@ -78,6 +88,10 @@ BUILDING: ContextVar[bool] = ContextVar("vecalchemy_building_indexes", default=F
 
 #: Attribute of a compiled statement listing the :class:`ScanNeed` s of its distances.
 NEEDS_ATTR = "_vecalchemy_scans"
+
+#: Attribute of a compiled SELECT holding its own LIMIT, when it scans a vector index:
+#: fewer rows than that means the index came back short (see vecalchemy.search._settings).
+TOP_LIMIT_ATTR = "_vecalchemy_top_limit"
 
 
 @dataclass(frozen=True)
@@ -178,24 +192,32 @@ def _compile_distance(element: Distance, compiler: SQLCompiler, **kw: Any) -> st
     return compiler.process(expr, **kw)
 
 
+def _limit_of(select: Any) -> int | BindParameter[Any] | None:
+    clause = getattr(select, "_limit_clause", None)
+    if isinstance(clause, BindParameter):
+        return clause
+    if isinstance(clause, (ColumnClause, TextClause)):
+        text = clause.name if isinstance(clause, ColumnClause) else clause.text
+        try:
+            return int(text)
+        except ValueError:
+            return None
+    return None
+
+
 def _record(compiler: SQLCompiler, scan: Scan) -> None:
     stack = getattr(compiler, "stack", None)
     select = stack[-1].get("selectable") if stack else None
-    limit: int | BindParameter[Any] | None = None
-    clause = getattr(select, "_limit_clause", None)
-    if isinstance(clause, BindParameter):
-        limit = clause
-    elif isinstance(clause, (ColumnClause, TextClause)):
-        text = clause.name if isinstance(clause, ColumnClause) else clause.text
-        try:
-            limit = int(text)
-        except ValueError:
-            limit = None
     filtered = bool(getattr(select, "_where_criteria", ()))
     needs: list[ScanNeed] = compiler.__dict__.setdefault(NEEDS_ATTR, [])
-    need = ScanNeed(scan, limit, filtered)
+    need = ScanNeed(scan, _limit_of(select), filtered)
     if need not in needs:
         needs.append(need)
+    # A SELECT statement whose own rows are the nearest ones (not an EXPLAIN, an INSERT
+    # ... SELECT or a UNION of them): its LIMIT says how many rows it must return.
+    if stack and isinstance(getattr(compiler, "statement", None), Select):
+        top = stack[0].get("selectable")
+        compiler.__dict__[TOP_LIMIT_ATTR] = _limit_of(top)
 
 
 # -- query-vector parameters ----------------------------------------------------------

@@ -77,7 +77,7 @@ from sqlalchemy.pool import Pool
 
 from vecalchemy._catalog import check_metric, indexes_sql, parse_indexes
 from vecalchemy._engine_state import engine_state
-from vecalchemy._sql import NEEDS_ATTR, Scan, ScanNeed
+from vecalchemy._sql import NEEDS_ATTR, TOP_LIMIT_ATTR, Scan, ScanNeed
 from vecalchemy._typing import Order
 from vecalchemy.errors import InvalidSearch, VecalchemyError
 from vecalchemy.metrics import MAX_EF_SEARCH
@@ -117,7 +117,9 @@ class ScanOptions:
     ``ef_search`` (1..1000) must not be below the statement's LIMIT; ``probes``
     (1..32768); ``order``: ``"strict"`` (default, rows in exact distance order) or
     ``"relaxed"`` (better recall, rows slightly out of order: for callers that
-    re-sort); ``max_scan_tuples`` and ``max_probes`` bound iterative scans.
+    re-sort); ``max_scan_tuples`` and ``max_probes`` bound iterative scans;
+    ``fallback=False`` keeps what the index returns even when it is fewer rows than the
+    statement's LIMIT (by default the statement then runs again without the index).
 
     Example::
 
@@ -130,6 +132,9 @@ class ScanOptions:
     order: Order = "strict"
     max_scan_tuples: int | None = None
     max_probes: int | None = None
+    #: Run the statement again without the vector index when it returns fewer rows than
+    #: its LIMIT (dead index entries, a selective filter); False keeps the index's rows.
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         _check_int("ef_search", self.ef_search, 1, MAX_EF_SEARCH)
@@ -457,6 +462,47 @@ def _before_cursor_execute(
     state.current.update(wanted)
 
 
+#: What an exact re-run sets: no index scan can serve it, a sequential (or bitmap) scan
+#: can, and a prepared statement is planned again rather than reusing its index plan.
+_EXACT: dict[str, Value | None] = {
+    "enable_indexscan": "off",
+    "enable_seqscan": "on",
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
+def _rows_returned(cursor: Any) -> int | None:
+    count = getattr(cursor, "rowcount", -1)
+    if isinstance(count, int) and count >= 0:
+        return count
+    rows = getattr(cursor, "_rows", None)  # SQLAlchemy's asyncpg cursor buffers its rows
+    return len(rows) if rows is not None else None
+
+
+def _fallback(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any) -> None:
+    """A SELECT that returned fewer rows than its LIMIT from a vector index runs again,
+    on the same cursor, without the index: every row that matches is found."""
+    limit = getattr(context.compiled, TOP_LIMIT_ATTR, None)
+    if limit is None or getattr(context, "_is_server_side", False):
+        return
+    options = context.execution_options.get(OPTION, _DEFAULT_OPTIONS)
+    if isinstance(options, ScanOptions) and not options.fallback:
+        return
+    wanted = _limit_value(context, limit)
+    got = _rows_returned(cursor)
+    if wanted is None or got is None or got >= wanted:
+        return
+    log.debug("index scan returned %d of %d rows; running the statement exactly", got, wanted)
+    fairy = conn.connection
+    paramstyle = conn.dialect.paramstyle
+    local = not _autocommit(fairy)
+    old = _execute(fairy, paramstyle, capture=list(_EXACT), assign=_EXACT, local=local)
+    try:
+        cursor.execute(statement, parameters)
+    finally:
+        _execute(fairy, paramstyle, assign=old, local=local)
+
+
 @event.listens_for(Engine, "after_cursor_execute")
 def _after_cursor_execute(
     conn: Connection,
@@ -468,6 +514,8 @@ def _after_cursor_execute(
 ) -> None:
     if context is None:
         return
+    if not executemany and getattr(context.compiled, NEEDS_ATTR, None):
+        _fallback(conn, cursor, statement, parameters, context)
     old = context.__dict__.pop(_RESTORE_ATTR, None)
     if old is not None:
         # AUTOCOMMIT: the session-level values go back at once. A streamed result in

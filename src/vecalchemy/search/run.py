@@ -180,7 +180,10 @@ def exact_twin(stmt: Select[Any]) -> Select[Any]:
 
 def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, list[Hit[Any]]]:
     plan = search.plan
-    options = {OPTION: search.scan}
+    # The statement's own fallback (see vecalchemy.search._settings) answers it exactly
+    # when the index returns fewer than k rows; strategy="index" keeps the index's rows.
+    scan = dataclasses.replace(search.scan, fallback=search.strategy == "auto")
+    options = {OPTION: scan}
     exact = search.strategy == "exact"
     if search.strategy == "auto" and plan.clauses and plan.table is not None:
         found = yield Execute(filter_estimate(plan.table, plan.clauses))
@@ -191,12 +194,6 @@ def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, lis
         rows = (yield Execute(plan.exact, plan.params)).all()
     else:
         rows = (yield Execute(plan.select, plan.params, options)).all()
-        if search.strategy == "auto" and len(rows) < plan.k:
-            # The index scan ran out (hnsw.max_scan_tuples, ivfflat.max_probes: a
-            # selective filter, or dead entries after updates and deletes) before k rows
-            # came back, or fewer than k rows match: an exact scan tells which, and
-            # returns every match either way.
-            rows = (yield Execute(plan.exact, plan.params)).all()
     return _hits(search, rows, orm)
 
 
