@@ -16,6 +16,7 @@ import click
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy.engine import make_url
 
 from vecalchemy.cli import main
 from vecalchemy.server import EmbeddedServer
@@ -78,6 +79,10 @@ def test_status_table(data_dir: Path) -> None:
     assert str(status.pid) in result.stdout
     assert str(status.port) in result.stdout
     assert "postgres.log" in result.stdout
+    password = EmbeddedServer(data_dir).connect_args()["password"]
+    assert password
+    assert password not in result.stdout
+    assert "***" in result.stdout
 
 
 def test_status_json(data_dir: Path) -> None:
@@ -91,11 +96,18 @@ def test_status_json(data_dir: Path) -> None:
         "running": True,
         "pid": status.pid,
         "port": status.port,
-        "url": status.url,
+        "url": fields["url"],
+        "password_file": str(EmbeddedServer(data_dir).password_file),
         "data_dir": str(data_dir),
         "log_file": str(data_dir / "postgres.log"),
         "version": "18.6",
     }
+    # The same URL as status().url, with the password masked.
+    assert status.url is not None
+    shown, real = make_url(fields["url"]), make_url(status.url)
+    assert shown.password == "***"
+    assert real.password not in result.stdout
+    assert shown.set(password=real.password) == real
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,12 @@ the plain query.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import Integer, String, insert, select
+from sqlalchemy import Engine, Integer, String, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
@@ -35,20 +37,29 @@ class Item(Base):
     coarse = Embedding(DIM, metric="l2", index=IVFFlat(lists=30))
 
 
+@pytest.fixture(scope="module")
+def _table(engine: Engine) -> Iterator[None]:
+    """The module's table, filled, indexed and analyzed once."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Item),
+            [
+                {"id": i, "tag": "rare" if i in RARE else "common", "embedding": v, "coarse": v}
+                for i, v in enumerate(VECS)
+            ],
+        )
+        vecalchemy.build_indexes(conn, Item)
+        conn.exec_driver_sql("ANALYZE filtered_items")
+    yield
+    Base.metadata.drop_all(engine)
+
+
 @pytest.fixture
-def items(session: Session) -> Session:
-    conn = session.connection()
-    Base.metadata.create_all(conn)
-    conn.execute(
-        insert(Item),
-        [
-            {"id": i, "tag": "rare" if i in RARE else "common", "embedding": v, "coarse": v}
-            for i, v in enumerate(VECS)
-        ],
-    )
-    vecalchemy.build_indexes(conn, Item)
-    conn.exec_driver_sql("ANALYZE filtered_items")
-    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+def items(_table: None, session: Session) -> Session:
+    """A session on the filled table, with sequential scans off for the test's
+    transaction; what a test writes is rolled back."""
+    session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
     return session
 
 

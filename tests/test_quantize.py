@@ -48,12 +48,21 @@ ROWS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def _table(engine: Engine) -> Iterator[None]:
+    """The module's table, filled and indexed once (three HNSW builds take a while)."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Doc), ROWS)
+        conn.exec_driver_sql("ANALYZE quant_docs")
+    yield
+    Base.metadata.drop_all(engine)
+
+
 @pytest.fixture
-def docs(session: Session) -> Session:
-    conn = session.connection()
-    Base.metadata.create_all(conn)
-    conn.execute(insert(Doc), ROWS)
-    conn.exec_driver_sql("ANALYZE quant_docs")
+def docs(_table: None, session: Session) -> Session:
+    """A session on the filled table; what a test writes is rolled back."""
+    session.connection()  # begin now: the test's statements start with its own
     return session
 
 

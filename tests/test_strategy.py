@@ -51,12 +51,21 @@ class Item(Base):
 ROWS = [{"id": i, "tag": str(TAGS[i]), "embedding": VECS[i]} for i in range(N)]
 
 
+@pytest.fixture(scope="module")
+def _table(engine: Engine) -> Iterator[None]:
+    """The module's table, filled, indexed and analyzed once."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Item), ROWS)
+        conn.exec_driver_sql("ANALYZE strategy_items")
+    yield
+    Base.metadata.drop_all(engine)
+
+
 @pytest.fixture
-def items(session: Session) -> Session:
-    conn = session.connection()
-    Base.metadata.create_all(conn)
-    conn.execute(insert(Item), ROWS)
-    conn.exec_driver_sql("ANALYZE strategy_items")
+def items(_table: None, session: Session) -> Session:
+    """A session on the filled table; what a test writes (and analyzes) is rolled back."""
+    session.connection()  # begin now: the test's statements start with its own
     return session
 
 

@@ -98,17 +98,30 @@ def down(ctx: click.Context, timeout: float) -> None:
         click.echo(f"embedded postgresql was not running in {server.data_dir}")
 
 
+def _masked(url: str | None) -> str | None:
+    """Return ``url`` with its password replaced by ``***``."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 @db.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show whether the embedded server runs, and where."""
-    info = _server(ctx).status()
+    """Show whether the embedded server runs, and where. The URL's password is masked
+    (status output ends up in bug reports); vecalchemy db url prints it, and the
+    password file holds it."""
+    server = _server(ctx)
+    info = server.status()
     fields: dict[str, Any] = {
         "running": info.running,
         "pid": info.pid,
         "port": info.port,
-        "url": info.url,
+        "url": _masked(info.url),
+        "password_file": str(server.password_file),
         "data_dir": str(info.data_dir),
         "log_file": str(info.log_file),
         "version": info.version,
