@@ -152,6 +152,8 @@ WATCHED = (
     "ivfflat.iterative_scan",
     "ivfflat.max_probes",
     "plan_cache_mode",
+    "enable_indexscan",
+    "enable_seqscan",
 )
 
 

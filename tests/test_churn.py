@@ -89,6 +89,41 @@ def test_search_after_a_rejected_load(session: Session) -> None:
     assert len(rows) == 10  # bare statements walk past the dead entries too
 
 
+def test_order_by_distance_without_limit_returns_every_row(session: Session) -> None:
+    """ORDER BY a distance without LIMIT wants every row, in order. On a server tuned for
+    SSDs (random_page_cost=1.1) the planner serves it from the HNSW index, whose scan
+    stops early: raw SQL loses rows there. vecalchemy's statement sorts instead, and the
+    setting that makes it do so is gone after it."""
+    conn = session.connection()
+    Base.metadata.create_all(conn)
+    vecs = rng.normal(size=(500, DIM)).astype(np.float32)
+    conn.execute(insert(Doc), [{"id": i, "embedding": v} for i, v in enumerate(vecs)])
+    conn.exec_driver_sql("ANALYZE churn_docs")
+    conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    q = rng.normal(size=DIM).astype(np.float32)
+    exact = np.argsort(np.linalg.norm(vecs - q, axis=1), kind="stable").tolist()
+
+    # The hazard is real: the same query in plain SQL returns a fraction of the table.
+    conn.exec_driver_sql("SET LOCAL hnsw.ef_search = 10")
+    raw = conn.execute(
+        sa.text("SELECT id FROM churn_docs ORDER BY embedding <-> CAST(:q AS vector)"),
+        {"q": str(q.tolist())},
+    ).all()
+    assert len(raw) < 500
+
+    stmt = sa.select(Doc.id).order_by(Doc.embedding.l2_distance(q))
+    tight = vecalchemy.ScanOptions(ef_search=10, max_scan_tuples=50)
+    for statement in (stmt, stmt.execution_options(vecalchemy=tight)):
+        assert session.execute(statement).scalars().all() == exact
+    plan = vecalchemy.explain(session, stmt)
+    assert "ix_churn_docs_embedding_hnsw" not in plan
+    assert "Sort" in plan
+    assert conn.exec_driver_sql("SHOW enable_indexscan").scalar() == "on"
+    # With a LIMIT the index serves it as before.
+    assert vecalchemy.index_used(session, stmt.limit(10)) == "ix_churn_docs_embedding_hnsw"
+
+
 @pytest.mark.slow
 def test_concurrent_searches_and_upserts_always_return_k(engine: sa.Engine, name: str) -> None:
     """8 threads, half searching, half rewriting the collection's documents, for 8 s:

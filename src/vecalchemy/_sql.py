@@ -194,6 +194,8 @@ def _compile_distance(element: Distance, compiler: SQLCompiler, **kw: Any) -> st
 
 def _limit_of(select: Any) -> int | BindParameter[Any] | None:
     clause = getattr(select, "_limit_clause", None)
+    if clause is None:
+        clause = getattr(select, "_fetch_clause", None)  # FETCH FIRST n ROWS
     if isinstance(clause, BindParameter):
         return clause
     if isinstance(clause, (ColumnClause, TextClause)):

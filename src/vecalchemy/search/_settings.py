@@ -218,6 +218,14 @@ def settings_for(
         settings["ivfflat.max_probes"] = str(options.max_probes or DEFAULT_MAX_PROBES)
     if any(filtered for _, _, filtered in scans):
         settings["plan_cache_mode"] = "force_custom_plan"
+    if any(limit is None for _, limit, _ in scans):
+        # A distance in a SELECT without a LIMIT (all rows in order, or a filter on the
+        # distance): an index scan would stop after ef_search rows, or max_scan_tuples,
+        # where the caller wants them all. A planner that thinks random reads cheap
+        # (random_page_cost=1.1) picks one, and so does one told enable_seqscan=off;
+        # a sort never loses rows.
+        settings["enable_indexscan"] = "off"
+        settings["enable_seqscan"] = "on"
     return settings
 
 
