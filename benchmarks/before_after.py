@@ -27,8 +27,13 @@ connections for the whole run and answers the driver over stdin/stdout. One warm
 pass (its hits give recall@10 against the same worker's raw psycopg), then
 ``--rounds`` rounds: in each round one worker runs all its contenders over all queries,
 then the other; OLD goes first in even rounds, NEW in odd ones, and within a worker the
-contenders' order rotates each round. Only one worker runs at a time. Each figure is
-the median over the rounds of the per-round median latency.
+contenders' order rotates each round. Only one worker runs at a time. Latencies and
+client CPU times are the median over the rounds of each round's median. Ratios are
+paired, so that the drifts of a shared machine (often +-30% from one round to the next)
+cancel out: ``/ raw`` is the median over the rounds of the contender's median divided
+by raw psycopg's median in the same round and worker; ``NEW / OLD`` the median over the
+rounds of NEW's median divided by OLD's in the same round (the two turns are adjacent
+in time), with the interquartile range of those per-round ratios.
 
 Round trips: afterwards each worker builds its contenders again, connected through a
 byte-level proxy on a Unix socket (:class:`_overhead_worker.CountingProxy`), warms
@@ -38,7 +43,7 @@ messages (statements). The timed rounds never go through the proxy.
 
 Outputs ``benchmarks/results/before_after.json`` and prints a markdown table::
 
-    .venv/bin/python benchmarks/before_after.py                  # about 3 minutes
+    .venv/bin/python benchmarks/before_after.py                  # about 4 minutes
     .venv/bin/python benchmarks/before_after.py --rows 20000 --queries 100 --rounds 2
 """
 
@@ -152,8 +157,9 @@ def recall(reference: list[list[int]], hits: list[list[int]]) -> float:
 
 def markdown_table(report: dict[str, Any]) -> str:
     lines = [
-        "| contender | OLD median ms | NEW median ms | OLD / raw | NEW / raw | NEW / OLD "
-        "| recall@10 OLD | recall@10 NEW | round trips OLD | round trips NEW |",
+        "| contender | OLD median ms | NEW median ms | OLD / raw | NEW / raw "
+        "| NEW / OLD (IQR) | client CPU ms OLD → NEW | recall@10 OLD / NEW "
+        "| round trips OLD | round trips NEW |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for c in report["contenders"].values():
@@ -164,11 +170,14 @@ def markdown_table(report: dict[str, Any]) -> str:
             st = v.get("statements_per_query")
             return "?" if rt is None else f"{rt:.2f} ({st:.2f} stmts)"
 
+        lo, hi = c["new_over_old_iqr"]
         lines.append(
             f"| {c['label']} | {old['median_ms']:.3f} | {new['median_ms']:.3f} "
             f"| {old['ratio_to_raw_psycopg']:.2f}x | {new['ratio_to_raw_psycopg']:.2f}x "
-            f"| {c['new_over_old']:.3f} | {old['recall_vs_raw_psycopg']:.3f} "
-            f"| {new['recall_vs_raw_psycopg']:.3f} | {trips(old)} | {trips(new)} |"
+            f"| {c['new_over_old']:.3f} ({lo:.2f}-{hi:.2f}) "
+            f"| {old['client_cpu_ms_per_query']:.3f} → {new['client_cpu_ms_per_query']:.3f} "
+            f"| {old['recall_vs_raw_psycopg']:.3f} / {new['recall_vs_raw_psycopg']:.3f} "
+            f"| {trips(old)} | {trips(new)} |"
         )
     return "\n".join(lines)
 
@@ -177,7 +186,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the table")
     parser.add_argument("--queries", type=int, default=500, help="query vectors per pass")
-    parser.add_argument("--rounds", type=int, default=6, help="measured rounds (even: fair)")
+    parser.add_argument("--rounds", type=int, default=12, help="measured rounds (even: fair)")
     parser.add_argument(
         "--roundtrip-queries", type=int, default=50, help="queries counted through the proxy"
     )
@@ -272,16 +281,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "p95_ms": med(v, key, "p95_ms"),
                 "qps": med(v, key, "qps"),
                 "client_cpu_ms_per_query": med(v, key, "cpu_ms"),
-                "ratio_to_raw_psycopg": med(v, key, "median_ms")
-                / med(v, "raw_psycopg", "median_ms"),
+                "ratio_to_raw_psycopg": float(
+                    statistics.median(
+                        r[key]["median_ms"] / r["raw_psycopg"]["median_ms"] for r in rounds[v]
+                    )
+                ),
                 "recall_vs_raw_psycopg": recall(hits[v]["raw_psycopg"], hits[v][key]),
                 **counts[v].get(key, {}),
                 "rounds": [r[key] for r in rounds[v]],
             }
+        paired = [
+            n[key]["median_ms"] / o[key]["median_ms"]
+            for o, n in zip(rounds["old"], rounds["new"], strict=True)
+        ]
+        q1, _, q3 = np.percentile(paired, [25, 50, 75]).tolist()
         contenders[key] = {
             "label": labels[key],
             **per,
-            "new_over_old": per["new"]["median_ms"] / per["old"]["median_ms"],
+            "new_over_old": float(statistics.median(paired)),
+            "new_over_old_iqr": [q1, q3],
+            "new_over_old_per_round": paired,
         }
     report = {
         "benchmark": "before_after",
