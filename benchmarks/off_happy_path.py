@@ -205,6 +205,14 @@ VOCABULARY = _VOCABULARY.split()
 REVISED = _REVISED.split()
 
 
+def short(name: object) -> str:
+    """The exception's own name, the driver's when SQLAlchemy wraps it: ``UniqueViolation``."""
+    text = str(name)
+    if "(orig " in text:
+        text = text.split("(orig ", 1)[1].rstrip(")")
+    return text.rsplit(".", 1)[-1]
+
+
 def words(n: int, rng: np.random.Generator, vocabulary: Sequence[str] = VOCABULARY) -> str:
     return " ".join(vocabulary[int(i)] for i in rng.integers(0, len(vocabulary), n))
 
@@ -368,7 +376,7 @@ def rejected_load(ctx: Context) -> tuple[Any, dict[str, Any]]:
             exact = [r[0] for r in conn.exec_driver_sql(exact_sql, {"q": str(q.tolist())})]
         hits.append(len(found))
         recalls.append(len(set(found) & set(exact)) / 10)
-    return statistics.median(hits), {
+    return int(statistics.median(hits)), {
         "load_error": error,
         "hits_per_query": hits,
         "recall_vs_exact": float(np.mean(recalls)),
@@ -589,7 +597,7 @@ def metric_mismatch_build_indexes(ctx: Context) -> tuple[Any, dict[str, Any]]:
     after = _vector_indexes(engine, "ohp_metric")
     value = f"{len(before)} -> {len(after)} vector indexes"
     if error:
-        value += f" (error: {error.rsplit('.', 1)[-1]})"
+        value += f" (error: {short(error)})"
     else:
         value += f" (build_indexes: {', '.join(a.split(': ')[1] for a in actions)})"
     return value, {"before": before, "after": after, "error": error, "actions": actions}
@@ -689,7 +697,7 @@ def collection_on_plain_table(ctx: Context) -> tuple[Any, dict[str, Any]]:
         changes.append("comment")
     value = ("changed: " + "; ".join(changes)) if changes else "unchanged"
     if error:
-        value += f" (search error: {error.rsplit('.', 1)[-1]})"
+        value += f" (search error: {short(error)})"
     return value, {"before": before, "after": after, "search_error": error}
 
 
@@ -874,6 +882,18 @@ def no_limit_fresh_cluster(ctx: Context) -> tuple[Any, dict[str, Any]]:
     return len(rows), {"of": 5_000, "scan": scan_kind(plan), "random_page_cost": rpc}
 
 
+def no_limit_embedding_column(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    engine = engine_for(ctx)
+    doc = docs50k(engine)
+    with Session(engine) as session:
+        # A server tuned for SSDs (the value OLD wrote into its own clusters).
+        session.execute(text("SET LOCAL random_page_cost = 1.1"))
+        stmt = select(doc.id).order_by(doc.embedding.cosine_distance(queries()[0]))
+        rows = session.execute(stmt).all()
+        plan = explain(session, stmt)
+    return len(rows), {"of": ROWS, "scan": scan_kind(plan), "random_page_cost": "1.1"}
+
+
 @dataclass(frozen=True)
 class Reproduction:
     name: str
@@ -1027,6 +1047,13 @@ REPRODUCTIONS = [
         "40",
         no_limit_fresh_cluster,
     ),
+    Reproduction(
+        "no_limit_embedding_column",
+        "select(Doc.id).order_by(cosine_distance), no LIMIT, 50k rows, "
+        "random_page_cost 1.1: rows (not in the issue)",
+        "not stated (bug: < 50,000)",
+        no_limit_embedding_column,
+    ),
 ]
 BY_NAME = {r.name: r for r in REPRODUCTIONS}
 
@@ -1149,11 +1176,6 @@ def run_in_subprocess(
     return record
 
 
-def short(name: object) -> str:
-    """The last dotted part of an exception's name: ``psycopg.errors.UniqueViolation``."""
-    return str(name).rsplit(".", 1)[-1]
-
-
 def cell(record: dict[str, Any] | None) -> str:
     """One table cell: the value, and the details that say what it means."""
     if record is None:
@@ -1180,6 +1202,8 @@ def cell(record: dict[str, Any] | None) -> str:
         extra = f" (recall vs exact {recall:.2f}; load: {short(d.get('load_error'))})"
     elif name in ("nearest_k100", "nearest_filtered_k40", "out_of_order_after_filtered"):
         extra = f" ({d.get('scan')})"
+    elif name == "no_limit_embedding_column":
+        extra = f" of {d.get('of', 0):,} ({d.get('scan')})"
     elif name == "no_limit_fresh_cluster":
         extra = f" of 5,000 ({d.get('scan')}, random_page_cost {d.get('random_page_cost')})"
     elif name == "data_dir_shell_injection":
