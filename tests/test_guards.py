@@ -213,7 +213,11 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
-        ([0.1, 0.2], vecalchemy.DimensionMismatch, "has 2 dimensions but column guard_docs"),
+        (
+            [0.1, 0.2],
+            vecalchemy.DimensionMismatch,
+            "^a value for column guard_docs.embedding has 2 dimensions but the column has 8",
+        ),
         ([math.nan] * DIM, vecalchemy.InvalidVector, "non-finite value"),
         ([0.0] * DIM, vecalchemy.InvalidVector, "all zeros"),
         ("not a vector", vecalchemy.InvalidVector, "not a string"),
@@ -245,7 +249,10 @@ def test_core_writes_are_checked(session: Session, statements: list[str]) -> Non
     rows = [{"id": i, "embedding": v} for i, v in enumerate(VECS[:5])]
     rows.append({"id": 99, "embedding": [1.0] * (DIM + 1)})
     statements.clear()
-    with pytest.raises(vecalchemy.DimensionMismatch, match="has 9 dimensions"):
+    with pytest.raises(
+        vecalchemy.DimensionMismatch,
+        match=r"^a value for column guard_docs\.embedding has 9 dimensions but the column has 8;",
+    ):
         conn.execute(insert(Doc.__table__), rows)
     assert statements == []
     assert _count(session, "guard_docs") == 0  # and the transaction still works

@@ -464,8 +464,8 @@ class _Checked:
                     value,
                     dim=dim,
                     storage=storage,
-                    column=label,
-                    what=f"value for {label}",
+                    column="the column",
+                    what=f"a value for {label}",
                     zero_ok=zero_ok,
                 )
             return inner(value) if inner is not None else value
