@@ -103,6 +103,25 @@ def test_search_errors(name: str, server_url: sa.URL) -> None:
         assert message in result.stderr, (where, result.stderr)
 
 
+def test_search_with_another_embedder_is_refused(
+    folder: Path, name: str, server_url: sa.URL
+) -> None:
+    """search --embedder naming another model than the collection's: exit 1, the message
+    names both (the stored one by the spec to pass); the collection still searches."""
+    url = server_url.render_as_string(hide_password=False)
+    code, _, err = _run("ingest", str(folder), "-c", name, "--embedder", "hashing", "--url", url)
+    assert code == 0, err
+    result = CliRunner().invoke(
+        main, ["search", "cats", "-c", name, "--embedder", "hashing:128", "--url", url]
+    )
+    assert result.exit_code == 1
+    assert "stores 384-dimension vectors but embedder hashing-v1:dim=128" in result.stderr
+    assert "use the embedder it was built with (hashing)" in result.stderr
+    code, out, err = _run("search", "cats", "-c", name, "--url", url, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["id"] == f"{folder.as_posix()}/guide/cats.md"
+
+
 def test_ingest_nothing_readable(tmp_path: Path, name: str, server_url: sa.URL) -> None:
     """A folder with no readable files is a clean error."""
     (tmp_path / "x.bin").write_bytes(b"\x00\x01")

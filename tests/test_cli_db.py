@@ -190,6 +190,7 @@ def test_psql_reaches_the_database_named_on_its_command_line(
     assert default.stdout.strip() == "postgres postgres"
 
 
+@pytest.mark.slow
 def test_psql_starts_the_server_first() -> None:
     """db psql on a stopped server starts it (the server keeps running afterwards)."""
     with _cluster_dir() as path:

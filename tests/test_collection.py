@@ -197,6 +197,7 @@ def test_search_uses_the_hnsw_index(coll: Collection, engine: sa.Engine) -> None
         assert vecalchemy.index_used(conn, stmt) == f"ix_{coll.name}_embedding_hnsw"
 
 
+@pytest.mark.slow
 def test_add_more_ids_than_postgres_parameters(coll: Collection) -> None:
     """70,000 documents in one add(): ids travel as one array, not 70,000 parameters."""
     n = 70_000

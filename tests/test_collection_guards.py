@@ -270,6 +270,7 @@ def test_add_of_an_existing_id_by_a_concurrent_writer_is_a_clean_error(
 # -- adds into a live collection do not lock readers out -----------------------------------
 
 
+@pytest.mark.slow
 def test_a_large_add_into_a_live_collection_keeps_its_index(
     coll: Collection, statements: list[str]
 ) -> None:

@@ -60,6 +60,7 @@ def test_demo_full_corpus(demo_engine: sa.Engine) -> None:
     assert "timings" in text
 
 
+@pytest.mark.slow
 def test_demo_cli_json(demo_engine: sa.Engine, server_url: sa.URL) -> None:
     """`vecalchemy demo --limit --json` prints a machine-readable report."""
     result = CliRunner().invoke(

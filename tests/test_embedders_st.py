@@ -106,6 +106,7 @@ def test_pinned_output(minilm: SentenceTransformerEmbedder) -> None:
     np.testing.assert_allclose(vector[:6], expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_batching_200_texts(minilm: SentenceTransformerEmbedder) -> None:
     """200 texts with batch_size=4: 16 batches (64 texts) per model call, same vectors."""
     texts = [f"sentence number {i} about topic {i % 7}" for i in range(200)]

@@ -125,6 +125,7 @@ def test_examples_are_documented() -> None:
         assert f"[`{name}`]({name})" in readme, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs(name: str, server_url: sa.URL) -> None:
     """The example exits 0 on the test database, warns nothing and prints what it shows."""

@@ -214,6 +214,7 @@ def in_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300,
     deadline=None,

@@ -119,6 +119,7 @@ def test_float64_and_list_columns(pg: sa.Engine, docs: sa.Table) -> None:
     assert column_array(pg, docs.c.embedding, np.float32)[2:].tolist() == objects.tolist()
 
 
+@pytest.mark.slow
 def test_generator_is_streamed_in_batches(pg: sa.Engine, docs: sa.Table) -> None:
     """25,000 rows from a generator load in batches: memory holds a batch, not the input."""
     dim = 3

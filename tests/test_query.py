@@ -194,6 +194,7 @@ def test_nearest_is_composable(session: Session) -> None:
     assert rows[0].distance == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_large_table_uses_index_without_hints(connection: Connection) -> None:
     """On a realistically sized table the planner picks the HNSW index on its own."""
     md = sa.MetaData()

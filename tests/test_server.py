@@ -608,6 +608,7 @@ def test_long_data_dir_uses_a_short_socket_dir(cluster_dir: Path) -> None:
             status.socket_dir.rmdir()  # postgres removed its socket files
 
 
+@pytest.mark.slow
 def test_concurrent_starts_run_initdb_once(cluster_dir: Path) -> None:
     """Two processes starting a new cluster at once: one initdb, one server, both succeed."""
     data_dir = cluster_dir / "concurrent"

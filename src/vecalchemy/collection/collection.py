@@ -290,10 +290,12 @@ class Collection:
             raise ConfigurationError(_not_ours(self.name))
         config = state.config or {}
         if state.dim is not None and state.dim != self.embedder.dim:
+            built_with = config.get("embedder")
+            which = f" ({built_with})" if built_with else ""
             raise ConfigurationError(
                 f"collection {self.name!r} stores {state.dim}-dimension vectors but embedder "
                 f"{self.embedder.name} makes {self.embedder.dim}; use the embedder it "
-                "was built with, or another collection name"
+                f"was built with{which}, or another collection name"
             )
         stored_metric = config.get("metric")
         if stored_metric is not None and stored_metric != self.metric.value:
