@@ -166,12 +166,12 @@ def docs50k(engine: sa.Engine) -> Any:
 
 
 def explain(conn: Any, stmt: Any) -> str:
-    """The plan of a SQLAlchemy statement, sent as plain SQL (no vecalchemy settings)."""
-    bind = conn.get_bind() if isinstance(conn, Session) else conn
-    compiled = stmt.compile(dialect=bind.dialect)
-    runner = conn.connection() if isinstance(conn, Session) else conn
-    rows = runner.exec_driver_sql(f"EXPLAIN {compiled}", dict(compiled.params)).all()
-    return "\n".join(r[0] for r in rows)
+    """The plan a SQLAlchemy statement runs with: ``vecalchemy.explain``, which both
+    versions have (in NEW it runs through the statement's own settings, as the statement
+    itself does)."""
+    import vecalchemy
+
+    return vecalchemy.explain(conn, stmt)
 
 
 def scan_kind(plan: str) -> str:
