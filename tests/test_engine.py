@@ -553,6 +553,37 @@ async def test_server_without_pgvector(server_url: URL, driver: str) -> None:
                 await eng.dispose()
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_pgvector_older_than_0_8_is_refused(server_url: URL, driver: str) -> None:
+    """A database whose pgvector predates iterative scans (0.8.0) gets ExtensionNotAvailable
+    naming its version and the fix, on connect, instead of every search failing on
+    set_config('hnsw.iterative_scan'). The embedded server ships 0.8.6 only, so this
+    scratch database's catalog records 0.7.4 (what ALTER EXTENSION would read)."""
+    with fresh_database(
+        server_url,
+        "CREATE EXTENSION vector",
+        "UPDATE pg_extension SET extversion = '0.7.4' WHERE extname = 'vector'",
+    ) as admin_url:
+        url = _with_driver(admin_url, driver)
+        if driver == "psycopg":
+            eng: Any = vecalchemy.create_engine(url)
+        else:
+            eng = vecalchemy.create_async_engine(url)
+        try:
+            for _ in range(2):  # refused on every connection, not only the first
+                with pytest.raises(ExtensionNotAvailable) as info:
+                    await _open_and_close(eng)
+                message = str(info.value)
+                assert message.startswith("this database has pgvector 0.7.4; vecalchemy needs")
+                assert "0.8.0 or later" in message
+                assert "ALTER EXTENSION vector UPDATE" in message
+        finally:
+            if driver == "psycopg":
+                eng.dispose()
+            else:
+                await eng.dispose()
+
+
 # -- the embedded server restarts under an engine ------------------------------------------
 
 

@@ -97,4 +97,4 @@ def hamming_candidates_distance(
     col = column_of(column)
     codes = cast(func.binary_quantize(column), spec.indexplain_type())
     query_codes = func.binary_quantize(cast(param, spec.queryplain_type()))
-    return Distance(codes, query_codes, Metric.HAMMING.operator, spec.scan(col))
+    return Distance(codes, query_codes, Metric.HAMMING.operator, spec.scan(col), candidates=True)

@@ -25,6 +25,11 @@ class EngineState:
         self.checked: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
 
+    def remember(self, key: tuple[str, str, str]) -> None:
+        """Record that ``key``'s indexes agree with the declared metric."""
+        with self._lock:
+            self.checked.add(key)
+
     def forget(self, table: str) -> None:
         """Check ``table``'s indexes again on next use (its indexes changed)."""
         with self._lock:

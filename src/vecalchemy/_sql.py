@@ -89,8 +89,9 @@ BUILDING: ContextVar[bool] = ContextVar("vecalchemy_building_indexes", default=F
 #: Attribute of a compiled statement listing the :class:`ScanNeed` s of its distances.
 NEEDS_ATTR = "_vecalchemy_scans"
 
-#: Attribute of a compiled SELECT holding its own LIMIT, when it scans a vector index:
-#: fewer rows than that means the index came back short (see vecalchemy.search._settings).
+#: Attribute of a compiled SELECT holding its own LIMIT, when its own ORDER BY scans a
+#: vector index (or its candidates subquery does): fewer rows than that means the index
+#: came back short (see vecalchemy.search._settings).
 TOP_LIMIT_ATTR = "_vecalchemy_top_limit"
 
 
@@ -135,12 +136,13 @@ class ScanNeed:
 
     ``limit`` is that SELECT's LIMIT: an int, a bind parameter whose value is read at
     execution, or None (no LIMIT). ``filtered`` is True when the SELECT has a WHERE
-    clause.
+    clause. ``offset``: its OFFSET, read the same way (the scan must reach past it).
     """
 
     scan: Scan
     limit: int | BindParameter[Any] | None
     filtered: bool
+    offset: int | BindParameter[Any] | None = None
 
 
 class Distance(ColumnElement[float]):
@@ -157,6 +159,7 @@ class Distance(ColumnElement[float]):
         ("right", InternalTraversal.dp_clauseelement),
         ("operator", InternalTraversal.dp_string),
         ("scan", InternalTraversal.dp_plain_obj),
+        ("candidates", InternalTraversal.dp_boolean),
     ]
     type = Float()
 
@@ -166,11 +169,16 @@ class Distance(ColumnElement[float]):
         right: ColumnElement[Any],
         operator: str,
         scan: Scan | None,
+        *,
+        candidates: bool = False,
     ) -> None:
         self.left = left
         self.right = right
         self.operator = operator
         self.scan = scan
+        #: The distance of a candidates subquery whose rows the enclosing SELECT re-ranks
+        #: (a binary-quantized search): that SELECT's LIMIT is the one to check.
+        self.candidates = candidates
 
     @property
     def _from_objects(self) -> list[Any]:
@@ -187,7 +195,7 @@ class Distance(ColumnElement[float]):
 @compiles(Distance)
 def _compile_distance(element: Distance, compiler: SQLCompiler, **kw: Any) -> str:
     if element.scan is not None:
-        _record(compiler, element.scan)
+        _record(compiler, element.scan, candidates=element.candidates)
     expr = element.left.op(element.operator, return_type=Float)(element.right)
     return compiler.process(expr, **kw)
 
@@ -196,6 +204,14 @@ def _limit_of(select: Any) -> int | BindParameter[Any] | None:
     clause = getattr(select, "_limit_clause", None)
     if clause is None:
         clause = getattr(select, "_fetch_clause", None)  # FETCH FIRST n ROWS
+    return _count_of(clause)
+
+
+def _offset_of(select: Any) -> int | BindParameter[Any] | None:
+    return _count_of(getattr(select, "_offset_clause", None))
+
+
+def _count_of(clause: Any) -> int | BindParameter[Any] | None:
     if isinstance(clause, BindParameter):
         return clause
     if isinstance(clause, (ColumnClause, TextClause)):
@@ -207,19 +223,27 @@ def _limit_of(select: Any) -> int | BindParameter[Any] | None:
     return None
 
 
-def _record(compiler: SQLCompiler, scan: Scan) -> None:
+def _record(compiler: SQLCompiler, scan: Scan, *, candidates: bool = False) -> None:
     stack = getattr(compiler, "stack", None)
     select = stack[-1].get("selectable") if stack else None
     filtered = bool(getattr(select, "_where_criteria", ()))
     needs: list[ScanNeed] = compiler.__dict__.setdefault(NEEDS_ATTR, [])
-    need = ScanNeed(scan, _limit_of(select), filtered)
+    need = ScanNeed(scan, _limit_of(select), filtered, _offset_of(select))
     if need not in needs:
         needs.append(need)
-    # A SELECT statement whose own rows are the nearest ones (not an EXPLAIN, an INSERT
-    # ... SELECT or a UNION of them): its LIMIT says how many rows it must return.
-    if stack and isinstance(getattr(compiler, "statement", None), Select):
-        top = stack[0].get("selectable")
-        compiler.__dict__[TOP_LIMIT_ATTR] = _limit_of(top)
+    # A SELECT statement whose own rows are the nearest ones: the distance is in its own
+    # ORDER BY (or in the candidates subquery right under it), not in a subquery of
+    # the caller's, an EXPLAIN, an INSERT ... SELECT or a UNION. Its LIMIT says how many
+    # rows it must return. Not a SELECT ... FOR UPDATE: running it again would lock
+    # rows it does not return.
+    statement = getattr(compiler, "statement", None)
+    depth = len(stack) if stack else 0
+    if (
+        isinstance(statement, Select)
+        and (depth == 1 or (candidates and depth == 2))
+        and getattr(stack[0].get("selectable"), "_for_update_arg", None) is None  # type: ignore[index]
+    ):
+        compiler.__dict__[TOP_LIMIT_ATTR] = _limit_of(stack[0].get("selectable"))  # type: ignore[index]
 
 
 # -- query-vector parameters ----------------------------------------------------------

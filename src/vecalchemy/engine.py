@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -244,9 +245,28 @@ class _ExtensionCheck:
 
 
 _SCHEMA_SQL = (
-    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-    "WHERE e.extname = 'vector'"
+    "SELECT n.nspname, e.extversion FROM pg_extension e "
+    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
 )
+
+#: The oldest pgvector vecalchemy runs on: iterative index scans (hnsw.iterative_scan,
+#: hnsw.max_scan_tuples, ivfflat.max_probes) arrived in 0.8.0.
+MIN_PGVECTOR = (0, 8, 0)
+
+
+def _check_version(version: str) -> None:
+    """Raise :class:`ExtensionNotAvailable` for a pgvector older than :data:`MIN_PGVECTOR`."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < MIN_PGVECTOR:
+        wanted = ".".join(map(str, MIN_PGVECTOR))
+        raise ExtensionNotAvailable(
+            f"this database has pgvector {version}; vecalchemy needs {wanted} or later "
+            "(its searches use iterative index scans). Install a newer pgvector on the "
+            "server, then run: ALTER EXTENSION vector UPDATE;"
+        )
 
 
 def _ensure_extension(dbapi_connection: Any) -> str:
@@ -282,6 +302,7 @@ def _ensure_extension(dbapi_connection: Any) -> str:
         dbapi_connection.commit()
     finally:
         cursor.close()
+    _check_version(str(row[1]))
     return str(row[0])
 
 

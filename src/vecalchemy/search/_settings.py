@@ -64,9 +64,11 @@ index serves another metric: every query would silently scan the table).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,8 +285,16 @@ def statement_settings(context: Any) -> dict[str, Value] | None:
         raise InvalidSearch(
             f"the {OPTION!r} execution option must be vecalchemy.ScanOptions(...), got {options!r}"
         )
-    scans = [(n.scan, _limit_value(context, n.limit), n.filtered) for n in needs]
+    scans = [(n.scan, _rows_to_scan(context, n), n.filtered) for n in needs]
     return settings_for(scans, options)
+
+
+def _rows_to_scan(context: Any, need: ScanNeed) -> int | None:
+    """How many rows the scan must produce: the LIMIT, plus the OFFSET it skips."""
+    limit = _limit_value(context, need.limit)
+    if limit is None:
+        return None
+    return limit + (_limit_value(context, need.offset) or 0)
 
 
 # -- the SQL that applies them ----------------------------------------------------------
@@ -388,11 +398,13 @@ class _State:
     saved: dict[str, str | None] = field(default_factory=dict)
     #: What vecalchemy set, in effect now.
     current: dict[str, Value] = field(default_factory=dict)
-    #: Server-side cursors whose rows are still computed with ``current``.
-    streams: list[Any] = field(default_factory=list)
+    #: The execution contexts of streamed results whose server-side cursors still
+    #: compute their rows with ``current``. Weak references: a result the caller
+    #: abandoned (a loop left early) stops counting once it is garbage.
+    streams: list[weakref.ref[Any]] = field(default_factory=list)
 
     def streaming(self) -> bool:
-        self.streams = [c for c in self.streams if not _closed(c)]
+        self.streams = [ref for ref in self.streams if _open(ref)]
         return bool(self.streams)
 
     def clear(self) -> None:
@@ -401,11 +413,15 @@ class _State:
         self.streams.clear()
 
 
-def _closed(cursor: Any) -> bool:
+def _open(ref: weakref.ref[Any]) -> bool:
+    context = ref()
+    cursor = getattr(context, "cursor", None)
+    if cursor is None:
+        return False
     closed = getattr(cursor, "closed", None)
     if isinstance(closed, bool):
-        return closed
-    return getattr(cursor, "_cursor", None) is None  # SQLAlchemy's asyncpg cursor
+        return not closed
+    return getattr(cursor, "_cursor", None) is not None  # SQLAlchemy's asyncpg cursor
 
 
 def _autocommit(fairy: Any) -> bool:
@@ -498,17 +514,30 @@ def _fallback(conn: Connection, cursor: Any, statement: str, parameters: Any, co
         return
     wanted = _limit_value(context, limit)
     got = _rows_returned(cursor)
-    if wanted is None or got is None or got >= wanted:
+    if wanted is None or got is None or got >= wanted or _writes(context.compiled):
         return
     log.debug("index scan returned %d of %d rows; running the statement exactly", got, wanted)
     fairy = conn.connection
     paramstyle = conn.dialect.paramstyle
     local = not _autocommit(fairy)
     old = _execute(fairy, paramstyle, capture=list(_EXACT), assign=_EXACT, local=local)
+    if local:
+        # If the exact run fails, its error is the one to see: the transaction (or its
+        # savepoint) is aborted, and rolling it back puts the settings back.
+        cursor.execute(statement, parameters)
+        _execute(fairy, paramstyle, assign=old, local=True)
+        return
     try:
         cursor.execute(statement, parameters)
     finally:
-        _execute(fairy, paramstyle, assign=old, local=local)
+        _execute(fairy, paramstyle, assign=old, local=False)
+
+
+def _writes(compiled: Any) -> bool:
+    """Whether the statement holds a data-modifying CTE (``WITH ... INSERT ...``): it
+    must not run twice."""
+    ctes = getattr(compiled, "ctes", None) or {}
+    return any(getattr(getattr(cte, "element", None), "is_dml", False) for cte in ctes)
 
 
 @event.listens_for(Engine, "after_cursor_execute")
@@ -533,7 +562,7 @@ def _after_cursor_execute(
     if getattr(context, "_is_server_side", False) and statement_settings(context) is not None:
         state = _state(conn.connection)
         if state is not None:
-            state.streams.append(cursor)
+            state.streams.append(weakref.ref(context))
 
 
 @event.listens_for(Engine, "handle_error")
@@ -550,11 +579,18 @@ def _handle_error(context: Any) -> Any:
                     _execute(fairy, connection.dialect.paramstyle, assign=old, local=False)
                 except Exception:  # the connection is unusable; the pool will drop it
                     fairy.invalidate()
-            else:
-                # In a transaction, a failed statement aborts it (or its savepoint):
-                # the server puts the settings back when it is rolled back.
+            elif isinstance(original, connection.dialect.loaded_dbapi.Error):
+                # In a transaction, a statement the server refused aborts it (or its
+                # savepoint), and rolling back puts the settings back; the restore then
+                # fails and is not needed. A driver error raised before anything was sent
+                # left the transaction working: the restore is needed, and runs. An
+                # error that is not the driver's (a vecalchemy check, a bind value)
+                # leaves the state as it is, for the next statement to restore.
+                # (An open stream keeps them: its rows are still computed with them.)
                 state = _state(fairy)
-                if state is not None:
+                if state is not None and not state.streaming():
+                    with contextlib.suppress(Exception):
+                        _restore(fairy, connection.dialect.paramstyle, state)
                     state.clear()
     # A value refused by a checked column type (or another vecalchemy check) while the
     # statement's parameters were processed: raise it as it is, not as StatementError.
@@ -611,7 +647,7 @@ def _check_indexes(conn: Connection, context: Any) -> None:
             assert scan.opclass is not None
             label = f"column {_display(scan.table)}.{scan.column}"
             check_metric(label, scan.column, scan.opclass, scan.metric, indexes)
-            state.checked.add((scan.table, scan.column, scan.opclass))
+            state.remember((scan.table, scan.column, scan.opclass))
 
 
 def _display(qualified: str) -> str:
