@@ -187,7 +187,7 @@ def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, lis
     exact = search.strategy == "exact"
     if search.strategy == "auto" and plan.clauses and plan.table is not None:
         found = yield Execute(filter_estimate(plan.table, plan.clauses))
-        ef = search.scan.ef_search or max(DEFAULT_EF_SEARCH, plan.k)
+        ef = search.scan.ef_search or max(DEFAULT_EF_SEARCH, plan.scan_size)
         exact = prefers_exact_scan(found.scalar(), ef_search=ef)
     if exact:
         # No settings are sent: no vector index serves the exact statement.
