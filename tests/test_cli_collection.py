@@ -131,3 +131,158 @@ def test_ingest_nothing_readable(tmp_path: Path, name: str, server_url: sa.URL) 
     )
     assert result.exit_code == 1
     assert "no readable" in result.stderr
+
+
+def _count(name: str, url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(f'SELECT count(DISTINCT id) FROM "{name}"').scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_ingest_ids_do_not_depend_on_how_the_path_is_typed(
+    folder: Path, name: str, server_url: sa.URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same tree ingested as `corpus`, `/abs/corpus`, `./corpus/../corpus` and `.`
+    (from inside its parent) stays 4 documents, all unchanged after the first."""
+    url = server_url.render_as_string(hide_password=False)
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for rel in DOCS:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        target = corpus / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).rename(target)
+    monkeypatch.chdir(folder)
+    code, out, err = _run(
+        "ingest", "corpus", "-c", name, "--embedder", "hashing", "--url", url, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["documents_embedded"] == 4
+    for given in (str(corpus), "./corpus/../corpus", "."):
+        code, out, err = _run("ingest", given, "-c", name, "--url", url, "--json")
+        assert code == 0, err
+        summary = json.loads(out)
+        assert (summary["documents_embedded"], summary["documents_unchanged"]) == (0, 4), given
+        assert _count(name, url) == 4
+    code, out, _ = _run("search", "install", "-c", name, "--url", url, "--json", "-k", "1")
+    assert json.loads(out)[0]["id"] == "corpus/install.md"
+
+
+def test_prune_removes_only_documents_whose_files_are_gone(
+    folder: Path, name: str, server_url: sa.URL, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Without --prune a deleted file's document stays and is counted as stale; with it,
+    the document is deleted and no longer found. Documents from another directory, and
+    one added through the Python API, survive."""
+    from vecalchemy import Collection, create_engine
+
+    url = server_url.render_as_string(hide_password=False)
+    other = tmp_path_factory.mktemp("other")
+    (other / "birds.md").write_text("# Birds\n\nBirds sing at dawn.\n")
+    for path in (folder, other):
+        code, _, err = _run("ingest", str(path), "-c", name, "--embedder", "hashing", "--url", url)
+        assert code == 0, err
+    engine = create_engine(url)
+    try:
+        Collection.open(name, engine=engine).upsert(
+            ["Cats also appear in the API note."],
+            ids=["api-note"],
+            metadata=[{"source": f"{folder.as_posix()}/guide/api.md"}],
+        )
+    finally:
+        engine.dispose()
+    assert _count(name, url) == 6
+    (folder / "guide" / "cats.md").unlink()
+    cats_id = f"{folder.as_posix()}/guide/cats.md"
+
+    code, out, err = _run("ingest", str(folder), "-c", name, "--url", url, "--json")
+    assert code == 0, err
+    assert (json.loads(out)["stale"], json.loads(out)["pruned"]) == (1, 0)
+    code, out, err = _run("ingest", str(folder), "-c", name, "--url", url)
+    assert "1 documents whose files are gone are still in" in err
+    assert "--prune" in err
+    assert _count(name, url) == 6
+
+    code, out, err = _run("ingest", str(folder), "-c", name, "--url", url, "--prune", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["stale"], json.loads(out)["pruned"]) == (0, 1)
+    assert _count(name, url) == 5
+    code, out, _ = _run(
+        "search", "cats sleep and purr", "-c", name, "--url", url, "--json", "-k", "10"
+    )
+    ids = [h["id"] for h in json.loads(out)]
+    assert cats_id not in ids
+    assert "api-note" in ids
+    assert f"{other.as_posix()}/birds.md" in ids
+
+    code, out, err = _run("ingest", str(folder), "-c", name, "--url", url, "--prune", "--json")
+    assert json.loads(out)["pruned"] == 0  # nothing left to prune
+
+
+def test_prune_of_an_emptied_directory(folder: Path, name: str, server_url: sa.URL) -> None:
+    """--prune on a directory whose files are all gone deletes their documents (no
+    'no readable files' error); without --prune it is an error."""
+    url = server_url.render_as_string(hide_password=False)
+    code, _, err = _run(
+        "ingest", str(folder / "guide"), "-c", name, "--embedder", "hashing", "--url", url
+    )
+    assert code == 0, err
+    for path in (folder / "guide").iterdir():
+        path.unlink()
+    code, _, err = _run("ingest", str(folder / "guide"), "-c", name, "--url", url)
+    assert code == 1
+    assert "no readable" in err
+    code, out, err = _run(
+        "ingest", str(folder / "guide"), "-c", name, "--url", url, "--prune", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["pruned"] == 2
+    assert _count(name, url) == 0
+
+
+def test_ingest_reports_skipped_files(folder: Path, name: str, server_url: sa.URL) -> None:
+    """The summary (and --json) lists each skipped file with its reason."""
+    url = server_url.render_as_string(hide_password=False)
+    (folder / "blob.txt").write_bytes(b"\x00\x01\x02")
+    (folder / "latin.md").write_bytes("# Café\n\nLe café est très chaud.".encode("latin-1"))
+    (folder / "empty.md").write_text("")
+    (folder / "data.csv").write_text("a,b")
+    args = ("-c", name, "--embedder", "hashing", "--url", url)
+    code, out, err = _run("ingest", str(folder), str(folder / "data.csv"), *args, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["files"] == 4
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in summary["skipped"]}
+    assert reasons["blob.txt"] == "binary (NUL bytes)"
+    assert reasons["latin.md"].startswith("not valid utf-8 text")
+    assert "pass --encoding" in reasons["latin.md"]
+    assert reasons["empty.md"] == "empty"
+    assert reasons["data.csv"].startswith("unsupported suffix '.csv'")
+    assert len(reasons) == 4
+    code, _, err = _run("ingest", str(folder), *args)
+    assert "skipped 3 files:" in err  # data.csv is not named this time
+    assert "blob.txt: binary (NUL bytes)" in err
+
+
+def test_ingest_with_encoding(folder: Path, name: str, server_url: sa.URL) -> None:
+    """A Latin-1 file ingested with --encoding latin-1 is searchable with its accents; an
+    unknown encoding is a usage error."""
+    url = server_url.render_as_string(hide_password=False)
+    latin = folder / "latin.md"
+    latin.write_bytes("# Café\n\nLe café crème est très chaud.".encode("latin-1"))
+    args = ("-c", name, "--embedder", "hashing", "--url", url)
+    code, out, err = _run("ingest", str(latin), *args, "--encoding", "latin-1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["skipped"] == []
+    code, out, _ = _run("search", "café crème", "-c", name, "--url", url, "--json", "-k", "1")
+    hit = json.loads(out)[0]
+    assert hit["id"] == latin.as_posix()
+    assert "café crème est très chaud" in hit["text"]
+    result = CliRunner().invoke(main, ["ingest", str(latin), *args, "--encoding", "klingon"])
+    assert result.exit_code == 2
+    assert "unknown encoding 'klingon'" in result.stderr

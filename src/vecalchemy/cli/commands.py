@@ -11,7 +11,7 @@ import click
 if TYPE_CHECKING:
     pass
 
-from vecalchemy.cli._group import URL_OPTION, CliError, main, tail
+from vecalchemy.cli._group import URL_OPTION, main, tail
 
 __all__: list[str] = []
 
@@ -61,6 +61,22 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
 )
 @click.option("--glob", help="Only files matching this pattern, e.g. '**/*.md'.")
 @click.option("--splitter", help="Chunking: markdown[:size:overlap], chars:..., tokens:..., none.")
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory that ids are relative to (default: the current directory).",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete the documents this command stored from these paths whose files are gone.",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Encoding of the text files, e.g. latin-1 or cp1252.",
+)
 @URL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def ingest(
@@ -69,23 +85,45 @@ def ingest(
     embedder: str | None,
     glob: str | None,
     splitter: str | None,
+    root: Path | None,
+    prune: bool,
+    encoding: str,
     url: str | None,
     as_json: bool,
 ) -> None:
     """Add text, Markdown, reStructuredText and HTML files to a collection.
 
-    Directories are searched recursively. Each file is one document whose id is its
-    path; ingesting again re-embeds only the files whose text changed.
+    Directories are searched recursively. Each file is one document; ingesting again
+    re-embeds only the files whose text changed. A document's id is the file's resolved
+    path (symlinks followed) relative to --root, which defaults to the current
+    directory, or its absolute path when it lies outside: `docs`, `./docs`, `/abs/docs`
+    and `.` in the parent directory give the same ids (docs/guide.md), and a file
+    reached twice is one document. Pass --root where the command may run from another
+    directory.
+
+    Files that are binary, not valid text in --encoding, empty, unreadable, or named
+    explicitly with an unsupported suffix are skipped and listed with the reason.
+    Documents stored by an earlier ingest of these paths whose files are gone are
+    counted as stale; --prune deletes them (never documents from other paths, nor ones
+    added through the Python API).
+
+    \b
+    Example:
+      vecalchemy ingest docs README.md -c kb --prune
     """
-    import time
-
     from rich.console import Console
+    from rich.markup import escape
 
-    from vecalchemy.cli._sources import read_documents
+    from vecalchemy.cli._ingest import ingest_files
+    from vecalchemy.cli._sources import check_encoding
     from vecalchemy.collection import Collection
     from vecalchemy.engine import create_engine
-    from vecalchemy.errors import ConfigurationError
+    from vecalchemy.errors import ConfigurationError, InvalidArgument
 
+    try:
+        check_encoding(encoding)
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc), param_hint="--encoding") from exc
     console = Console(stderr=True, quiet=as_json)
     engine = create_engine(url)
     try:
@@ -103,36 +141,58 @@ def ingest(
                 embedder=embedder or "minilm",
                 splitter=splitter or "markdown",
             )
-        docs = list(read_documents(paths, glob=glob))
-        if not docs:
-            raise CliError("no readable text, Markdown, reStructuredText or HTML files found")
-        started = time.perf_counter()
-        result = collection.upsert(
-            [d.text for d in docs],
-            metadata=[d.metadata for d in docs],
-            ids=[d.id for d in docs],
-            progress=not as_json,  # a bar with rows/s on stderr
+        report = ingest_files(
+            collection,
+            paths,
+            glob=glob,
+            encoding=encoding,
+            root=root,
+            prune=prune,
+            progress=not as_json,
         )
-        seconds = time.perf_counter() - started
+        result, seconds = report.result, report.seconds
         summary = {
             "collection": name,
             "embedder": collection.embedder.name,
-            "files": len(docs),
+            "files": report.files,
             "documents_embedded": result.documents,
             "documents_unchanged": result.skipped,
             "chunks": result.chunks,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
+            "pruned": len(report.pruned),
+            "stale": len(report.stale),
             "seconds": round(seconds, 3),
             "chunks_per_second": round(result.chunks / seconds, 1) if seconds else None,
         }
         if as_json:
-            click.echo(json.dumps(summary, indent=2))
-        else:
+            click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+            return
+        console.print(
+            f"[bold]{escape(name)}[/]: {result.documents} files embedded as {result.chunks} "
+            f"chunks, {result.skipped} unchanged, in {seconds:.1f} s with "
+            f"{escape(collection.embedder.name)}"
+        )
+        if report.skipped:
+            console.print(f"skipped {len(report.skipped)} files:")
+            for s in report.skipped[:_SHOWN]:
+                console.print(
+                    f"  {escape(s.path)}: {escape(s.reason)}", highlight=False, soft_wrap=True
+                )
+            if len(report.skipped) > _SHOWN:
+                console.print(f"  ... and {len(report.skipped) - _SHOWN} more (--json lists all)")
+        if report.pruned:
+            console.print(f"pruned {len(report.pruned)} documents whose files are gone")
+        if report.stale:
             console.print(
-                f"[bold]{name}[/]: {result.documents} files embedded as {result.chunks} chunks, "
-                f"{result.skipped} unchanged, in {seconds:.1f} s with {collection.embedder.name}"
+                f"{len(report.stale)} documents whose files are gone are still in {name}; "
+                "pass --prune to delete them"
             )
     finally:
         engine.dispose()
+
+
+#: Skipped files listed in the human summary (--json lists all).
+_SHOWN = 20
 
 
 @main.command(name="search")
