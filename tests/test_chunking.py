@@ -17,6 +17,7 @@ from vecalchemy.chunking import (
     Chunk,
     MarkdownSplitter,
     Splitter,
+    TokenLimitSplitter,
     TokenSplitter,
     WholeTextSplitter,
     get_splitter,
@@ -784,3 +785,72 @@ def test_get_splitter_results_split(text: str, spec: str) -> None:
     """Splitters from specs keep the offset invariant."""
     assume(text.strip())
     assert all(text[c.start : c.end] == c.text for c in get_splitter(spec).split(text))
+
+
+# --- TokenLimitSplitter ------------------------------------------------------------------
+
+
+@PROPERTY
+@given(text=texts, size=st.integers(1, 40), inner=st.integers(1, 400))
+def test_token_limit_splitter_bounds_every_chunk(text: str, size: int, inner: int) -> None:
+    """Every chunk has at most `size` tokens (tokenized on its own), offsets hold, chunks
+    are in order, and together they cover the text, whatever the inner splitter made."""
+    for splitter in (MarkdownSplitter(size=inner), WholeTextSplitter()):
+        fit = TokenLimitSplitter(splitter, size, tokenizer=word_tokens)
+        chunks = fit.split(text)
+        check_chunks(
+            text, chunks, size, len(text), measure=lambda s, e: len(word_tokens(text[s:e]))
+        )
+
+
+def test_token_limit_splitter_keeps_chunks_that_fit() -> None:
+    """Chunks within the budget are the inner splitter's, headings and offsets alike; only
+    the one over it is split, at a sentence end rather than after its heading."""
+    doc = (
+        "# Short\n\nA few words here.\n\n"
+        "# Long\n\nOne two three four five six. Seven eight nine ten eleven twelve.\n"
+    )
+    inner = MarkdownSplitter(size=1000)
+    fit = TokenLimitSplitter(inner, 9, overlap=0, tokenizer=word_tokens)
+    got = [(c.heading, c.text) for c in fit.split(doc)]
+    assert got[0] == ("Short", "# Short\n\nA few words here.")
+    assert inner.split(doc)[0].text == got[0][1]
+    assert got[1:] == [
+        ("Long", "# Long\n\nOne two three four five six."),
+        ("Long", "Seven eight nine ten eleven twelve."),
+    ]
+
+
+def test_token_limit_splitter_refits_pieces_whose_tokens_change() -> None:
+    """A tokenizer whose tokens depend on context (here: a text's first word is one token
+    per character) is re-applied to each piece until every piece fits."""
+
+    def first_word_by_chars(text: str) -> list[tuple[int, int]]:
+        spans = word_tokens(text)
+        if not spans:
+            return spans
+        a, b = spans[0]
+        return [(i, i + 1) for i in range(a, b)] + spans[1:]
+
+    text = "abc def ghi jkl mno pqr stu vwx"
+    fit = TokenLimitSplitter(WholeTextSplitter(), 3, overlap=0, tokenizer=first_word_by_chars)
+    chunks = fit.split(text)
+    assert all(len(first_word_by_chars(c.text)) <= 3 for c in chunks)
+    check_chunks(text, chunks, 3, 3, measure=lambda s, e: len(first_word_by_chars(text[s:e])))
+
+
+def test_token_limit_splitter_drops_pieces_inside_others() -> None:
+    """When the inner chunks overlap by more than the budget, pieces that lie inside
+    another are dropped, and starts and ends still increase."""
+    text = " ".join(f"w{i}" for i in range(40))
+    inner = CharacterSplitter(size=60, overlap=40)
+    chunks = TokenLimitSplitter(inner, 4, overlap=0, tokenizer=word_tokens).split(text)
+    check_chunks(text, chunks, 4, len(text), measure=lambda s, e: len(word_tokens(text[s:e])))
+
+
+def test_token_limit_splitter_rejects_a_non_splitter() -> None:
+    """The wrapped splitter must be a Splitter; size and overlap are checked as usual."""
+    with pytest.raises(InvalidSplitter, match="splitter must be a Splitter"):
+        TokenLimitSplitter("markdown", 10)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSplitter, match="overlap must be smaller than size"):
+        TokenLimitSplitter(WholeTextSplitter(), 4, 4)

@@ -19,6 +19,9 @@ Four splitters share one :class:`Splitter` protocol (``split`` and ``split_many`
   :attr:`Chunk.heading`.
 * :class:`WholeTextSplitter` -- one chunk per document (the spec ``"none"``).
 
+:class:`TokenLimitSplitter` wraps any of them and splits again every chunk over a token
+budget: :class:`~vecalchemy.Collection` uses it to fit chunks to its embedder's window.
+
 :func:`get_splitter` turns a short spec (``"chars:1000:200"``, ``"tokens:256:32"``,
 ``"markdown"``, ``"none"``) into a splitter, for the CLI and configuration files.
 
@@ -41,13 +44,14 @@ from vecalchemy.chunking.base import Chunk, Splitter
 from vecalchemy.chunking.character import CharacterSplitter, WholeTextSplitter
 from vecalchemy.chunking.markdown import MarkdownSplitter
 from vecalchemy.chunking.spec import get_splitter
-from vecalchemy.chunking.tokens import Tokenizer, TokenSpans, TokenSplitter
+from vecalchemy.chunking.tokens import Tokenizer, TokenLimitSplitter, TokenSpans, TokenSplitter
 
 __all__ = [
     "CharacterSplitter",
     "Chunk",
     "MarkdownSplitter",
     "Splitter",
+    "TokenLimitSplitter",
     "TokenSpans",
     "TokenSplitter",
     "Tokenizer",

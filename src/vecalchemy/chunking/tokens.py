@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -12,6 +13,7 @@ from vecalchemy.chunking._split import (
     DEFAULT_SEPARATORS,
     WORD_SPLIT,
     CutRule,
+    Level,
     OverlapRule,
     SplitMany,
     TokenSpace,
@@ -21,10 +23,10 @@ from vecalchemy.chunking._split import (
     separator_rules,
     spans,
 )
-from vecalchemy.chunking.base import Chunk
+from vecalchemy.chunking.base import Chunk, Splitter
 from vecalchemy.errors import InvalidSplitter
 
-__all__ = ["TokenSpans", "TokenSplitter", "Tokenizer"]
+__all__ = ["TokenLimitSplitter", "TokenSpans", "TokenSplitter", "Tokenizer"]
 
 #: A tokenizer as :class:`TokenSplitter` accepts it directly: text -> token spans.
 TokenSpans = Callable[[str], Sequence[tuple[int, int]]]
@@ -43,6 +45,31 @@ def _word_tokens(text: str) -> tuple[list[int], list[int]]:
     # collecting match objects.
     offsets = list(accumulate(map(len, WORD_SPLIT.split(text))))
     return offsets[0::2][:-1], offsets[1::2]
+
+
+def _spans_function(tok: Tokenizer | None) -> Callable[[str], Any] | None:
+    """``text -> token spans`` for a tokenizer (``None`` for the built-in tokens)."""
+    if tok is None:
+        return None  # the built-in tokens take a faster path
+    if callable(getattr(tok, "encode", None)):
+
+        def spans_of(text: str) -> Any:
+            encoding = tok.encode(text)  # type: ignore[union-attr]
+            offsets = getattr(encoding, "offsets", None)
+            if offsets is None:
+                raise InvalidSplitter(
+                    f"{type(tok).__name__}.encode() returned no .offsets; pass a "
+                    "tokenizers.Tokenizer, or a callable returning (start, end) spans"
+                )
+            return offsets
+
+        return spans_of
+    if callable(tok):
+        return tok
+    raise InvalidSplitter(
+        "tokenizer must be None, a callable returning (start, end) token spans, "
+        f"or an object with encode(text).offsets, got {tok!r}"
+    )
 
 
 def _units(text: str, spans: Iterable[Any]) -> tuple[list[int], list[int], list[int]]:
@@ -141,30 +168,7 @@ class TokenSplitter(SplitMany):
         seps, cut_rule, overlap_rule = separator_rules(self.separators)
         object.__setattr__(self, "separators", seps)
         object.__setattr__(self, "_rules", (cut_rule, overlap_rule))
-        tok = self.tokenizer
-        spans_of: Callable[[str], Any] | None
-        if tok is None:
-            spans_of = None  # the built-in tokens take a faster path in split()
-        elif callable(getattr(tok, "encode", None)):
-
-            def spans_of(text: str) -> Any:
-                encoding = tok.encode(text)  # type: ignore[union-attr]
-                offsets = getattr(encoding, "offsets", None)
-                if offsets is None:
-                    raise InvalidSplitter(
-                        f"{type(tok).__name__}.encode() returned no .offsets; pass a "
-                        "tokenizers.Tokenizer, or a callable returning (start, end) spans"
-                    )
-                return offsets
-
-        elif callable(tok):
-            spans_of = tok
-        else:
-            raise InvalidSplitter(
-                "tokenizer must be None, a callable returning (start, end) token spans, "
-                f"or an object with encode(text).offsets, got {tok!r}"
-            )
-        object.__setattr__(self, "_spans_of", spans_of)
+        object.__setattr__(self, "_spans_of", _spans_function(self.tokenizer))
 
     def split(self, text: str) -> list[Chunk]:
         """The chunks of ``text``; see the class for how it is cut.
@@ -175,14 +179,110 @@ class TokenSplitter(SplitMany):
             ['a b', 'c']
         """
         text = check_text(text)
-        assert self.overlap is not None
-        cum: Sequence[int]
+        return make_chunks(text, self._spans(text, self._units_of(text)))
+
+    def _units_of(self, text: str) -> tuple[list[int], list[int], Sequence[int]]:
         if self._spans_of is None:
             starts, ends = _word_tokens(text)
-            cum = range(len(starts) + 1)
-        else:
-            starts, ends, cum = _units(text, self._spans_of(text))
+            return starts, ends, range(len(starts) + 1)
+        return _units(text, self._spans_of(text))
+
+    def _spans(
+        self, text: str, units: tuple[list[int], list[int], Sequence[int]]
+    ) -> list[tuple[int, int]]:
+        assert self.overlap is not None
+        starts, ends, cum = units
         if not starts:
             return []
         space = TokenSpace(text, starts, ends, cum, self.size, self.overlap)
-        return make_chunks(text, spans(text, space, 0, *self._rules))
+        return spans(text, space, 0, *self._rules)
+
+
+# How many times a piece is re-tokenized and split again when, tokenized on its own, it
+# still has more tokens than the budget (a cut inside a word can change its tokens).
+_REFITS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLimitSplitter(SplitMany):
+    """The chunks of ``splitter``, with every chunk of more than ``size`` tokens split again.
+
+    Each chunk of ``splitter`` is tokenized on its own with ``tokenizer`` (as for
+    :class:`TokenSplitter`); one with more than ``size`` tokens is split as
+    :class:`TokenSplitter` splits a text (``overlap`` tokens shared, default 32, or an
+    eighth of ``size`` below 256), and every piece is checked again the same way. So no
+    chunk has more than ``size`` tokens of ``tokenizer``, nothing of the text is lost, and
+    chunks that fit are the chunks of ``splitter`` (same offsets and headings).
+
+    :class:`~vecalchemy.Collection` wraps its splitter in one for an embedder with a
+    token window (``max_tokens``) and a tokenizer (``token_spans``): ``size`` is the
+    window less the special tokens the model adds (254 for all-MiniLM-L6-v2).
+
+    Example::
+
+        >>> from vecalchemy.chunking import CharacterSplitter
+        >>> fit = TokenLimitSplitter(CharacterSplitter(size=1000), size=3, overlap=0)
+        >>> [c.text for c in fit.split("one two three four five. six")]
+        ['one two three', 'four five.', 'six']
+    """
+
+    splitter: Splitter
+    size: int = 256
+    overlap: int | None = None
+    tokenizer: Tokenizer | None = field(default=None, kw_only=True)
+    _tokens: TokenSplitter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.splitter, Splitter):
+            raise InvalidSplitter(f"splitter must be a Splitter, got {self.splitter!r}")
+        tokens = TokenSplitter(self.size, self.overlap, tokenizer=self.tokenizer)
+        object.__setattr__(self, "overlap", tokens.overlap)
+        object.__setattr__(self, "_tokens", tokens)
+
+    def split(self, text: str) -> list[Chunk]:
+        """The chunks of ``text``: ``splitter``'s, those over ``size`` tokens split again.
+
+        Example::
+
+            >>> from vecalchemy.chunking import WholeTextSplitter
+            >>> fit = TokenLimitSplitter(WholeTextSplitter(), size=2, overlap=0)
+            >>> [(c.start, c.text) for c in fit.split("a b c")]
+            [(0, 'a b'), (4, 'c')]
+        """
+        text = check_text(text)
+        pieces: list[tuple[int, int, str | None]] = []
+        for chunk in self.splitter.split(text):
+            for s, e in self._fit(chunk.text, 0, _REFITS):
+                pieces.append((chunk.start + s, chunk.start + e, chunk.heading))
+        # Pieces of two overlapping chunks can interleave, or one can lie inside another
+        # (a short tail within the next chunk's overlap): in start order, drop those.
+        pieces.sort(key=lambda p: (p[0], -p[1]))
+        out: list[Chunk] = []
+        for a, b, heading in pieces:
+            if not out or b > out[-1].end:
+                out.append(Chunk(text[a:b], a, b, len(out), heading))
+        return out
+
+    def _fit(self, text: str, offset: int, refits: int) -> list[tuple[int, int]]:
+        """Spans (offset by ``offset``) of ``text`` with at most ``size`` tokens each."""
+        assert self.overlap is not None
+        starts, ends, cum = self._tokens._units_of(text)
+        if not starts or cum[-1] <= self.size or refits == 0:
+            return [(offset, offset + len(text))]
+        cut_rule, overlap_rule = self._tokens._rules
+        half = max(self.size // 2, 1)
+
+        def at_least_half_full(p: int) -> list[tuple[Sequence[Level], int]]:
+            # A cut at a paragraph break right after a heading would leave the heading
+            # alone: prefer cuts that fill half the budget, at any level, first.
+            i = bisect_left(starts, p)
+            j = bisect_right(cum, cum[i] + half) - 2
+            after = ends[max(i, j)]
+            plans = cut_rule(p)
+            return [*((levels, max(a, after)) for levels, a in plans), *plans]
+
+        space = TokenSpace(text, starts, ends, cum, self.size, self.overlap)
+        out: list[tuple[int, int]] = []
+        for s, e in spans(text, space, 0, at_least_half_full, overlap_rule):
+            out += self._fit(text[s:e], offset + s, refits - 1)
+        return out

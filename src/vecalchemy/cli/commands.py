@@ -111,6 +111,8 @@ def ingest(
     Example:
       vecalchemy ingest docs README.md -c kb --prune
     """
+    import warnings
+
     from rich.console import Console
     from rich.markup import escape
 
@@ -141,15 +143,18 @@ def ingest(
                 embedder=embedder or "minilm",
                 splitter=splitter or "markdown",
             )
-        report = ingest_files(
-            collection,
-            paths,
-            glob=glob,
-            encoding=encoding,
-            root=root,
-            prune=prune,
-            progress=not as_json,
-        )
+        with warnings.catch_warnings():
+            # Truncated chunks are in the summary below, said once and in its words.
+            warnings.simplefilter("ignore", UserWarning)
+            report = ingest_files(
+                collection,
+                paths,
+                glob=glob,
+                encoding=encoding,
+                root=root,
+                prune=prune,
+                progress=not as_json,
+            )
         result, seconds = report.result, report.seconds
         summary = {
             "collection": name,
@@ -161,6 +166,8 @@ def ingest(
             "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
             "pruned": len(report.pruned),
             "stale": len(report.stale),
+            "truncated_chunks": result.truncated_chunks,
+            "truncated_tokens": result.truncated_tokens,
             "seconds": round(seconds, 3),
             "chunks_per_second": round(result.chunks / seconds, 1) if seconds else None,
         }
@@ -186,6 +193,14 @@ def ingest(
             console.print(
                 f"{len(report.stale)} documents whose files are gone are still in {name}; "
                 "pass --prune to delete them"
+            )
+        if result.truncated_chunks:
+            console.print(
+                f"[yellow]warning:[/] {result.truncated_chunks} chunks are longer than the "
+                f"model's window: it ignored their last {result.truncated_tokens} tokens in "
+                "all; use --splitter markdown (which fits chunks to the window) or a smaller "
+                "size",
+                highlight=False,
             )
     finally:
         engine.dispose()

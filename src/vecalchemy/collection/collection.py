@@ -49,7 +49,8 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,13 @@ from sqlalchemy import Engine, delete, func, select
 from vecalchemy._fulltext import DEFAULT_LANGUAGE, check_language, check_query_text
 from vecalchemy._progress import Progress, progress_reporter
 from vecalchemy._typing import SearchMode
-from vecalchemy.chunking import Chunk, Splitter, get_splitter
+from vecalchemy.chunking import (
+    Chunk,
+    Splitter,
+    TokenLimitSplitter,
+    WholeTextSplitter,
+    get_splitter,
+)
 from vecalchemy.collection._table import (
     TSV,
     TableState,
@@ -143,13 +150,28 @@ class Record:
 
 @dataclass
 class AddResult:
-    """What :meth:`Collection.add` or :meth:`Collection.upsert` did."""
+    """What :meth:`Collection.add` or :meth:`Collection.upsert` did.
+
+    ``documents`` were embedded as ``chunks``; ``skipped`` (upsert) kept their vectors,
+    their text and embedder being unchanged. ``truncated_chunks`` chunks are longer than
+    the embedder's window (``max_tokens``), so the model ignored their last
+    ``truncated_tokens`` tokens in all: only a splitter that does not size chunks by
+    the embedder's tokens (``"none"``, or a :class:`~vecalchemy.chunking.Splitter`
+    object) can make them, and a warning says so.
+
+    Example::
+
+        result = docs.upsert(texts, ids=ids)
+        result.documents, result.chunks, result.skipped, result.truncated_chunks
+    """
 
     ids: list[str]
     documents: int = 0
     chunks: int = 0
     skipped: int = 0  # upsert: documents whose text and embedder were unchanged
     seconds: dict[str, float] = field(default_factory=dict)
+    truncated_chunks: int = 0
+    truncated_tokens: int = 0
 
 
 def _collection_hit(row: Any, distance: float, similarity: float) -> CollectionHit:
@@ -177,7 +199,14 @@ class Collection:
     see :func:`vecalchemy.embedders.get_embedder`) or an embedder object. ``metric`` and
     ``index`` declare the embedding column as :func:`vecalchemy.Embedding` does.
     ``splitter`` chooses the chunking (:func:`vecalchemy.chunking.get_splitter`; default
-    ``"markdown"``). ``engine`` defaults to :func:`vecalchemy.create_engine` (the
+    ``"markdown"``). With a spec that sizes chunks (``"markdown..."``, ``"chars..."``,
+    ``"tokens..."``) and an embedder that has a token window and a tokenizer
+    (``max_tokens``, ``token_spans``, ``count_tokens``: MiniLM and other
+    sentence-transformers models), every chunk longer than the window is split again
+    with the embedder's tokenizer (:class:`~vecalchemy.chunking.TokenLimitSplitter`), so
+    the model sees all of the text; ``"none"`` and splitter objects are used as they
+    are, and chunks past the window are counted in :class:`AddResult` with a warning.
+    ``engine`` defaults to :func:`vecalchemy.create_engine` (the
     embedded server unless configured). ``language`` is the text search configuration
     of the full-text column (``"english"``, ``"simple"``, ...; see ``mode="hybrid"``).
 
@@ -212,6 +241,12 @@ class Collection:
         self.metric = Metric.parse(metric)
         self.embedder = get_embedder(embedder)
         self.splitter = get_splitter(splitter)
+        # Specs that size chunks are vecalchemy's choice, and fit the embedder's window;
+        # "none" and splitter objects are the caller's, used as they are.
+        self._fit_window = (splitter is None or isinstance(splitter, str)) and not isinstance(
+            self.splitter, WholeTextSplitter
+        )
+        self._chunker: tuple[Splitter, int | None, Callable[[str], int] | None] | None = None
         self.language = check_language(language)
         # Recorded in the table's comment so that open() can rebuild the collection.
         self._config = {
@@ -430,10 +465,37 @@ class Collection:
             docs.append((doc_id, text, dict(meta or {})))
         return docs
 
-    def _chunk(self, docs: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[int, Chunk]]:
+    def _chunking(self) -> tuple[Splitter, int | None, Callable[[str], int] | None]:
+        """The splitter to use, and the window and token counter to check chunks against
+        (``None`` when the splitter already fits chunks to the window, or there is none)."""
+        if self._chunker is None:
+            embedder = self.embedder
+            window = getattr(embedder, "max_tokens", None)
+            spans = getattr(embedder, "token_spans", None)
+            count = getattr(embedder, "count_tokens", None)
+            if not isinstance(window, int) or window < 1 or not callable(count):
+                self._chunker = (self.splitter, None, None)
+            elif self._fit_window and callable(spans):
+                budget = max(window - int(count("")), 1)  # less [CLS] and [SEP], or others
+                fitted = TokenLimitSplitter(self.splitter, budget, tokenizer=spans)
+                self._chunker = (fitted, None, None)
+            else:
+                self._chunker = (self.splitter, window, count)
+        return self._chunker
+
+    def _chunk(
+        self, docs: list[tuple[str, str, dict[str, Any]]], result: AddResult
+    ) -> list[tuple[int, Chunk]]:
+        splitter, window, count = self._chunking()
         out: list[tuple[int, Chunk]] = []
         for n, (_, text, _) in enumerate(docs):
-            out.extend((n, c) for c in self.splitter.split(text))
+            out.extend((n, c) for c in splitter.split(text))
+        if window is not None and count is not None:
+            for _, c in out:
+                over = int(count(c.text)) - window
+                if over > 0:
+                    result.truncated_chunks += 1
+                    result.truncated_tokens += over
         return out
 
     def _embed(
@@ -483,7 +545,7 @@ class Collection:
         unchanged = self._unchanged(docs, hashes, stored) if replace else set()
         todo = [n for n in range(len(docs)) if n not in unchanged]
         started = time.perf_counter()
-        pieces = self._chunk([docs[n] for n in todo])
+        pieces = self._chunk([docs[n] for n in todo], result)
         result.seconds["chunk"] = time.perf_counter() - started
         started = time.perf_counter()
         vectors = self._embed([c.text for _, c in pieces], batch_size, progress)
@@ -502,7 +564,7 @@ class Collection:
                 late = sorted(unchanged - still)  # changed by another writer since the look
                 if late:
                     # Rare: embed them now, holding their locks, so that this write wins.
-                    extra = self._chunk([docs[n] for n in late])
+                    extra = self._chunk([docs[n] for n in late], result)
                     pieces += [(len(todo) + i, c) for i, c in extra]
                     vectors = np.vstack(
                         [vectors, self._embed([c.text for _, c in extra], batch_size, None)]
@@ -543,6 +605,17 @@ class Collection:
             progress("loading", len(pieces), len(pieces))
         result.documents = len(todo)
         result.chunks = len(pieces)
+        if result.truncated_chunks:
+            _, window, _ = self._chunking()
+            warnings.warn(
+                f"{result.truncated_chunks} of {len(pieces)} chunks are longer than the "
+                f"{window}-token window of {self.embedder.name}: the model ignored their "
+                f"last {result.truncated_tokens} tokens in all, so that text cannot be "
+                "found; use a splitter spec that sizes chunks (e.g. splitter='markdown', "
+                "which fits them to the window) or shorter chunks",
+                UserWarning,
+                stacklevel=3,
+            )
         return result
 
     def _index_mode(

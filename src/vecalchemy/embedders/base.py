@@ -54,6 +54,23 @@ class Embedder(Protocol):
     (how many texts go to the model, or to a server, at once); it changes speed and
     memory, never the vectors, so it is not part of ``name`` nor of this protocol.
 
+    Optional members, read with ``getattr(embedder, "max_tokens", None)`` (an embedder
+    without them is still an embedder):
+
+    * ``max_tokens: int | None`` -- the model's input window in tokens, the special
+      tokens it adds included (256 for all-MiniLM-L6-v2); ``None`` means unknown or no
+      window. The model ignores what lies past it.
+    * ``token_spans(text) -> [(start, end), ...]`` -- the character spans of the tokens
+      the model makes of ``text``, without special tokens and without truncation.
+    * ``count_tokens(text) -> int`` -- how many tokens the model takes in for ``text``,
+      special tokens included, before truncation (``count_tokens("")`` is the number of
+      special tokens).
+
+    With all three, a :class:`~vecalchemy.Collection` splits again every chunk longer
+    than ``max_tokens - count_tokens("")`` tokens (for the splitter specs that size
+    chunks), and counts the chunks the model would truncate otherwise. None of them may
+    load a model when the embedder is constructed; they may on first use.
+
     Checking an object: before Python 3.12, ``isinstance(obj, Embedder)`` reads every
     member, properties included, and reading ``dim`` or ``name`` may load a model or
     ask a server; :func:`is_embedder` checks without reading them.

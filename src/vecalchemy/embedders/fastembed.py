@@ -171,6 +171,20 @@ class FastEmbedEmbedder(BatchedEmbedder):
             self._digest = digest
         return f"fastembed:{self._model_id}@sha256:{self._digest[:12]}"
 
+    @property
+    def max_tokens(self) -> None:
+        """``None``: FastEmbed does not expose its models' windows nor their tokenizers,
+        so vecalchemy cannot fit chunks to them (FastEmbed truncates texts longer than its
+        model's window, 512 tokens for most). Keep chunks short (the default ``markdown``
+        splitter's 1000 characters stay under 512 tokens in English).
+
+        Example::
+
+            >>> FastEmbedEmbedder().max_tokens is None
+            True
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"FastEmbedEmbedder({self._model_id!r}, cache_dir={self._cache_dir!r})"
 

@@ -168,6 +168,17 @@ class HashingEmbedder:
         """
         return self._name
 
+    @property
+    def max_tokens(self) -> None:
+        """``None``: every word of a text counts, however long it is (no window).
+
+        Example::
+
+            >>> HashingEmbedder().max_tokens is None
+            True
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"HashingEmbedder({self._name!r})"
 

@@ -56,6 +56,12 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The longest wait between two attempts, whatever the backoff or Retry-After say.
 _MAX_WAIT = 60.0
 _PROBE_TEXT = "dimension probe"
+# The input windows OpenAI documents for its embedding models, in tokens.
+_WINDOWS = {
+    "text-embedding-3-small": 8191,
+    "text-embedding-3-large": 8191,
+    "text-embedding-ada-002": 8191,
+}
 _ERROR_SNIPPET = 300
 
 # What one attempt gave: a response, or the transport error that stood for one.
@@ -151,6 +157,12 @@ class OpenAIEmbedder(BatchedEmbedder):
     ``max_retries`` times, after ``backoff * 2**n`` seconds (with jitter, at most 60)
     or after what the server's ``Retry-After`` asks. Other answers fail at once.
 
+    ``max_tokens`` is the model's input window in tokens, when known: given, or 8191 for
+    OpenAI's ``text-embedding-3-small``, ``text-embedding-3-large`` and
+    ``text-embedding-ada-002``, else ``None``. It is informative only: without the
+    model's tokenizer (there is no ``token_spans``), vecalchemy cannot count tokens and
+    does not fit chunks to it (the default ``markdown`` chunks are far below 8191).
+
     The sync methods keep one connection pool (close it with :meth:`close`, or use the
     embedder as a context manager); each async call opens and closes its own.
 
@@ -173,6 +185,7 @@ class OpenAIEmbedder(BatchedEmbedder):
         timeout: float = 30.0,
         max_retries: int = 5,
         backoff: float = 0.5,
+        max_tokens: int | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise EmbedderError(f"model must be a non-empty str, got {model!r}")
@@ -191,6 +204,12 @@ class OpenAIEmbedder(BatchedEmbedder):
             raise EmbedderError("api_key must be a non-empty str (or None to read it from env)")
         if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
             raise EmbedderError(f"dim must be a positive integer or None, got {dim!r}")
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise EmbedderError(
+                f"max_tokens must be a positive integer or None, got {max_tokens!r}"
+            )
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise EmbedderError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.batch_size = check_batch_size(batch_size)
@@ -205,6 +224,7 @@ class OpenAIEmbedder(BatchedEmbedder):
         if url.username and self._api_key is None:
             self._auth = httpx.BasicAuth(url.username, url.password)
         self._dim = dim
+        self._max_tokens = max_tokens if max_tokens is not None else _WINDOWS.get(model)
         self._timeout = _positive_number("timeout", timeout)
         self._max_retries = max_retries
         self._backoff = _positive_number("backoff", backoff, allow_zero=True)
@@ -264,6 +284,18 @@ class OpenAIEmbedder(BatchedEmbedder):
             self.embed_query(_PROBE_TEXT)
         assert self._dim is not None  # set by the answer's parser
         return self._dim
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The model's input window in tokens: as given, 8191 for OpenAI's embedding
+        models, else ``None`` (unknown).
+
+        Example::
+
+            >>> OpenAIEmbedder("text-embedding-3-small").max_tokens
+            8191
+        """
+        return self._max_tokens
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedder({self._model_id!r}, base_url={self._base_url!r})"

@@ -60,6 +60,9 @@ DEFAULT_MODEL_REVISION = "1110a243"
 #: SHA-256 of the official ``model.safetensors`` of :data:`DEFAULT_MODEL_REVISION`.
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 _DEFAULT_DIM = 384
+# all-MiniLM-L6-v2's max_seq_length (sentence_bert_config.json): its input window.
+_DEFAULT_MAX_TOKENS = 256
+_UNKNOWN = object()
 # The names sentence-transformers itself accepts for the default model.
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2"})
 _BATCHES_PER_CALL = 16
@@ -76,6 +79,11 @@ _INSTALL = (
 # call it at once, and torch already spreads one batch over every core.
 _MODELS: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
 _LOAD_LOCK = threading.Lock()
+# The same key -> a copy of the model's fast tokenizer, with truncation and padding off,
+# for counting tokens. A copy because sentence-transformers sets the truncation of the
+# model's own tokenizer on every call (the mutation behind "Already borrowed"); with a
+# lock of its own, so that counting never waits for a batch being embedded.
+_TOKENIZERS: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
 
 
 def _sha256_file(path: Path) -> str:
@@ -165,8 +173,10 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
     ``normalize`` scales every vector to length 1 (cosine and inner product then rank
     alike); ``batch_size`` texts go through the model at a time; ``device`` is a torch
     device (``"cpu"``, ``"cuda"``, ``"mps"``). The model is loaded on first use, once
-    per process and device. Texts longer than the model's limit (256 word pieces for
-    MiniLM) are truncated by the model.
+    per process and device. Texts longer than the model's window, :attr:`max_tokens`
+    (256 word pieces for MiniLM, [CLS] and [SEP] included), are truncated by the model;
+    a :class:`~vecalchemy.Collection` splits its chunks to fit it, counting with
+    :meth:`token_spans` and :meth:`count_tokens` (the model's own tokenizer).
 
     :attr:`name` is ``st:<model>@<revision>``: the verified revision for the default
     model, ``sha256:<first 12 hex digits>`` of the weights for a directory, and the
@@ -229,6 +239,7 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
         self._model: Any = None
         self._lock: threading.Lock | None = None
         self._dim: int | None = _DEFAULT_DIM if self._packaged else None
+        self._max_tokens: object = _DEFAULT_MAX_TOKENS if self._packaged else _UNKNOWN
 
     # -- identity ----------------------------------------------------------------------
 
@@ -286,6 +297,76 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
                     dim = len(self._encode(model, ["dimension probe"], query=False)[0])
             self._dim = int(dim)
         return self._dim
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The model's input window in tokens, special tokens included: its
+        ``max_seq_length`` (256 for the default model, known without loading it; other
+        models are loaded to tell). ``None`` when the model declares none.
+
+        Example::
+
+            >>> SentenceTransformerEmbedder().max_tokens
+            256
+        """
+        if self._max_tokens is _UNKNOWN:
+            model, lock = self._load()
+            with lock:
+                value = getattr(model, "max_seq_length", None)
+            self._max_tokens = int(value) if isinstance(value, int) and value > 0 else None
+        assert self._max_tokens is None or isinstance(self._max_tokens, int)
+        return self._max_tokens
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The character spans of the tokens the model makes of ``text``, without its
+        special tokens and without truncation. Loads the model on first use.
+
+        Example::
+
+            >>> SentenceTransformerEmbedder().token_spans("pgvector cats")  # pg ##ve ##ctor cats
+            [(0, 2), (2, 4), (4, 8), (9, 13)]
+        """
+        tokenizer, lock = self._tokenizer()
+        with lock:
+            encoding = tokenizer.encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in encoding.offsets]
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model would take in for ``text`` if it had no window:
+        special tokens included (``[CLS]`` and ``[SEP]`` for MiniLM). Loads the model
+        on first use.
+
+        Example::
+
+            >>> SentenceTransformerEmbedder().count_tokens("a cat")
+            4
+        """
+        tokenizer, lock = self._tokenizer()
+        with lock:
+            return len(tokenizer.encode(text, add_special_tokens=True).ids)
+
+    def _tokenizer(self) -> tuple[Any, threading.Lock]:
+        key = self._cache_key()
+        entry = _TOKENIZERS.get(key)
+        if entry is not None:
+            return entry
+        model, lock = self._load()
+        with lock:  # sentence-transformers may be changing its truncation right now
+            backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
+            serialized = None if backend is None else backend.to_str()
+        if serialized is None:
+            raise EmbedderError(
+                f"sentence-transformers model {self._model_id!r} has no fast (Rust) "
+                "tokenizer, so its tokens cannot be counted; split its texts with a "
+                "splitter of your own, e.g. splitter='chars:500'"
+            )
+        tokenizers = _import("tokenizers", "tokenizers")
+        copy = tokenizers.Tokenizer.from_str(serialized)
+        copy.no_truncation()
+        copy.no_padding()
+        with _LOAD_LOCK:
+            entry = _TOKENIZERS.setdefault(key, (copy, threading.Lock()))
+        return entry
 
     def __repr__(self) -> str:
         where = "" if self._path is None else f", path={str(self._path)!r}"
