@@ -286,3 +286,34 @@ def test_ingest_with_encoding(folder: Path, name: str, server_url: sa.URL) -> No
     result = CliRunner().invoke(main, ["ingest", str(latin), *args, "--encoding", "klingon"])
     assert result.exit_code == 2
     assert "unknown encoding 'klingon'" in result.stderr
+
+
+@pytest.mark.slow
+def test_ingest_reports_truncated_chunks(folder: Path, name: str, server_url: sa.URL) -> None:
+    """--splitter none with MiniLM on a long file: the summary and --json count the chunk
+    the model truncates and the tokens it ignores; the default splitter truncates none."""
+    url = server_url.render_as_string(hide_password=False)
+    long = folder / "long.md"
+    long.write_text("# Long\n\n" + "Vector search in PostgreSQL with pgvector. " * 80)
+    args = ("-c", name, "--embedder", "minilm", "--url", url)
+    code, out, err = _run("ingest", str(long), *args, "--splitter", "none", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["truncated_chunks"] == 1
+    assert summary["truncated_tokens"] > 300
+    long.write_text(long.read_text() + "\nOne more line.\n")
+    code, _, err = _run("ingest", str(long), *args)
+    assert code == 0, err
+    assert "warning: 1 chunks are longer than the model's window" in " ".join(err.split())
+    other = f"{name}_fit"
+    try:
+        code, out, err = _run("ingest", str(long), "-c", other, "--embedder", "minilm",
+                              "--url", url, "--json")  # fmt: skip
+        assert code == 0, err
+        fitted = json.loads(out)
+        assert (fitted["truncated_chunks"], fitted["chunks"] > 1) == (0, True)
+    finally:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{other}"')
+        engine.dispose()
