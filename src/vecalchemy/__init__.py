@@ -43,6 +43,8 @@ from vecalchemy.errors import (
     MetricMismatch,
     MetricRequired,
     ServerError,
+    StaleEmbedding,
+    SyncError,
     UnknownMetric,
     UnsupportedIndex,
     VecalchemyError,
@@ -129,6 +131,9 @@ from vecalchemy.server import (
 
 __version__ = "0.1.0"
 
+# The sync package installs the ORM's re-embedding hook (vecalchemy.sync._inline).
+from vecalchemy import sync
+
 __all__ = [
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
@@ -190,7 +195,9 @@ __all__ = [
     "ScanOptions",
     "ServerError",
     "ServerStatus",
+    "StaleEmbedding",
     "Storage",
+    "SyncError",
     "UnknownMetric",
     "UnsupportedIndex",
     "VecalchemyError",
@@ -239,5 +246,6 @@ __all__ = [
     "run",
     "search",
     "setup",
+    "sync",
     "vector_indexes",
 ]

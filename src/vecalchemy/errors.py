@@ -10,6 +10,8 @@ Each subclass names something the caller can do about it::
     ├── ExtensionNotAvailable       the server has no pgvector, or we may not create it
     ├── IndexBuildError             an index cannot be built now (IVFFlat on an empty table)
     ├── EmbedderError               an embedding model failed or is misconfigured
+    ├── StaleEmbedding              a write would leave an embedding out of step with its text
+    ├── SyncError                   the outbox (queue, triggers, workers) is not set up or broken
     ├── InvalidArgument (also TypeError)  an argument of the wrong kind (a table, a column)
     └── (also ValueError)
         ├── UnknownMetric           a metric or storage name vecalchemy does not know
@@ -48,6 +50,8 @@ __all__ = [
     "MetricMismatch",
     "MetricRequired",
     "ServerError",
+    "StaleEmbedding",
+    "SyncError",
     "UnknownMetric",
     "UnsupportedIndex",
     "VecalchemyError",
@@ -79,6 +83,14 @@ class IndexBuildError(VecalchemyError):
 
 class EmbedderError(VecalchemyError):
     """An embedding model failed, or its configuration is wrong."""
+
+
+class StaleEmbedding(VecalchemyError):
+    """A write would leave an embedding out of step with its source text."""
+
+
+class SyncError(VecalchemyError):
+    """The outbox of :mod:`vecalchemy.sync` is not installed, or cannot be used as asked."""
 
 
 class InvalidArgument(VecalchemyError, TypeError):

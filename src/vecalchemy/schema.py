@@ -34,7 +34,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +45,7 @@ from sqlalchemy import (
     ColumnElement,
     Index,
     Table,
+    Text,
     cast,
     event,
     func,
@@ -58,6 +59,7 @@ from sqlalchemy.types import TypeEngine
 
 from vecalchemy._distance import indexed_distance, query_param
 from vecalchemy._names import describe, digest, fit_identifier, qualified
+from vecalchemy._source import SOURCE_KEY, SourceSpec, hash_column_name, model_column_name
 from vecalchemy._sql import (
     BUILDING,
     INFO_KEY,
@@ -70,6 +72,7 @@ from vecalchemy._sql import (
 )
 from vecalchemy._vectors import as_query_value
 from vecalchemy.errors import (
+    ConfigurationError,
     InvalidArgument,
     MetricMismatch,
     MetricRequired,
@@ -599,6 +602,9 @@ def Embedding(
     storage: str | Storage = Storage.VECTOR,
     index: IndexSpec | None = HNSW(),
     nullable: bool = True,
+    source: str | Sequence[str] | None = None,
+    embedder: Any = None,
+    sync: str = "inline",
     **kw: Any,
 ) -> MappedColumn[Any]:
     """Declare an embedding column whose metric, storage and index are fixed here once.
@@ -608,6 +614,15 @@ def Embedding(
     ``index``: :class:`HNSW` (default), :class:`IVFFlat` or ``None`` (exact search only).
     Other keyword arguments go to :func:`sqlalchemy.orm.mapped_column`.
 
+    ``source`` (a column name, or a tuple of them) and ``embedder`` (a spec such as
+    ``"minilm"``, or an :class:`~vecalchemy.Embedder`) keep the column in sync with its
+    text (see :mod:`vecalchemy.sync`): with ``sync="inline"`` (the default) the ORM
+    embeds a row in the same flush that inserts it or changes a source column; with
+    ``sync="outbox"`` a trigger (:func:`vecalchemy.sync.install`) queues the row in the
+    same transaction and ``vecalchemy worker`` embeds it. Either way the table gets two
+    companion columns, ``<name>_source_hash`` and ``<name>_model``: the content hash of
+    the text each vector was made from, and the embedder (with revision) that made it.
+
     Raises :class:`UnknownMetric` or :class:`UnsupportedIndex` at declaration time when
     pgvector could not store or index the column.
 
@@ -616,12 +631,28 @@ def Embedding(
         class Doc(Base):
             __tablename__ = "docs"
             id: Mapped[int] = mapped_column(primary_key=True)
-            embedding = Embedding(1536, metric="inner_product", storage="halfvec")
+            body: Mapped[str]
+            embedding = Embedding(384, source="body", embedder="minilm")
+            summary = Embedding(1536, metric="inner_product", storage="halfvec")
     """
     spec = _make_spec(dim, metric, storage, index)
+    info = _info(kw, spec, source, embedder, sync)
+    return mapped_column(spec.sql_type(), nullable=nullable, info=info, **kw)
+
+
+def _info(
+    kw: dict[str, Any], spec: VectorSpec, source: Any, embedder: Any, sync: str
+) -> dict[str, Any]:
     info = dict(kw.pop("info", None) or {})
     info[INFO_KEY] = spec
-    return mapped_column(spec.sql_type(), nullable=nullable, info=info, **kw)
+    if source is not None:
+        info[SOURCE_KEY] = SourceSpec.parse(source, embedder, sync)
+    elif embedder is not None or sync != "inline":
+        raise ConfigurationError(
+            "embedder= and sync= keep an embedding in sync with its text; name the text "
+            "column(s) with source='body' (or source=('title', 'body'))"
+        )
+    return info
 
 
 def embedding_column(
@@ -632,6 +663,9 @@ def embedding_column(
     storage: str | Storage = Storage.VECTOR,
     index: IndexSpec | None = HNSW(),
     nullable: bool = True,
+    source: str | Sequence[str] | None = None,
+    embedder: Any = None,
+    sync: str = "inline",
     **kw: Any,
 ) -> Column[Any]:
     """The Core twin of :func:`Embedding`: a ``Column`` for a ``sqlalchemy.Table``.
@@ -642,8 +676,7 @@ def embedding_column(
                      embedding_column("embedding", 384, metric="l2"))
     """
     spec = _make_spec(dim, metric, storage, index)
-    info = dict(kw.pop("info", None) or {})
-    info[INFO_KEY] = spec
+    info = _info(kw, spec, source, embedder, sync)
     return Column(name, spec.sql_type(), nullable=nullable, info=info, **kw)
 
 
@@ -775,6 +808,12 @@ def _attach_index(column: Column[Any], parent: Any) -> None:
         return
     if isinstance(column.type, _Checked):
         column.type.label = describe(column)  # for the messages of checked writes
+    if SOURCE_KEY in column.info:
+        # What each vector was made from (see vecalchemy._source); Table.to_metadata()
+        # copies them like any other column.
+        for name in (hash_column_name(column.name), model_column_name(column.name)):
+            if name not in parent.c:
+                parent.append_column(Column(name, Text, nullable=True))
     if spec.index is None:
         return
     name = index_name(parent, column, spec)
