@@ -31,7 +31,9 @@ __all__ = [
     "CHANNEL",
     "SCHEMA",
     "Target",
+    "lit",
     "outbox_tables",
+    "q",
     "trigger_statements",
     "untrigger_statements",
 ]

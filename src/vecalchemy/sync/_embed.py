@@ -16,7 +16,7 @@ from vecalchemy.embedders._checks import as_matrix
 from vecalchemy.errors import EmbedderError
 from vecalchemy.metrics import Metric
 
-__all__ = ["check_vectors", "resolve_embedder"]
+__all__ = ["check_dim", "check_vectors", "resolve_embedder"]
 
 _EMBEDDER_KEY = "vecalchemy.embedder"
 

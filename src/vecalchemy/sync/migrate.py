@@ -45,13 +45,8 @@ from vecalchemy.sync._ddl import (
     trigger_statements,
     untrigger_statements,
 )
-from vecalchemy.sync.outbox import (
-    _LOCK,
-    _register,
-    backfill,
-    resolve_or_declared,
-    stale_condition,
-)
+from vecalchemy.sync._targets import LOCK, register, resolve_or_declared, stale_condition
+from vecalchemy.sync.outbox import backfill
 from vecalchemy.sync.worker import Worker
 
 __all__ = ["MigrationResult", "migrate"]
@@ -106,7 +101,7 @@ def _index_sql(t: Target) -> str:
 
 
 def _prepare(conn: sa.Connection, live: Target, shadow: Target, to: str) -> None:
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK})
     current = conn.execute(
         sa.text(f"SELECT migrating_to FROM {SCHEMA}.sync_targets WHERE target = :t"),
         {"t": live.name},
@@ -124,7 +119,7 @@ def _prepare(conn: sa.Connection, live: Target, shadow: Target, to: str) -> None
     conn.exec_driver_sql(_index_sql(shadow))
     for stmt in trigger_statements(shadow):
         conn.exec_driver_sql(stmt)
-    _register(conn, shadow)
+    register(conn, shadow)
     conn.execute(
         sa.text(f"UPDATE {SCHEMA}.sync_targets SET migrating_to = :to WHERE target = :t"),
         {"to": to, "t": live.name},
@@ -141,7 +136,7 @@ def _stale(conn: sa.Connection, t: Target) -> int:
 
 def _swap(conn: sa.Connection, live: Target, shadow: Target) -> bool:
     """Swap the shadow in; False (nothing changed) if some row's shadow is stale."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK})
     conn.exec_driver_sql(f"LOCK TABLE {live.relation} IN SHARE ROW EXCLUSIVE MODE")
     if _stale(conn, shadow):
         return False
@@ -191,7 +186,7 @@ def _swap(conn: sa.Connection, live: Target, shadow: Target) -> bool:
     conn.execute(
         sa.text(f"DELETE FROM {SCHEMA}.sync_targets WHERE target = :t"), {"t": shadow.name}
     )
-    _register(conn, new_live)
+    register(conn, new_live)
     conn.execute(
         sa.text(
             f"UPDATE {SCHEMA}.sync_targets SET migrating_to = NULL, backfill_cursor = NULL"
@@ -247,7 +242,7 @@ def migrate(
         if live.embedder_name == new.name:
             raise SyncError(f"{live.name} is made with {new.name} already; nothing to migrate")
         if live.sync == "inline":
-            _register(conn, live)  # so that the swap can record the new embedder
+            register(conn, live)  # so that the swap can record the new embedder
         shadow = dataclasses.replace(_shadow_of(live, new, spec), sync="outbox")
         _prepare(conn, live, shadow, key)
     backfill(engine, shadow.name)

@@ -52,7 +52,7 @@ from vecalchemy.errors import ConfigurationError, EmbedderError, SyncError
 from vecalchemy.metrics import Metric
 from vecalchemy.sync._ddl import CHANNEL, SCHEMA, Target, q
 from vecalchemy.sync._embed import check_vectors
-from vecalchemy.sync.outbox import load_targets
+from vecalchemy.sync._targets import load_targets
 
 __all__ = ["Worker", "WorkerStats"]
 
