@@ -17,7 +17,8 @@ INSERT OR UPDATE OF <source columns> OR DELETE`` on each row and ``AFTER TRUNCAT
 once: an insert or a change of the source text queues the row's key with the content
 hash of its text, in the writer's own transaction, and notifies ``vecalchemy_sync``; a
 delete removes the row's queued work and dead letters (its embedding goes with the
-row); a truncate removes the target's queue.
+row), and so does an edit back to the text its stored vector was made from; a
+truncate removes the target's queue.
 """
 
 from __future__ import annotations
@@ -199,7 +200,11 @@ BEGIN
     IF NEW.{q(t.hash_column)} IS NOT DISTINCT FROM h
        AND (NEW.{q(t.model_column)} IS NOT DISTINCT FROM {lit(t.embedder_name)}
             OR (NEW.{q(t.column)} IS NULL AND NEW.{q(t.model_column)} IS NULL)) THEN
-        RETURN NULL;  -- the stored vector is of this text, by this model
+        -- The stored vector is of this text, by this model: work queued (or dead) for
+        -- an edit since undone is moot, and a worker would write it but never finish it.
+        DELETE FROM {SCHEMA}.sync_queue WHERE target = {target} AND key = {t.key_json("NEW")};
+        DELETE FROM {SCHEMA}.sync_dead WHERE target = {target} AND key = {t.key_json("NEW")};
+        RETURN NULL;
     END IF;
     INSERT INTO {SCHEMA}.sync_queue AS qu (target, key, hash)
     VALUES ({target}, {t.key_json("NEW")}, h)

@@ -259,9 +259,17 @@ class Worker:
             return
         # Short slices, so that stop() is honoured within a fraction of a second.
         end = time.monotonic() + timeout
+        dbapi = self.engine.dialect.loaded_dbapi
         while not self.stopping and (left := end - time.monotonic()) > 0:
-            for _ in raw.notifies(timeout=min(left, 0.5), stop_after=1):
-                return
+            try:
+                for _ in raw.notifies(timeout=min(left, 0.5), stop_after=1):
+                    return
+            except dbapi.OperationalError as exc:
+                # A driver call SQLAlchemy does not wrap: wrap it as SQLAlchemy would, so
+                # that run() handles it as the lost connection it is.
+                raise sa.exc.OperationalError(
+                    "LISTEN", None, exc, connection_invalidated=True
+                ) from exc
 
     def _listener(self) -> Any:
         if self._listen is None:
