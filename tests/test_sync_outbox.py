@@ -50,9 +50,7 @@ def make_model(table: str, embedder: Any = "hashing:16", **kw: Any) -> Any:
         title: Mapped[str | None]
         body: Mapped[str | None]
         views: Mapped[int] = mapped_column(default=0)
-        embedding = Embedding(
-            DIM, source=("title", "body"), embedder=embedder, sync="outbox", **kw
-        )
+        embedding = Embedding(DIM, source=("title", "body"), embedder=embedder, sync="outbox", **kw)
 
     return Doc
 
@@ -151,7 +149,9 @@ def test_only_source_changes_queue(db: sa.Engine, doc: Any) -> None:
     assert queue(db, doc) == []
     for text in ("first edit", "second edit", "third edit"):
         with db.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {doc.__tablename__} SET body = :b WHERE id = 1"), {"b": text})
+            conn.execute(
+                sa.text(f"UPDATE {doc.__tablename__} SET body = :b WHERE id = 1"), {"b": text}
+            )
     got = queue(db, doc)
     assert [(r.key, r.hash) for r in got] == [([1], content_hash("t1\n\nthird edit"))]
 
@@ -230,7 +230,9 @@ class Editing:
         if not self.edited:
             self.edited = True
             with self.db.begin() as conn:
-                conn.execute(sa.text(f"UPDATE {self.table} SET body = 'edited meanwhile' WHERE id = 0"))
+                conn.execute(
+                    sa.text(f"UPDATE {self.table} SET body = 'edited meanwhile' WHERE id = 0")
+                )
         return HASHING.embed_documents(texts)
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
@@ -365,12 +367,19 @@ def test_blank_text_gets_no_embedding(db: sa.Engine, doc: Any) -> None:
     """Rows without text get a NULL embedding and no dead letter; text changed to blank
     loses its old vector."""
     with Session(db) as s:
-        s.add_all([doc(id=1, title=None, body=None), doc(id=2, title=None, body=""),
-                   doc(id=3, title="t", body="words")])
+        s.add_all(
+            [
+                doc(id=1, title=None, body=None),
+                doc(id=2, title=None, body=""),
+                doc(id=3, title="t", body="words"),
+            ]
+        )
         s.commit()
     work(db, doc)
     with db.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {doc.__tablename__} SET title = NULL, body = ' ' WHERE id = 3"))
+        conn.execute(
+            sa.text(f"UPDATE {doc.__tablename__} SET title = NULL, body = ' ' WHERE id = 3")
+        )
     stats = work(db, doc)
     assert stats.dead == 0
     assert all(r.e is None for r in rows(db, doc).values())
@@ -458,13 +467,20 @@ def test_backfill_queues_rows_written_before_install(db: sa.Engine) -> None:
             vecalchemy.sync.backfill(db, model.embedding, batch_size=10, progress=interrupt)
         assert len(queue(db, model)) == 20
         seen.clear()
-        assert vecalchemy.sync.backfill(db, model.embedding, batch_size=10, progress=lambda d, t: seen.append((d, t))) == 5
+        assert (
+            vecalchemy.sync.backfill(
+                db, model.embedding, batch_size=10, progress=lambda d, t: seen.append((d, t))
+            )
+            == 5
+        )
         assert seen[-1] == (25, 25)
         work(db, model)
         assert_current(db, model)
         assert vecalchemy.sync.backfill(db, model.embedding) == 0
         with db.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {model.__tablename__} SET embedding_model = 'old' WHERE id < 3"))
+            conn.execute(
+                sa.text(f"UPDATE {model.__tablename__} SET embedding_model = 'old' WHERE id < 3")
+            )
         assert vecalchemy.sync.backfill(db, model.embedding) == 3
     finally:
         vecalchemy.sync.uninstall(db, model.embedding)
@@ -559,24 +575,33 @@ def test_cli_status_backfill_worker_retry(db: sa.Engine, doc: Any) -> None:
     runner = CliRunner()
     add(db, doc, 12)
     t = target(doc)
-    out = runner.invoke(main, ["sync", "status", "--url", url, "--target", t, "--json"],
-                        catch_exceptions=False)
+    out = runner.invoke(
+        main, ["sync", "status", "--url", url, "--target", t, "--json"], catch_exceptions=False
+    )
     assert out.exit_code == 0
     [s] = json.loads(out.output)
     assert s["target"] == t and s["queued"] == 12
     out = runner.invoke(
-        main, ["worker", "--url", url, "--target", t, "--until-idle", "--json", "--poll-interval", "0.1"],
+        main,
+        ["worker", "--url", url, "--target", t, "--until-idle", "--json", "--poll-interval", "0.1"],
         catch_exceptions=False,
     )
     assert out.exit_code == 0
     assert json.loads(out.output.strip().splitlines()[-1])["done"] == 12
     assert_current(db, doc)
     with db.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {doc.__tablename__} SET embedding_source_hash = NULL WHERE id < 4"))
-    out = runner.invoke(main, ["sync", "backfill", t.removeprefix("public."), "--url", url, "--json"],
-                        catch_exceptions=False)
+        conn.execute(
+            sa.text(f"UPDATE {doc.__tablename__} SET embedding_source_hash = NULL WHERE id < 4")
+        )
+    out = runner.invoke(
+        main,
+        ["sync", "backfill", t.removeprefix("public."), "--url", url, "--json"],
+        catch_exceptions=False,
+    )
     assert json.loads(out.output) == {"target": t, "queued": 4}
-    out = runner.invoke(main, ["sync", "retry", "--url", url, "--target", t], catch_exceptions=False)
+    out = runner.invoke(
+        main, ["sync", "retry", "--url", url, "--target", t], catch_exceptions=False
+    )
     assert out.output.strip() == "requeued 0 dead letters"
     out = runner.invoke(main, ["sync", "status", "--url", url, "--target", t])
     assert t in out.output and out.exit_code == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 from typing import Any
 
 import click
@@ -157,7 +158,8 @@ def status(url: str | None, targets: tuple[str, ...], as_json: bool) -> None:
             str(s.dead),
             f"{s.per_second:.1f}",
         )
-    Console().print(table)
+    # A pipe gets full lines (rich would wrap at 80 columns).
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @sync.command()

@@ -32,6 +32,7 @@ __all__ = [
     "CHANNEL",
     "SCHEMA",
     "Target",
+    "guard_statements",
     "lit",
     "outbox_tables",
     "q",
@@ -91,6 +92,16 @@ class Target:
     def trigger(self) -> str:
         """The name of the row trigger on the table (quoted)."""
         return q(fit_identifier(f"vecalchemy_sync_{self.column}", digest(self.name)))
+
+    @property
+    def guard_trigger(self) -> str:
+        """The name of the trigger that refuses vectors of another model (quoted)."""
+        return q(fit_identifier(f"vecalchemy_guard_{self.column}", digest(self.name)))
+
+    @property
+    def guard_function(self) -> str:
+        """The quoted, qualified name of the guard's function."""
+        return f"{SCHEMA}.{q(fit_identifier('guard_' + digest(self.name, 16)))}"
 
     @property
     def truncate_trigger(self) -> str:
@@ -236,6 +247,37 @@ END
         f"DROP TRIGGER IF EXISTS {t.truncate_trigger} ON {t.relation}",
         f"CREATE TRIGGER {t.truncate_trigger} AFTER TRUNCATE ON {t.relation} "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {fn_truncate}()",
+        *guard_statements(t),
+    ]
+
+
+def guard_statements(t: Target) -> list[str]:
+    """A trigger that refuses a write of a vector whose recorded model is not ``t``'s:
+    whatever process writes, with whatever declaration, a column never mixes two models.
+    A vector written with a NULL model (supplied by the application) passes."""
+    message = (
+        f"column {t.table}.{t.column} holds vectors made with {t.embedder_name}; a vector "
+        "made with %s was refused (a column never mixes two models)"
+    )
+    body = f"""
+BEGIN
+    IF NEW.{q(t.column)} IS NOT NULL AND NEW.{q(t.model_column)} IS NOT NULL
+       AND NEW.{q(t.model_column)} <> {lit(t.embedder_name)} THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation',
+            MESSAGE = format({lit(message)}, NEW.{q(t.model_column)}),
+            HINT = 'declare the column with the embedder it holds, or migrate it with '
+                   'vecalchemy sync migrate';
+    END IF;
+    RETURN NEW;
+END
+"""
+    return [
+        f"CREATE OR REPLACE FUNCTION {t.guard_function}() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $vecalchemy${body}$vecalchemy$",
+        f"DROP TRIGGER IF EXISTS {t.guard_trigger} ON {t.relation}",
+        f"CREATE TRIGGER {t.guard_trigger} BEFORE INSERT OR UPDATE OF {q(t.column)}, "
+        f"{q(t.model_column)} ON {t.relation} FOR EACH ROW EXECUTE FUNCTION "
+        f"{t.guard_function}()",
     ]
 
 
@@ -245,6 +287,8 @@ def untrigger_statements(t: Target) -> list[str]:
     return [
         f"DROP TRIGGER IF EXISTS {t.trigger} ON {t.relation}",
         f"DROP TRIGGER IF EXISTS {t.truncate_trigger} ON {t.relation}",
+        f"DROP TRIGGER IF EXISTS {t.guard_trigger} ON {t.relation}",
         f"DROP FUNCTION IF EXISTS {t.function}()",
         f"DROP FUNCTION IF EXISTS {fn_truncate}()",
+        f"DROP FUNCTION IF EXISTS {t.guard_function}()",
     ]

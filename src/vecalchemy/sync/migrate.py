@@ -40,6 +40,7 @@ from vecalchemy.metrics import INDEX_DIM_LIMITS, Metric, Storage
 from vecalchemy.sync._ddl import (
     SCHEMA,
     Target,
+    guard_statements,
     outbox_tables,
     q,
     trigger_statements,
@@ -194,9 +195,9 @@ def _swap(conn: sa.Connection, live: Target, shadow: Target) -> bool:
         ),
         {"t": live.name},
     )
-    if live.sync == "outbox":
-        for stmt in trigger_statements(new_live):
-            conn.exec_driver_sql(stmt)
+    statements = trigger_statements if live.sync == "outbox" else guard_statements
+    for stmt in statements(new_live):
+        conn.exec_driver_sql(stmt)
     return True
 
 
@@ -243,6 +244,8 @@ def migrate(
             raise SyncError(f"{live.name} is made with {new.name} already; nothing to migrate")
         if live.sync == "inline":
             register(conn, live)  # so that the swap can record the new embedder
+            for stmt in guard_statements(live):
+                conn.exec_driver_sql(stmt)
         shadow = dataclasses.replace(_shadow_of(live, new, spec), sync="outbox")
         _prepare(conn, live, shadow, key)
     backfill(engine, shadow.name)

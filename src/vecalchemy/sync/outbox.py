@@ -86,9 +86,9 @@ def install(
     t = target_for(column, embedder=embedder, max_attempts=max_attempts)
     with begin(engine) as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK})
+        _check_companions(conn, t)
         for stmt in install_statements(t):
             conn.exec_driver_sql(stmt)
-        _check_companions(conn, t)
         register(conn, t)
     return t
 
