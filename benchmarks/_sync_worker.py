@@ -216,15 +216,17 @@ def inline(args: argparse.Namespace) -> dict[str, Any]:
                 tag = f" ~rev{args.tag}.{r}{which[0]}"
                 bodies = [b + tag for b in base]
                 if which == "plain":
-                    texts = [source_text((d.title, body)) for d, body in zip(docs, bodies)]
+                    texts = [
+                        source_text((d.title, body)) for d, body in zip(docs, bodies, strict=True)
+                    ]
                     t = time.perf_counter()
                     vectors = original(texts)
                     got["embed_separate"] = time.perf_counter() - t
-                    for d, body, v in zip(docs, bodies, vectors):
+                    for d, body, v in zip(docs, bodies, vectors, strict=True):
                         d.body = body
                         d.embedding = v
                 else:
-                    for d, body in zip(docs, bodies):
+                    for d, body in zip(docs, bodies, strict=True):
                         d.body = body
                 inner["seconds"], inner["calls"] = 0.0, 0
                 t = time.perf_counter()
@@ -246,8 +248,12 @@ def inline(args: argparse.Namespace) -> dict[str, Any]:
             )
         ).scalar_one()
     engine.dispose()
-    return {"rows": len(docs), "current_after": int(check), "rounds": rounds,
-            "torch_threads": threads_used()}  # fmt: skip
+    return {
+        "rows": len(docs),
+        "current_after": int(check),
+        "rounds": rounds,
+        "torch_threads": threads_used(),
+    }
 
 
 def main() -> None:

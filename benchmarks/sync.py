@@ -37,7 +37,7 @@ Threads: ``minilm`` runs with torch threads = max(1, cores // k) per worker (2 f
 worker and the limit on 2 cores, 1 each for 2 and 4 workers); ``OMP_NUM_THREADS`` is
 set to the same. Run from the repository::
 
-    .venv/bin/python benchmarks/sync.py                      # about 15 minutes on 2 cores
+    .venv/bin/python benchmarks/sync.py                      # about 20 minutes on 2 cores
     .venv/bin/python benchmarks/sync.py --embedders hashing --rounds-hashing 1   # ~1 min
 """
 
@@ -90,15 +90,33 @@ def load_corpus(n: int) -> list[tuple[int, str, str]]:
     return docs
 
 
+#: ``--minilm-threads``: torch threads per process for every worker count (0: cores // k).
+FIXED_THREADS = 0
+
+
 def threads_for(key: str, k: int) -> int:
-    return max(1, (os.cpu_count() or 1) // k) if key == "minilm" else 1
+    if key != "minilm":
+        return 1
+    return FIXED_THREADS or max(1, (os.cpu_count() or 1) // k)
 
 
 def helper(role: str, url: str, key: str, threads: int, *extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["TOKENIZERS_PARALLELISM"] = "false"
-    cmd = [sys.executable, str(HERE / "_sync_worker.py"), role, "--url", url,
-           "--spec", SPECS[key], "--key", key, "--threads", str(threads), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(HERE / "_sync_worker.py"),
+        role,
+        "--url",
+        url,
+        "--spec",
+        SPECS[key],
+        "--key",
+        key,
+        "--threads",
+        str(threads),
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -124,8 +142,10 @@ def wait_ready(procs: list[subprocess.Popen[str]], timeout: float = 300) -> None
 
 def current_sql(table: str, model: str) -> str:
     h = "encode(sha256(convert_to(concat_ws(E'\\n\\n', title::text, body::text), 'UTF8')), 'hex')"
-    return (f"SELECT count(*) FROM {table} WHERE embedding IS NOT NULL AND "
-            f"embedding_source_hash = {h} AND embedding_model = '{model}'")  # fmt: skip
+    return (
+        f"SELECT count(*) FROM {table} WHERE embedding IS NOT NULL AND "
+        f"embedding_source_hash = {h} AND embedding_model = '{model}'"
+    )
 
 
 class Bench:
@@ -179,8 +199,14 @@ class Bench:
     def outbox_run(self, key: str, st: dict[str, Any], k: int, n: int) -> dict[str, Any]:
         table = f"bench_sync_{key}_outbox"
         threads = threads_for(key, k)
-        extra = ["--target", st["target"], "--batch-size", str(self.args.batch_size),
-                 "--poll-interval", str(self.args.poll_interval)]  # fmt: skip
+        extra = [
+            "--target",
+            st["target"],
+            "--batch-size",
+            str(self.args.batch_size),
+            "--poll-interval",
+            str(self.args.poll_interval),
+        ]
         procs = [helper("worker", self.url, key, threads, *extra) for _ in range(k)]
         try:
             wait_ready(procs)
@@ -194,7 +220,7 @@ class Bench:
                     conn.commit()
                     if left == 0:
                         break
-                    time.sleep(0.02)
+                    time.sleep(self.args.watch_interval)
                 t1 = time.perf_counter()
                 current = int(conn.execute(sa.text(current_sql(table, st["model"]))).scalar_one())
             for p in procs:
@@ -220,8 +246,16 @@ class Bench:
         }
 
     def limit(self, key: str, n: int) -> dict[str, Any]:
-        p = helper("limit", self.url, key, threads_for(key, 1), "--table",
-                   f"bench_sync_{key}_outbox", "--batch-size", str(self.args.batch_size))  # fmt: skip
+        p = helper(
+            "limit",
+            self.url,
+            key,
+            threads_for(key, 1),
+            "--table",
+            f"bench_sync_{key}_outbox",
+            "--batch-size",
+            str(self.args.batch_size),
+        )
         return answer(p)
 
     def inline(self, key: str, rounds: int) -> dict[str, Any]:
@@ -233,8 +267,13 @@ def med(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 
 
-def summarize(key: str, runs: list[dict[str, Any]], limits: list[dict[str, Any]],
-              inline: dict[str, Any], n: int) -> dict[str, Any]:  # fmt: skip
+def summarize(
+    key: str,
+    runs: list[dict[str, Any]],
+    limits: list[dict[str, Any]],
+    inline: dict[str, Any] | None,
+    n: int,
+) -> dict[str, Any]:
     by_k: dict[int, list[dict[str, Any]]] = {}
     for r in runs:
         by_k.setdefault(r["workers"], []).append(r)
@@ -264,20 +303,28 @@ def summarize(key: str, runs: list[dict[str, Any]], limits: list[dict[str, Any]]
         }
         if k == 1:
             entry["queue_overhead_ms_per_row"] = med(
-                [1000 * (r["catch_up_seconds"] - r["worker_stats"][0]["embed_seconds"]) / n
-                 for r in rs]  # fmt: skip
+                [
+                    1000 * (r["catch_up_seconds"] - r["worker_stats"][0]["embed_seconds"]) / n
+                    for r in rs
+                ]
             )
             entry["queue_overhead_ms_per_row_vs_limit"] = med(
-                [1000 * (r["catch_up_seconds"] - n / limits[r["round"]]["per_second"]) / n
-                 for r in rs]  # fmt: skip
+                [
+                    1000 * (r["catch_up_seconds"] - n / limits[r["round"]]["per_second"]) / n
+                    for r in rs
+                ]
             )
         out["workers"][str(k)] = entry
     out["trigger_ms_per_row"] = med([r["trigger_ms_per_row"] for r in runs])
     out["update_ms_per_row_plain"] = med([1000 * r["update_seconds_plain"] / n for r in runs])
     out["update_ms_per_row_outbox"] = med([1000 * r["update_seconds_outbox"] / n for r in runs])
+    if inline is None:
+        return out
     rounds = inline["rounds"]
-    over = [(r["inline"] - r["plain"] - r["embed_in_flush"]) / (r["plain"] + r["embed_in_flush"])
-            for r in rounds]  # fmt: skip
+    over = [
+        (r["inline"] - r["plain"] - r["embed_in_flush"]) / (r["plain"] + r["embed_in_flush"])
+        for r in rounds
+    ]
     out["inline"] = {
         "rows": inline["rows"],
         "all_current": inline["current_after"] == inline["rows"],
@@ -286,8 +333,10 @@ def summarize(key: str, runs: list[dict[str, Any]], limits: list[dict[str, Any]]
         "embed_in_flush_seconds": med([r["embed_in_flush"] for r in rounds]),
         "embed_separate_seconds": med([r["embed_separate"] for r in rounds]),
         "hook_ms_per_row": med(
-            [1000 * (r["inline"] - r["plain"] - r["embed_in_flush"]) / inline["rows"]
-             for r in rounds]  # fmt: skip
+            [
+                1000 * (r["inline"] - r["plain"] - r["embed_in_flush"]) / inline["rows"]
+                for r in rounds
+            ]
         ),
         "overhead": med(over),
         "overheads": over,
@@ -320,8 +369,9 @@ def machine(engine: sa.Engine) -> dict[str, Any]:
         "python": platform.python_version(),
         "postgresql": pg,
         "pgvector_extension": ext,
-        "packages": {p: pkg(p) for p in ("sqlalchemy", "psycopg", "torch",
-                                         "sentence-transformers", "numpy")},  # fmt: skip
+        "packages": {
+            p: pkg(p) for p in ("sqlalchemy", "psycopg", "torch", "sentence-transformers", "numpy")
+        },
         "load_average_at_end": os.getloadavg(),
     }
 
@@ -342,7 +392,8 @@ def markdown(res: dict[str, Any]) -> str:
         for k, w in r["workers"].items():
             th = w["torch_threads_per_worker"]
             lines.append(
-                f"| {key} | {r['rows']:,} | {k}" + (f" ({th})" if th else "")
+                f"| {key} | {r['rows']:,} | {k}"
+                + (f" ({th})" if th else "")
                 + f" | {w['rows_per_second']:,.1f} | "
                 + ", ".join(f"{x:,.1f}" for x in w["runs_rows_per_second"])
                 + f" | **{w['ratio_to_limit']:.2f}** | {w['catch_up_seconds']:.1f} |"
@@ -373,6 +424,8 @@ def markdown(res: dict[str, Any]) -> str:
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for key, r in res["embedders"].items():
+        if "inline" not in r:
+            continue
         i = r["inline"]
         lines.append(
             f"| {key} | {i['rows']:,} | {i['plain_flush_seconds']:.3f} s | "
@@ -394,7 +447,7 @@ def plot(res: dict[str, Any], path: Path) -> bool:
         return False
     keys = list(res["embedders"])
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         r = res["embedders"][key]
         ks = [int(k) for k in r["workers"]]
         ys = [r["workers"][str(k)]["rows_per_second"] for k in ks]
@@ -436,12 +489,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds-hashing", type=int, default=3)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--poll-interval", type=float, default=1.0)
+    p.add_argument("--poll-interval", type=float, default=1.0, help="the workers' polling")
+    p.add_argument(
+        "--watch-interval", type=float, default=0.02, help="seconds between the driver's checks"
+    )
+    p.add_argument("--minilm-threads", type=int, default=0, help="torch threads per process")
+    p.add_argument("--no-inline", action="store_true", help="skip the inline flushes")
     p.add_argument("--url", help="use this server (any database) instead of the embedded one")
     p.add_argument("--data-dir", default=str(REPO / "data" / "bench-pg"))
     p.add_argument("--out", default=str(RESULTS / "sync.json"))
     p.add_argument("--no-doc", action="store_true", help="do not refresh docs/benchmarks.md")
     args = p.parse_args(argv)
+    global FIXED_THREADS
+    FIXED_THREADS = args.minilm_threads
 
     server = None
     started = False
@@ -478,25 +538,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 order = args.workers[shift:] + args.workers[:shift]
                 if r % 2 == 0:
                     limits.append(bench.limit(key, n))
-                    print(f"{key} round {r + 1}: limit {limits[-1]['per_second']:.1f}/s", flush=True)
+                    print(
+                        f"{key} round {r + 1}: limit {limits[-1]['per_second']:.1f}/s", flush=True
+                    )
                 for k in order:
                     run = bench.outbox_run(key, st, k, n)
                     run["round"] = r
                     runs.append(run)
-                    print(f"{key} round {r + 1}: {k} workers {run['rows_per_second']:.1f} rows/s "
-                          f"({run['catch_up_seconds']:.2f} s), trigger "
-                          f"{run['trigger_ms_per_row']:.3f} ms/row, current "
-                          f"{run['current_after']}/{n}", flush=True)  # fmt: skip
+                    print(
+                        f"{key} round {r + 1}: {k} workers {run['rows_per_second']:.1f} rows/s "
+                        f"({run['catch_up_seconds']:.2f} s), trigger "
+                        f"{run['trigger_ms_per_row']:.3f} ms/row, current "
+                        f"{run['current_after']}/{n}",
+                        flush=True,
+                    )
                 if r % 2 == 1:
                     limits.append(bench.limit(key, n))
-                    print(f"{key} round {r + 1}: limit {limits[-1]['per_second']:.1f}/s", flush=True)
-            inline = bench.inline(key, rounds)
+                    print(
+                        f"{key} round {r + 1}: limit {limits[-1]['per_second']:.1f}/s", flush=True
+                    )
+            inline = None if args.no_inline else bench.inline(key, rounds)
             raw[key] = {"runs": runs, "limits": limits, "inline": inline}
             res["embedders"][key] = summarize(key, runs, limits, inline, n)
             res["embedders"][key]["embedder"] = st["model"]
             res["embedders"][key]["rounds"] = rounds
-            print(f"{key} inline overhead {100 * res['embedders'][key]['inline']['overhead']:+.1f}%",
-                  flush=True)  # fmt: skip
+            if inline is not None:
+                over = res["embedders"][key]["inline"]["overhead"]
+                print(f"{key} inline overhead {100 * over:+.1f}%", flush=True)
         res["machine"] = machine(bench.engine)
         res["raw"] = raw
         out = Path(args.out)
