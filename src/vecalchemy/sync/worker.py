@@ -558,7 +558,8 @@ RETURNING v.id"""
 
 
 def _vector_text(vector: Any) -> str:
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+    # tolist() converts the whole row at once; the same text as repr(float(x)) per item.
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 def _describe(exc: BaseException) -> str:
