@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from vecalchemy import Embedding, EmbedderError, StaleEmbedding
+from vecalchemy import EmbedderError, Embedding, StaleEmbedding
 from vecalchemy._source import sql_content_hash
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.sync import content_hash, source_text
@@ -117,7 +117,8 @@ def test_insert_embeds_in_the_flush_in_one_call(s: Session) -> None:
     """50 new rows are embedded by one embedder call, each from its title and body."""
     s.add_all([Note(id=i, title=f"title {i}", body=f"body text {i}") for i in range(50)])
     s.flush()
-    assert len(COUNTER.calls) == 1 and COUNTER.texts == 50
+    assert len(COUNTER.calls) == 1
+    assert COUNTER.texts == 50
     row = stored(s, 7)
     text = "title 7\n\nbody text 7"
     assert np.allclose(vector(row.e), expected(text), atol=1e-6)  # type: ignore[arg-type]
@@ -179,13 +180,16 @@ def test_blank_text_has_no_embedding_and_clears_a_stale_one(s: Session) -> None:
     vector instead of leaving it behind."""
     s.add_all([Note(id=1, title=None, body=None), Note(id=2, title="t", body="words")])
     s.flush()
-    assert stored(s, 1).e is None and stored(s, 1).m is None
+    assert stored(s, 1).e is None
+    assert stored(s, 1).m is None
     note = s.get(Note, 2)
     assert note is not None
     note.title, note.body = None, "   "
     s.flush()
     row = stored(s, 2)
-    assert row.e is None and row.m is None and row.h == content_hash("   ")
+    assert row.e is None
+    assert row.m is None
+    assert row.h == content_hash("   ")
 
 
 def test_an_assigned_vector_is_kept(s: Session) -> None:
@@ -194,7 +198,8 @@ def test_an_assigned_vector_is_kept(s: Session) -> None:
     s.add(Note(id=1, title="t", body="b", embedding=v))
     s.flush()
     row = stored(s, 1)
-    assert np.allclose(vector(row.e), v) and row.m is None  # type: ignore[arg-type]
+    assert np.allclose(vector(row.e), v)
+    assert row.m is None
     assert row.h == content_hash("t\n\nb")
     assert COUNTER.calls == []
 
@@ -215,7 +220,7 @@ def test_bulk_update_of_a_source_is_refused(s: Session) -> None:
     """update(Note).values(body=...) bypasses the flush: StaleEmbedding, nothing written."""
     s.add(Note(id=1, title="t", body="before"))
     s.flush()
-    with pytest.raises(StaleEmbedding, match="bulk update.*body.*nothing was written"):
+    with pytest.raises(StaleEmbedding, match=r"bulk update.*body.*nothing was written"):
         s.execute(update(Note).where(Note.id == 1).values(body="after"))
     assert stored(s, 1).body == "before"
     with pytest.raises(StaleEmbedding, match="bulk insert"):
@@ -333,7 +338,8 @@ async def test_async_session_embeds_off_the_event_loop(async_session: AsyncSessi
     COUNTER.async_calls = 0
     async_session.add_all([Note(id=i, title=None, body=f"async text {i}") for i in range(5)])
     await async_session.flush()
-    assert COUNTER.async_calls == 1 and COUNTER.texts == 5
+    assert COUNTER.async_calls == 1
+    assert COUNTER.texts == 5
     note = await async_session.get(Note, 2)
     assert note is not None
     note.body = "changed asynchronously"

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
+from tests.test_engine import fresh_database
 from vecalchemy import Embedding, StaleEmbedding, SyncError
 from vecalchemy.cli import main
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.sync import Worker, content_hash
-from tests.test_engine import fresh_database
 
 OLD, NEW = HashingEmbedder(16), HashingEmbedder(24)
 
@@ -114,7 +114,9 @@ def test_migrate_swaps_in_the_new_model(db: sa.Engine, doc: Any) -> None:
                     w.run(until_idle=True)
 
     result = vecalchemy.sync.migrate(db, doc.embedding, to="hashing:24", progress=progress)
-    assert result.swapped and result.dim == 24 and result.remaining == 0
+    assert result.swapped
+    assert result.dim == 24
+    assert result.remaining == 0
     assert all(models == {OLD.name} for models in during)  # searches saw the old model only
     assert seen[-1] == (41, 41)
     cols = columns(db, doc)
@@ -173,9 +175,11 @@ def test_old_declaration_is_refused_after_the_swap(db: sa.Engine, doc: Any) -> N
         with Session(db) as s:
             s.add(doc(id=200, body="new row"))
             s.commit()
-        with Worker(db, targets=[name(doc)], embedders={name(doc): OLD}) as w:
-            with pytest.raises(SyncError, match="never mixes two models"):
-                w.run(until_idle=True)
+        with (
+            Worker(db, targets=[name(doc)], embedders={name(doc): OLD}) as w,
+            pytest.raises(SyncError, match="never mixes two models"),
+        ):
+            w.run(until_idle=True)
 
 
 def test_interrupted_migration_resumes(db: sa.Engine, doc: Any) -> None:
@@ -188,20 +192,22 @@ def test_interrupted_migration_resumes(db: sa.Engine, doc: Any) -> None:
     with pytest.raises(KeyboardInterrupt):
         vecalchemy.sync.migrate(db, doc.embedding, to="hashing:24", progress=interrupt)
     cols = columns(db, doc)
-    assert cols["embedding"] == "vector(16)" and cols["embedding__next"] == "vector(24)"
+    assert cols["embedding"] == "vector(16)"
+    assert cols["embedding__next"] == "vector(24)"
     assert models_in_use(db, doc) == {OLD.name}
     [s] = vecalchemy.sync.status(db, [name(doc)])
     assert s.migrating_to == "hashing:24"
     with pytest.raises(SyncError, match="being migrated to 'hashing:24' already"):
         vecalchemy.sync.migrate(db, doc.embedding, to="hashing:32")
     result = vecalchemy.sync.migrate(db, doc.embedding, to="hashing:24")
-    assert result.swapped and models_in_use(db, doc) == {NEW.name}
+    assert result.swapped
+    assert models_in_use(db, doc) == {NEW.name}
     assert vecalchemy.sync.status(db, [name(doc)])[0].migrating_to is None
 
 
 def test_migrate_errors(db: sa.Engine, doc: Any) -> None:
     """Migrating to the model already in use is refused; nothing is added."""
-    with pytest.raises(SyncError, match="made with .* already; nothing to migrate"):
+    with pytest.raises(SyncError, match=r"made with .* already; nothing to migrate"):
         vecalchemy.sync.migrate(db, doc.embedding, to="hashing:16")
     assert "embedding__next" not in columns(db, doc)
 
@@ -222,7 +228,8 @@ def test_cli_migrate(db: sa.Engine) -> None:
             catch_exceptions=False,
         )
         assert out.exit_code == 0, out.output
-        assert '"swapped": true' in out.output and models_in_use(db, m) == {NEW.name}
+        assert '"swapped": true' in out.output
+        assert models_in_use(db, m) == {NEW.name}
     finally:
         vecalchemy.sync.uninstall(db, m.embedding)
         m.metadata.drop_all(db)
