@@ -43,6 +43,11 @@ def test_readme_tour_runs(server_url: sa.URL, monkeypatch: pytest.MonkeyPatch) -
         base = namespace.get("Base")
         engine = namespace.get("engine")
         if base is not None and engine is not None:
+            page = namespace.get("Page")
+            if page is not None:  # the outbox of the sync section
+                import vecalchemy
+
+                vecalchemy.sync.uninstall(engine, page.embedding)  # type: ignore[attr-defined,arg-type]
             base.metadata.drop_all(engine)  # type: ignore[attr-defined]
             engine.dispose()  # type: ignore[attr-defined]
     printed = out.getvalue()

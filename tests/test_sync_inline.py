@@ -351,3 +351,47 @@ async def test_async_session_embeds_off_the_event_loop(async_session: AsyncSessi
         )
     ).scalar()
     assert got == content_hash("changed asynchronously")
+
+
+class Windowed(Counting):
+    """An embedder whose window is 8 tokens (a token being a word, plus two specials)."""
+
+    max_tokens = 8
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+
+def test_text_beyond_the_window_is_refused_or_truncated_on_request(session: Session) -> None:
+    """A text longer than the model's window fails the flush with the token counts and
+    the fix (nothing written); with truncate=True it is embedded (the model reads its
+    start)."""
+
+    class B(DeclarativeBase):
+        pass
+
+    class Strict(B):
+        __tablename__ = "sync_inline_strict"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        embedding = Embedding(DIM, source="body", embedder=Windowed())
+
+    class Lenient(B):
+        __tablename__ = "sync_inline_lenient"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        embedding = Embedding(DIM, source="body", embedder=Windowed(), truncate=True)
+
+    B.metadata.create_all(session.connection())
+    long_text = " ".join(f"word{i}" for i in range(10))
+    session.add_all([Strict(id=1, body="short text"), Strict(id=2, body=long_text)])
+    with pytest.raises(EmbedderError, match=r"12 tokens but .* reads at most 8.*truncate=True"):
+        session.flush()
+    with session.no_autoflush:
+        assert session.execute(sa.text("SELECT count(*) FROM sync_inline_strict")).scalar() == 0
+    session.expunge_all()
+    session.add(Lenient(id=1, body=long_text))
+    session.flush()
+    assert session.execute(
+        sa.text("SELECT embedding IS NOT NULL FROM sync_inline_lenient")
+    ).scalar()

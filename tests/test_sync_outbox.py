@@ -623,3 +623,35 @@ def test_cli_status_backfill_worker_retry(db: sa.Engine, doc: Any) -> None:
     out = runner.invoke(main, ["sync", "backfill", "nope.embedding", "--url", url])
     assert out.exit_code == 1
     assert "no synced column 'public.nope.embedding'" in out.output
+
+
+class Windowed(Poison):
+    """Window of 8 tokens (words plus two specials)."""
+
+    max_tokens = 8
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+
+def test_text_beyond_the_window_is_a_dead_letter_at_once(db: sa.Engine, doc: Any) -> None:
+    """A row whose text is longer than the model's window goes to the dead letters on
+    its first attempt (no retry can make it fit), with the token counts; no vector."""
+    add(db, doc, 2)
+    long_text = " ".join(f"w{i}" for i in range(20))
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {doc.__tablename__} SET body = :b WHERE id = 1"), {"b": long_text}
+        )
+    t = target(doc)
+    stats = work(db, doc, embedders={t: Windowed()})
+    assert (stats.done, stats.dead, stats.failed) == (1, 1, 1)
+    with db.connect() as conn:
+        attempts, error = conn.execute(
+            sa.text("SELECT attempts, error FROM vecalchemy.sync_dead WHERE target = :t"),
+            {"t": t},
+        ).one()
+    assert attempts == 5
+    assert "23 tokens but" in error
+    assert "reads at most 8" in error
+    assert rows(db, doc)[1].e is None

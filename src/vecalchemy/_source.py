@@ -58,9 +58,13 @@ class SourceSpec:
     columns: tuple[str, ...]
     embedder: Any
     sync: str = "inline"
+    #: Embed the start of a text longer than the model's window instead of refusing it.
+    truncate: bool = False
 
     @classmethod
-    def parse(cls, source: str | Sequence[str], embedder: Any, sync: str) -> SourceSpec:
+    def parse(
+        cls, source: str | Sequence[str], embedder: Any, sync: str, truncate: bool = False
+    ) -> SourceSpec:
         """Check a declaration's ``source=``, ``embedder=`` and ``sync=``."""
         columns = (source,) if isinstance(source, str) else tuple(source)
         if not columns or not all(isinstance(c, str) and c for c in columns):
@@ -78,7 +82,9 @@ class SourceSpec:
                 "an embedding with source= needs embedder= (a spec such as 'minilm' or "
                 "'hashing', or an Embedder object) to compute it"
             )
-        return cls(columns, embedder, sync)
+        if not isinstance(truncate, bool):
+            raise ConfigurationError(f"truncate must be True or False, got {truncate!r}")
+        return cls(columns, embedder, sync, truncate)
 
     @property
     def embedder_spec(self) -> str | None:

@@ -605,6 +605,7 @@ def Embedding(
     source: str | Sequence[str] | None = None,
     embedder: Any = None,
     sync: str = "inline",
+    truncate: bool = False,
     **kw: Any,
 ) -> MappedColumn[Any]:
     """Declare an embedding column whose metric, storage and index are fixed here once.
@@ -622,6 +623,8 @@ def Embedding(
     same transaction and ``vecalchemy worker`` embeds it. Either way the table gets two
     companion columns, ``<name>_source_hash`` and ``<name>_model``: the content hash of
     the text each vector was made from, and the embedder (with revision) that made it.
+    A text longer than the embedder's window (``max_tokens``) is refused (a flush
+    error, or a dead letter in the outbox) unless ``truncate=True``.
 
     Raises :class:`UnknownMetric` or :class:`UnsupportedIndex` at declaration time when
     pgvector could not store or index the column.
@@ -636,18 +639,18 @@ def Embedding(
             summary = Embedding(1536, metric="inner_product", storage="halfvec")
     """
     spec = _make_spec(dim, metric, storage, index)
-    info = _info(kw, spec, source, embedder, sync)
+    info = _info(kw, spec, source, embedder, sync, truncate)
     return mapped_column(spec.sql_type(), nullable=nullable, info=info, **kw)
 
 
 def _info(
-    kw: dict[str, Any], spec: VectorSpec, source: Any, embedder: Any, sync: str
+    kw: dict[str, Any], spec: VectorSpec, source: Any, embedder: Any, sync: str, truncate: bool
 ) -> dict[str, Any]:
     info = dict(kw.pop("info", None) or {})
     info[INFO_KEY] = spec
     if source is not None:
-        info[SOURCE_KEY] = SourceSpec.parse(source, embedder, sync)
-    elif embedder is not None or sync != "inline":
+        info[SOURCE_KEY] = SourceSpec.parse(source, embedder, sync, truncate)
+    elif embedder is not None or sync != "inline" or truncate:
         raise ConfigurationError(
             "embedder= and sync= keep an embedding in sync with its text; name the text "
             "column(s) with source='body' (or source=('title', 'body'))"
@@ -666,6 +669,7 @@ def embedding_column(
     source: str | Sequence[str] | None = None,
     embedder: Any = None,
     sync: str = "inline",
+    truncate: bool = False,
     **kw: Any,
 ) -> Column[Any]:
     """The Core twin of :func:`Embedding`: a ``Column`` for a ``sqlalchemy.Table``.
@@ -676,7 +680,7 @@ def embedding_column(
                      embedding_column("embedding", 384, metric="l2"))
     """
     spec = _make_spec(dim, metric, storage, index)
-    info = _info(kw, spec, source, embedder, sync)
+    info = _info(kw, spec, source, embedder, sync, truncate)
     return Column(name, spec.sql_type(), nullable=nullable, info=info, **kw)
 
 

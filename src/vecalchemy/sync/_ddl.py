@@ -77,6 +77,8 @@ class Target:
     #: ``outbox`` (a trigger queues the rows) or ``inline`` (registered only while a
     #: migration needs to record the column's embedder).
     sync: str = "outbox"
+    #: Embed the start of a text beyond the model's window instead of refusing it.
+    truncate: bool = False
 
     @property
     def relation(self) -> str:
@@ -150,6 +152,7 @@ def outbox_tables() -> list[str]:
     embedder_name text NOT NULL,
     max_attempts integer NOT NULL DEFAULT 5,
     sync text NOT NULL DEFAULT 'outbox',
+    truncate boolean NOT NULL DEFAULT false,
     backfill_cursor jsonb,
     migrating_to text,
     created_at timestamptz NOT NULL DEFAULT now()

@@ -16,7 +16,7 @@ from vecalchemy.embedders._checks import as_matrix
 from vecalchemy.errors import EmbedderError
 from vecalchemy.metrics import Metric
 
-__all__ = ["check_dim", "check_vectors", "resolve_embedder"]
+__all__ = ["check_dim", "check_vectors", "resolve_embedder", "too_long"]
 
 _EMBEDDER_KEY = "vecalchemy.embedder"
 
@@ -58,3 +58,21 @@ def check_vectors(
                 "has no cosine distance to anything"
             )
     return matrix
+
+
+def too_long(embedder: Embedder, text: str) -> str | None:
+    """Why ``text`` does not fit ``embedder``'s window (the model would embed only its
+    start), or None when it fits or the embedder has no window it can count."""
+    window = getattr(embedder, "max_tokens", None)
+    count = getattr(embedder, "count_tokens", None)
+    if not window or count is None or len(text) <= window:  # a token has >= 1 character
+        return None
+    tokens = int(count(text))
+    if tokens <= window:
+        return None
+    return (
+        f"the text has {tokens} tokens but {embedder.name} reads at most {window}; the "
+        "rest would not be embedded. Shorten or split the text (a Collection splits "
+        "documents into chunks that fit), or declare the column with truncate=True to "
+        "embed the start of long texts"
+    )

@@ -46,8 +46,8 @@ from vecalchemy._source import (
 )
 from vecalchemy._sql import INFO_KEY
 from vecalchemy.embedders import Embedder
-from vecalchemy.errors import StaleEmbedding
-from vecalchemy.sync._embed import check_vectors, resolve_embedder
+from vecalchemy.errors import EmbedderError, StaleEmbedding
+from vecalchemy.sync._embed import check_vectors, resolve_embedder, too_long
 
 __all__ = ["SourcedColumn", "sourced_columns"]
 
@@ -153,6 +153,11 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         embedder = resolve_embedder(sc.column)
         _check_registered(session, sc, embedder)
         texts = [text for _, text, _ in items if text.strip()]
+        if not sc.spec.truncate:
+            for text in texts:
+                why = too_long(embedder, text)
+                if why is not None:
+                    raise EmbedderError(f"{describe(sc.column)}: {why}; nothing was written")
         vectors: npt.NDArray[np.float32] | None = None
         if texts:
             spec = sc.column.info[INFO_KEY]

@@ -107,6 +107,7 @@ def target_for(
         embedder_name=emb.name,
         max_attempts=max_attempts,
         sync=spec.sync,
+        truncate=spec.truncate,
     )
 
 
@@ -123,10 +124,10 @@ def register(conn: sa.Connection, t: Target) -> None:
         sa.text(
             f"INSERT INTO {SCHEMA}.sync_targets (target, schema_name, table_name, column_name,"
             " key_columns, key_types, source_columns, hash_column, model_column, dim,"
-            " storage, metric, embedder, embedder_name, max_attempts, sync)"
+            " storage, metric, embedder, embedder_name, max_attempts, sync, truncate)"
             " VALUES (:target, :schema, :table, :column, :key_columns, :key_types,"
             " :source_columns, :hash_column, :model_column, :dim, :storage, :metric,"
-            " :embedder, :embedder_name, :max_attempts, :sync)"
+            " :embedder, :embedder_name, :max_attempts, :sync, :truncate)"
             " ON CONFLICT (target) DO UPDATE SET schema_name = EXCLUDED.schema_name,"
             " table_name = EXCLUDED.table_name, column_name = EXCLUDED.column_name,"
             " key_columns = EXCLUDED.key_columns, key_types = EXCLUDED.key_types,"
@@ -134,7 +135,8 @@ def register(conn: sa.Connection, t: Target) -> None:
             " model_column = EXCLUDED.model_column, dim = EXCLUDED.dim,"
             " storage = EXCLUDED.storage, metric = EXCLUDED.metric,"
             " embedder = EXCLUDED.embedder, embedder_name = EXCLUDED.embedder_name,"
-            " max_attempts = EXCLUDED.max_attempts, sync = EXCLUDED.sync"
+            " max_attempts = EXCLUDED.max_attempts, sync = EXCLUDED.sync,"
+            " truncate = EXCLUDED.truncate"
         ),
         {
             "target": t.name,
@@ -176,7 +178,8 @@ def load_targets(conn: sa.Connection, names: Sequence[str] | None = None) -> lis
         sa.text(
             f"SELECT target, schema_name, table_name, column_name, key_columns, key_types,"
             f" source_columns, hash_column, model_column, dim, storage, metric, embedder,"
-            f" embedder_name, max_attempts, sync FROM {SCHEMA}.sync_targets ORDER BY target"
+            f" embedder_name, max_attempts, sync, truncate"
+            f" FROM {SCHEMA}.sync_targets ORDER BY target"
         )
     ).all()
     found = [
@@ -197,6 +200,7 @@ def load_targets(conn: sa.Connection, names: Sequence[str] | None = None) -> lis
             embedder_name=r.embedder_name,
             max_attempts=r.max_attempts,
             sync=r.sync,
+            truncate=r.truncate,
         )
         for r in rows
     ]

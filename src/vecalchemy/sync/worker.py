@@ -51,7 +51,7 @@ from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.errors import ConfigurationError, EmbedderError, SyncError
 from vecalchemy.metrics import Metric
 from vecalchemy.sync._ddl import CHANNEL, SCHEMA, Target, q
-from vecalchemy.sync._embed import check_vectors
+from vecalchemy.sync._embed import check_vectors, too_long
 from vecalchemy.sync._targets import load_targets
 
 __all__ = ["Worker", "WorkerStats"]
@@ -149,6 +149,8 @@ class Worker:
         self._conn: sa.Connection | None = None
         self._listen: Any = None
         self._known: dict[str, Target] = {}
+        self._permanent: set[int] = set()
+        self._loaded = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -285,23 +287,46 @@ class Worker:
     # -- one batch --------------------------------------------------------------------
 
     def _target_names(self) -> list[str]:
-        if not self._known or self.stats.batches % 50 == 0:
+        # Targets are read again every 30 s: a column installed or migrated meanwhile.
+        if not self._known or time.monotonic() - self._loaded > 30.0:
             found = load_targets(self._work(), self.targets)
             self._work().commit()
             if self.targets is None:
                 found = [t for t in found if t.sync == "outbox"]
+            found = self._present(found)
             if not found:
                 raise SyncError(
                     "no synced column in this database; install one with "
                     "vecalchemy.sync.install(engine, Doc.embedding)"
                 )
             self._known = {t.name: t for t in found}
+            self._embedders = {n: e for n, e in self._embedders.items() if n in self._known}
+            self._loaded = time.monotonic()
         return list(self._known)
+
+    def _present(self, found: list[Target]) -> list[Target]:
+        """The targets whose table exists (a dropped table leaves its registry entry)."""
+        conn = self._work()
+        exists = conn.execute(
+            sa.text("SELECT to_regclass(r) IS NOT NULL FROM unnest(CAST(:r AS text[])) AS r"),
+            {"r": [t.relation for t in found]},
+        ).scalars()
+        kept = [t for t, ok in zip(found, list(exists), strict=True) if ok]
+        conn.commit()
+        for t in found:
+            if t not in kept:
+                log.warning(
+                    "%s: table %s is gone; skipping it (vecalchemy.sync.uninstall "
+                    "removes its entry)",
+                    t.name,
+                    t.relation,
+                )
+        return kept
 
     def _embedder(self, t: Target) -> Embedder:
         got = self._embedders.get(t.name)
-        if got is not None:
-            return got
+        if got is not None and got.name == t.embedder_name:
+            return got  # (a migration changes the target's model: build it again)
         given = self._given.get(t.name)
         if given is not None:
             embedder = given
@@ -407,6 +432,13 @@ RETURNING q.id, q.target, q.key, q.hash, q.attempts"""
         todo = [i for i in items if i.text is not None and i.text.strip()]
         vectors: dict[int, Any] = {}
         errors: dict[int, str] = {}
+        if not t.truncate:
+            for i in todo:
+                why = too_long(embedder, i.text or "")
+                if why is not None:
+                    errors[i.id] = why
+                    self._permanent.add(i.id)  # no retry makes it fit
+            todo = [i for i in todo if i.id not in errors]
         if not todo:
             return vectors, errors
         started = time.perf_counter()
@@ -495,7 +527,8 @@ RETURNING v.id"""
         failed = [i for i in items if i.id in errors]
         limit = self.max_attempts or t.max_attempts
         for i in failed:
-            attempts = i.attempts + 1
+            attempts = limit if i.id in self._permanent else i.attempts + 1
+            self._permanent.discard(i.id)
             if attempts >= limit:
                 moved = conn.execute(
                     sa.text(
