@@ -559,20 +559,22 @@ def test_install_is_idempotent_and_concurrent(db: sa.Engine) -> None:
 
 
 def test_install_statements_run_in_a_migration(db: sa.Engine) -> None:
-    """install_statements() is plain SQL a migration can op.execute(): running it on a
-    connection installs a working trigger."""
+    """install_statements() is plain SQL a migration can op.execute(): run one by one,
+    they install a working trigger, guard and registry entry (workers find the target)."""
     model = make_model(f"outbox_{uuid.uuid4().hex[:8]}")
     model.metadata.create_all(db)
-    from vecalchemy.sync._targets import register, target_for
+    from vecalchemy.sync._targets import target_for
 
-    t = target_for(model.embedding)
+    statements = vecalchemy.sync.install_statements(target_for(model.embedding))
+    assert all(isinstance(stmt, str) for stmt in statements)
     with db.begin() as conn:
-        for stmt in vecalchemy.sync.install_statements(t):
+        for stmt in statements:
             conn.exec_driver_sql(stmt)
-        register(conn, t)
     try:
         add(db, model, 3)
         assert len(queue(db, model)) == 3
+        assert work(db, model).done == 3
+        assert_current(db, model)
     finally:
         vecalchemy.sync.uninstall(db, model.embedding)
         model.metadata.drop_all(db)

@@ -28,6 +28,7 @@ __all__ = [
     "connect",
     "load_targets",
     "register",
+    "register_statement",
     "resolve_or_declared",
     "resolve_target",
     "stale_condition",
@@ -117,32 +118,55 @@ def _key_type(col: Column[Any], dialect: Any) -> str:
     return {"serial": "integer", "bigserial": "bigint"}.get(kind, kind)
 
 
-def register(conn: sa.Connection, t: Target) -> None:
+def register_statement(t: Target) -> str:
+    """The ``INSERT ... ON CONFLICT`` that records ``t`` in ``vecalchemy.sync_targets``,
+    with literal values, so that a migration can emit it as it is."""
     row = asdict(t)
-    row.pop("name")
-    conn.execute(
-        sa.text(
-            f"INSERT INTO {SCHEMA}.sync_targets (target, schema_name, table_name, column_name,"
-            " key_columns, key_types, source_columns, hash_column, model_column, dim,"
-            " storage, metric, embedder, embedder_name, max_attempts, sync, truncate)"
-            " VALUES (:target, :schema, :table, :column, :key_columns, :key_types,"
-            " :source_columns, :hash_column, :model_column, :dim, :storage, :metric,"
-            " :embedder, :embedder_name, :max_attempts, :sync, :truncate)"
-            " ON CONFLICT (target) DO UPDATE SET schema_name = EXCLUDED.schema_name,"
-            " table_name = EXCLUDED.table_name, column_name = EXCLUDED.column_name,"
-            " key_columns = EXCLUDED.key_columns, key_types = EXCLUDED.key_types,"
-            " source_columns = EXCLUDED.source_columns, hash_column = EXCLUDED.hash_column,"
-            " model_column = EXCLUDED.model_column, dim = EXCLUDED.dim,"
-            " storage = EXCLUDED.storage, metric = EXCLUDED.metric,"
-            " embedder = EXCLUDED.embedder, embedder_name = EXCLUDED.embedder_name,"
-            " max_attempts = EXCLUDED.max_attempts, sync = EXCLUDED.sync,"
-            " truncate = EXCLUDED.truncate"
-        ),
-        {
-            "target": t.name,
-            **{k: json.dumps(list(v)) if isinstance(v, tuple) else v for k, v in row.items()},
-        },
+    values: list[str] = []
+    for value in row.values():
+        if value is None:
+            values.append("NULL")
+        elif isinstance(value, bool):
+            values.append("true" if value else "false")
+        elif isinstance(value, int):
+            values.append(str(value))
+        elif isinstance(value, tuple):
+            values.append(lit(json.dumps(list(value))) + "::jsonb")
+        else:
+            values.append(lit(str(value)))
+    names = ", ".join(_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])
+    return (
+        f"INSERT INTO {SCHEMA}.sync_targets ({names}) VALUES ({', '.join(values)})"
+        f" ON CONFLICT (target) DO UPDATE SET {updates}"
     )
+
+
+#: The registry's columns, in the order of :class:`Target`'s fields.
+_COLUMNS = (
+    "target",
+    "schema_name",
+    "table_name",
+    "column_name",
+    "key_columns",
+    "key_types",
+    "source_columns",
+    "hash_column",
+    "model_column",
+    "dim",
+    "storage",
+    "metric",
+    "embedder",
+    "embedder_name",
+    "max_attempts",
+    "sync",
+    "truncate",
+)
+
+
+def register(conn: sa.Connection, t: Target) -> None:
+    """Record ``t`` in ``vecalchemy.sync_targets`` (insert or update)."""
+    conn.exec_driver_sql(register_statement(t))
 
 
 class begin:

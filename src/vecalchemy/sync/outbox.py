@@ -41,7 +41,7 @@ from vecalchemy.sync._targets import (
     begin,
     connect,
     load_targets,
-    register,
+    register_statement,
     resolve_target,
     stale_condition,
     target_for,
@@ -59,8 +59,16 @@ __all__ = [
 
 
 def install_statements(t: Target) -> list[str]:
-    """Every statement :func:`install` runs for ``t``, for a migration to emit."""
-    return [*outbox_tables(), *trigger_statements(t)]
+    """Every statement :func:`install` runs for ``t`` (tables, trigger, guard, registry
+    entry), as plain SQL for a migration to emit with ``op.execute``.
+
+    Example::
+
+        from vecalchemy.sync._targets import target_for   # in an Alembic migration
+        for stmt in vecalchemy.sync.install_statements(target_for(Doc.embedding)):
+            op.execute(stmt)
+    """
+    return [*outbox_tables(), *trigger_statements(t), register_statement(t)]
 
 
 def install(
@@ -89,7 +97,6 @@ def install(
         _check_companions(conn, t)
         for stmt in install_statements(t):
             conn.exec_driver_sql(stmt)
-        register(conn, t)
     return t
 
 
