@@ -184,3 +184,23 @@ def observed(engine: Engine) -> Iterator[list[dict[str, str | None]]]:
     sa.event.listen(engine, "after_cursor_execute", after)
     yield seen
     sa.event.remove(engine, "after_cursor_execute", after)
+
+
+@pytest.fixture(scope="module")
+def module_db_url(server_url: sa.URL) -> Iterator[sa.URL]:
+    """A database of the test module's own (dropped after it), for tests that install
+    database-wide objects such as the sync outbox's schema."""
+    from tests.test_engine import fresh_database
+
+    with fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_db(module_db_url: sa.URL) -> Iterator[Engine]:
+    """An engine on :func:`module_db_url`."""
+    engine = vecalchemy.create_engine(module_db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from tests.test_engine import fresh_database
 from vecalchemy import Embedding, StaleEmbedding, SyncError
 from vecalchemy.cli import main
 from vecalchemy.embedders import HashingEmbedder
@@ -25,13 +24,8 @@ OLD, NEW = HashingEmbedder(16), HashingEmbedder(24)
 
 
 @pytest.fixture(scope="module")
-def db(server_url: sa.URL) -> Iterator[sa.Engine]:
-    with fresh_database(server_url) as url:
-        engine = vecalchemy.create_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+def db(module_db: sa.Engine) -> sa.Engine:
+    return module_db
 
 
 def model(table: str, dim: int, spec: str, sync: str) -> Any:

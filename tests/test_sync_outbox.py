@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from tests.test_engine import fresh_database
 from vecalchemy import Embedding, SyncError
 from vecalchemy.cli import main
 from vecalchemy.embedders import HashingEmbedder
@@ -30,13 +29,8 @@ HASHING = HashingEmbedder(DIM)
 
 
 @pytest.fixture(scope="module")
-def db(server_url: sa.URL) -> Iterator[sa.Engine]:
-    with fresh_database(server_url) as url:
-        engine = vecalchemy.create_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+def db(module_db: sa.Engine) -> sa.Engine:
+    return module_db
 
 
 def make_model(table: str, embedder: Any = "hashing:16", **kw: Any) -> Any:
@@ -100,7 +94,7 @@ def assert_current(db: sa.Engine, model: Any) -> None:
         assert r.h == content_hash(text), r.id
         if text.strip():
             got = np.array(r.e.strip("[]").split(","), dtype=np.float32)
-            assert np.allclose(got, HASHING.embed_documents([text])[0], atol=1e-6), r.id
+            assert np.array_equal(got, HASHING.embed_documents([text])[0]), r.id  # exact
             assert r.m == HASHING.name
         else:
             assert r.e is None

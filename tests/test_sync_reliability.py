@@ -42,7 +42,6 @@ from sqlalchemy.pool import NullPool
 import vecalchemy
 import vecalchemy.sync
 from tests.conftest import FAST_SETTINGS
-from tests.test_engine import fresh_database
 from vecalchemy import Embedding
 from vecalchemy.embedders import HashingEmbedder
 from vecalchemy.errors import EmbedderError
@@ -64,17 +63,13 @@ WORDS = [
 
 
 @pytest.fixture(scope="module")
-def db_url(server_url: URL) -> Iterator[URL]:
-    """A database of this module's own, so its outbox schema is not shared."""
-    with fresh_database(server_url) as url:
-        yield url
+def db_url(module_db_url: URL) -> URL:
+    return module_db_url
 
 
 @pytest.fixture(scope="module")
-def db(db_url: URL) -> Iterator[Engine]:
-    eng = vecalchemy.create_engine(db_url)
-    yield eng
-    eng.dispose()
+def db(module_db: Engine) -> Engine:
+    return module_db
 
 
 def url_text(url: URL | str) -> str:
