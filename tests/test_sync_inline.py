@@ -395,3 +395,24 @@ def test_text_beyond_the_window_is_refused_or_truncated_on_request(session: Sess
     assert session.execute(
         sa.text("SELECT embedding IS NOT NULL FROM sync_inline_lenient")
     ).scalar()
+
+
+def test_a_vector_of_another_model_is_re_embedded_on_a_text_write(s: Session) -> None:
+    """A row whose vector another model made is embedded again when its text is written,
+    even if the new text is the one that vector was made from."""
+    s.add(Note(id=1, title=None, body="kept text"))
+    s.flush()
+    # Written outside the ORM: other text, and a vector of another model.
+    s.execute(
+        sa.text(
+            "UPDATE sync_inline_notes SET body = 'other', embedding_model = 'old-model'"
+            " WHERE id = 1"
+        )
+    )
+    s.expire_all()
+    note = s.get(Note, 1)
+    assert note is not None
+    note.body = "kept text"  # the text of the stored hash
+    s.flush()
+    assert len(COUNTER.calls) == 2
+    assert stored(s, 1).m == HASHING.name

@@ -130,9 +130,15 @@ def _work(session: Session) -> dict[int, tuple[SourcedColumn, list[tuple[Any, st
             if (
                 not new
                 and getattr(obj, sc.hash_key) == digest
-                and (getattr(obj, sc.key) is not None or not text.strip())
+                and (
+                    not text.strip()
+                    or (
+                        getattr(obj, sc.key) is not None
+                        and getattr(obj, sc.model_key) in (None, resolve_embedder(sc.column).name)
+                    )
+                )
             ):
-                continue  # the same text as the stored vector's
+                continue  # the same text as the stored vector's, by this model
             todo.setdefault(id(sc.column), (sc, []))[1].append((obj, text, digest))
     return todo
 
