@@ -55,8 +55,15 @@ def models(key: str, spec: str) -> dict[str, Any]:
             "id": mapped_column(BigInteger, primary_key=True),
             "title": mapped_column(Text),
             "body": mapped_column(Text, nullable=False),
+            # truncate=True: the limit (embed_documents) truncates texts past MiniLM's
+            # 256-token window too (0.5% of these abstracts), so both embed the same.
             "embedding": Embedding(
-                DIM, source=("title", "body"), embedder=spec, sync=sync, index=None
+                DIM,
+                source=("title", "body"),
+                embedder=spec,
+                sync=sync,
+                index=None,
+                truncate=True,
             ),
             "__annotations__": {"id": Mapped[int], "title": Mapped[str], "body": Mapped[str]},
         }

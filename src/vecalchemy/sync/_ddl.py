@@ -170,6 +170,9 @@ def outbox_tables() -> list[str]:
     lease_until timestamptz,
     UNIQUE (target, key)
 )""",
+        # Columns added after the first version of the registry, for outboxes made then.
+        f"ALTER TABLE {s}.sync_targets ADD COLUMN IF NOT EXISTS sync text NOT NULL"
+        " DEFAULT 'outbox', ADD COLUMN IF NOT EXISTS truncate boolean NOT NULL DEFAULT false",
         f"CREATE INDEX IF NOT EXISTS sync_queue_ready ON {s}.sync_queue (not_before, id)",
         f"""CREATE TABLE IF NOT EXISTS {s}.sync_dead (
     id bigserial PRIMARY KEY,
