@@ -20,6 +20,7 @@ Declare the metric once, and the index and the query follow from it::
 from __future__ import annotations
 
 from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
+from vecalchemy.doctor import Finding, doctor
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
 from vecalchemy.engine import (
     DATABASE_URL_ENV,
@@ -165,6 +166,7 @@ __all__ = [
     "Explain",
     "ExtensionNotAvailable",
     "FilterError",
+    "Finding",
     "FullText",
     "FullTextSpec",
     "FusedHit",
@@ -220,6 +222,7 @@ __all__ = [
     "default_data_dir",
     "defer_indexes",
     "distance",
+    "doctor",
     "drop_indexes",
     "embedded_url",
     "embedding_column",

@@ -1,0 +1,312 @@
+"""The checks of :func:`vecalchemy.doctor`: catalog and statistics queries, read-only."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from vecalchemy._names import qualified
+from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
+
+__all__ = ["CODES", "Finding", "doctor"]
+
+#: Every finding's code and name.
+CODES: dict[str, str] = {
+    "VA101": "extension-missing",
+    "VA102": "extension-old",
+    "VA201": "vector-without-dimensions",
+    "VA202": "too-many-dimensions",
+    "VA301": "duplicate-vector-index",
+    "VA302": "invalid-index",
+    "VA303": "ivfflat-lists",
+    "VA304": "dead-tuples",
+    "VA401": "random-page-cost",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One mistake found: ``code`` (stable, e.g. ``VA301``), ``name``, ``severity``
+    (``error``: results are wrong or an index cannot work; ``warning``: slow or
+    degraded; ``info``), the ``object`` it concerns (table, column or index), what was
+    found, why it matters, and the SQL that ``fix``-es it."""
+
+    code: str
+    severity: str
+    object: str
+    message: str
+    why: str
+    fix: str
+
+    @property
+    def name(self) -> str:
+        """The code's name, e.g. ``duplicate-vector-index``."""
+        return CODES[self.code]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The finding as a JSON-ready dict."""
+        return {"name": self.name, **asdict(self)}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+_COLUMNS = """
+SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE t.typname IN ('vector', 'halfvec', 'sparsevec') AND c.relkind IN ('r', 'p', 'm')
+  AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (CAST(:table AS text) IS NULL OR c.relname = :table)
+ORDER BY 1, 2, 3
+"""
+
+_INDEXES = """
+SELECT n.nspname, t.relname AS tbl, i.relname AS idx, am.amname, x.indisvalid,
+       pg_get_indexdef(x.indexrelid) AS definition, opc.opcname, x.indkey[0] AS attnum,
+       a.attname, i.reloptions, greatest(t.reltuples, 0)::bigint AS rows,
+       x.indpred IS NOT NULL AS partial
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_am am ON am.oid = i.relam
+JOIN pg_opclass opc ON opc.oid = x.indclass[0]
+LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+WHERE am.amname IN ('hnsw', 'ivfflat')
+  AND (CAST(:table AS text) IS NULL OR t.relname = :table)
+ORDER BY 1, 2, 3
+"""
+
+
+def _expression(definition: str) -> str:
+    """The indexed expression of a vector index, from its definition."""
+    m = re.search(r"USING \w+ \((.*)\)(?: WITH| WHERE|$)", definition)
+    return m.group(1) if m else definition
+
+
+def doctor(engine: Engine | sa.Connection, *, table: str | None = None) -> list[Finding]:
+    """Every pgvector mistake found in the database (or in ``table``), worst first.
+
+    Runs only catalog and statistics queries in a ``READ ONLY`` transaction, so it is
+    safe on a production database and works for a role that may only read; it needs
+    no vecalchemy-created objects.
+
+    Example::
+
+        findings = vecalchemy.doctor(engine)
+        errors = [f for f in findings if f.severity == "error"]
+    """
+    if isinstance(engine, sa.Connection):
+        return _run(engine, table)
+    with engine.connect() as conn:
+        try:
+            return _run(conn, table)
+        finally:
+            conn.rollback()
+
+
+def _run(conn: sa.Connection, table: str | None) -> list[Finding]:
+    if not conn.in_transaction():
+        conn.begin()
+    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    found: list[Finding] = []
+    for check in CHECKS:
+        found.extend(check(conn, table))
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(found, key=lambda f: (order[f.severity], f.code, f.object))
+
+
+def _extension(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+    version = conn.execute(
+        sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    ).scalar()
+    if version is None:
+        available = conn.execute(
+            sa.text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+        ).scalar()
+        yield Finding(
+            "VA101",
+            "error",
+            "database",
+            "the vector extension is not installed"
+            + (f" (pgvector {available} is available)" if available else ""),
+            "without it there are no vector types, distances or indexes",
+            "CREATE EXTENSION vector;"
+            if available
+            else "install pgvector on the server, then: CREATE EXTENSION vector;",
+        )
+        return
+    if _version(version) < (0, 8, 0):
+        missing = ["iterative index scans (filtered searches return fewer than k rows)"]
+        if _version(version) < (0, 7, 0):
+            missing.append("halfvec, sparsevec and bit indexes, binary quantization")
+        yield Finding(
+            "VA102",
+            "warning",
+            "extension vector",
+            f"pgvector {version} is older than 0.8.0; it lacks " + "; ".join(missing),
+            "filtered and post-update searches silently return fewer than k rows",
+            "install pgvector 0.8.0 or later on the server, then: ALTER EXTENSION vector UPDATE;",
+        )
+
+
+def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+    rows = conn.execute(sa.text(_COLUMNS), {"table": table}).all()
+    indexes = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    for schema, tbl, col, typ, typmod in rows:
+        rel = qualified(schema, tbl)
+        where = f"{rel}.{qualified(None, col)}"
+        if typmod < 0:
+            yield Finding(
+                "VA201",
+                "error",
+                where,
+                f"{typ} column without dimensions",
+                "pgvector cannot index a column whose vectors may have any length, so "
+                "every search on it scans the whole table",
+                f"ALTER TABLE {rel} ALTER COLUMN {qualified(None, col)} TYPE {typ}(<dim>);",
+            )
+            continue
+        storage = Storage.parse(typ)
+        limit = INDEX_DIM_LIMITS[storage]
+        if storage is Storage.SPARSEVEC or typmod <= limit:
+            continue
+        on_col = [
+            i for i in indexes if i.nspname == schema and i.tbl == tbl and col in i.definition
+        ]
+        if any("halfvec" in i.opcname or "bit" in i.opcname for i in on_col):
+            continue
+        yield Finding(
+            "VA202",
+            "warning",
+            where,
+            f"{typ}({typmod}) has more dimensions than pgvector indexes ({limit:,}) and no "
+            "halfvec or binary-quantized expression index",
+            "every search on it scans the whole table",
+            f"CREATE INDEX ON {rel} USING hnsw (({qualified(None, col)}::halfvec({typmod})) "
+            "halfvec_cosine_ops);  -- use the opclass of your metric, and query with the "
+            f"same cast: ORDER BY {qualified(None, col)}::halfvec({typmod}) <=> ...",
+        )
+
+
+def _indexes(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+    rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    seen: dict[tuple[str, str, str, bool], str] = {}
+    for r in rows:
+        rel = qualified(r.nspname, r.tbl)
+        idx = qualified(r.nspname, r.idx)
+        if not r.indisvalid:
+            yield Finding(
+                "VA302",
+                "error",
+                idx,
+                f"index {r.idx} on {r.tbl} is invalid (a CREATE INDEX CONCURRENTLY that "
+                "failed or was cancelled)",
+                "PostgreSQL never uses it for queries but still updates it on every write",
+                f"DROP INDEX CONCURRENTLY {idx}; -- then build it again, or: "
+                f"REINDEX INDEX CONCURRENTLY {idx};",
+            )
+            continue
+        key = (r.nspname, r.tbl, _expression(r.definition), r.partial)
+        if key in seen and not r.partial:
+            yield Finding(
+                "VA301",
+                "warning",
+                idx,
+                f"{r.idx} and {seen[key]} index the same expression of {r.tbl}",
+                "every write updates both (HNSW inserts are expensive), and the planner "
+                "uses one of them",
+                f"DROP INDEX CONCURRENTLY {idx};",
+            )
+        else:
+            seen.setdefault(key, r.idx)
+        if r.amname == "ivfflat":
+            yield from _ivfflat(r, rel, idx)
+
+
+def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
+    options = dict(o.split("=", 1) for o in (r.reloptions or ()))
+    lists = int(options.get("lists", 100))
+    rows = int(r.rows)
+    rule = max(1, rows // 1000 if rows <= 1_000_000 else math.isqrt(rows))
+    if rows < 10 * lists or not rule / 4 <= lists <= rule * 4:
+        yield Finding(
+            "VA303",
+            "warning",
+            idx,
+            f"IVFFlat index {r.idx} has {lists} lists for about {rows:,} rows (the rule "
+            f"gives {rule}: rows/1000 up to 1M rows, sqrt(rows) above)",
+            "lists learnt from too few rows (an empty or small table at build time) or "
+            "far from the rule give poor recall or slow searches",
+            f"DROP INDEX CONCURRENTLY {idx}; CREATE INDEX CONCURRENTLY {qualified(None, r.idx)} "
+            f"ON {rel} USING ivfflat ({_expression(r.definition)}) WITH (lists = {rule});",
+        )
+
+
+def _dead(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT s.schemaname, s.relname, s.n_live_tup, s.n_dead_tup"
+            " FROM pg_stat_all_tables s WHERE s.n_dead_tup > 1000"
+            " AND s.n_dead_tup > 0.2 * (s.n_live_tup + s.n_dead_tup)"
+            " AND (CAST(:table AS text) IS NULL OR s.relname = :table)"
+            " AND EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_am am ON am.oid = i.relam WHERE x.indrelid = s.relid"
+            " AND am.amname IN ('hnsw', 'ivfflat')) ORDER BY 1, 2"
+        ),
+        {"table": table},
+    ).all()
+    for schema, tbl, live, dead in rows:
+        rel = qualified(schema, tbl)
+        yield Finding(
+            "VA304",
+            "warning",
+            rel,
+            f"{dead:,} dead rows against {live:,} live ones in a table with a vector index",
+            "dead index entries crowd the nearest neighbours out of an index scan (a search "
+            "returns fewer rows, or must scan further), until VACUUM removes them "
+            "(pgvector issue #450)",
+            f"VACUUM (ANALYZE) {rel}; -- and if the index stays bloated: "
+            f"REINDEX TABLE CONCURRENTLY {rel};",
+        )
+
+
+def _settings(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+    cost = conn.execute(sa.text("SELECT current_setting('random_page_cost')::float")).scalar()
+    if cost is not None and cost < 2.0:
+        yield Finding(
+            "VA401",
+            "warning",
+            "setting random_page_cost",
+            f"random_page_cost = {cost:g}",
+            "with index scans this cheap, a query ordering by distance without a LIMIT "
+            "is served by the vector index, which returns at most hnsw.ef_search rows "
+            "(40 by default): the result is silently truncated",
+            "ALTER DATABASE <db> SET random_page_cost = 4; -- or give every distance "
+            "ordering a LIMIT (vecalchemy does that for its own statements)",
+        )
+
+
+CHECKS: tuple[Callable[[sa.Connection, str | None], Iterator[Finding]], ...] = (
+    _extension,
+    _columns,
+    _indexes,
+    _dead,
+    _settings,
+)

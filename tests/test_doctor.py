@@ -1,0 +1,235 @@
+"""vecalchemy.doctor finds each pgvector mistake in a database built to have exactly it,
+and nothing in a clean one; it runs read-only, also as a role with no rights on the
+tables, and in a database without the extension."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+import vecalchemy
+from tests.test_engine import fresh_database, login_role
+from vecalchemy.cli import main
+
+
+@pytest.fixture(scope="module")
+def url(module_db_url: sa.URL, module_db: sa.Engine) -> sa.URL:
+    with module_db.connect():  # creates the extension
+        pass
+    return module_db_url
+
+
+@pytest.fixture
+def plain(url: sa.URL) -> Iterator[sa.Engine]:
+    """A plain SQLAlchemy engine (AUTOCOMMIT), as on a database vecalchemy did not create."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def table(plain: sa.Engine) -> Iterator[str]:
+    name = f"doc_{uuid.uuid4().hex[:8]}"
+    yield name
+    with plain.connect() as conn:
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def codes(engine: sa.Engine, table: str) -> list[str]:
+    return [f.code for f in vecalchemy.doctor(engine, table=table)]
+
+
+def run(engine: sa.Engine, *statements: str) -> None:
+    with engine.connect() as conn:
+        for stmt in statements:
+            conn.exec_driver_sql(stmt)
+
+
+def fill(n: int, dim: int = 8) -> str:
+    return (
+        f"SELECT g, (SELECT array_agg(random())::real[] FROM generate_series(1, {dim})"
+        " WHERE g > 0)::vector FROM generate_series(1, " + str(n) + ") g"
+    )
+
+
+def test_a_clean_table_has_no_findings(plain: sa.Engine, table: str) -> None:
+    """A vector(8) column with one valid HNSW index: nothing to report."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int PRIMARY KEY, embedding vector(8))',
+        f'INSERT INTO "{table}" {fill(100)}',
+        f'CREATE INDEX ON "{table}" USING hnsw (embedding vector_cosine_ops)',
+        f'ANALYZE "{table}"',
+    )
+    assert codes(plain, table) == []
+
+
+def test_vector_without_dimensions(plain: sa.Engine, table: str) -> None:
+    """VA201 for a vector column without (n), with the ALTER that fixes it."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector)')
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert (f.code, f.severity, f.name) == ("VA201", "error", "vector-without-dimensions")
+    assert f.object == f'"public"."{table}"."embedding"'
+    assert f'ALTER TABLE "public"."{table}" ALTER COLUMN "embedding" TYPE vector(<dim>)' in f.fix
+
+
+def test_too_many_dimensions_without_halfvec(plain: sa.Engine, table: str) -> None:
+    """VA202 for vector(3072) with no index; gone once the halfvec expression index exists."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector(3072))')
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA202"
+    assert "halfvec(3072)) halfvec_cosine_ops" in f.fix
+    run(
+        plain,
+        f'CREATE INDEX ON "{table}" USING hnsw ((embedding::halfvec(3072)) halfvec_cosine_ops)',
+    )
+    assert codes(plain, table) == []
+
+
+def test_duplicate_vector_index(plain: sa.Engine, table: str) -> None:
+    """VA301 for a second index on the same expression; the first is not reported."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, embedding vector(8))',
+        f'CREATE INDEX "{table}_a" ON "{table}" USING hnsw (embedding vector_cosine_ops)',
+        f'CREATE INDEX "{table}_b" ON "{table}" USING hnsw (embedding vector_cosine_ops)',
+    )
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA301"
+    assert f.object == f'"public"."{table}_b"'
+    assert f.fix == f'DROP INDEX CONCURRENTLY "public"."{table}_b";'
+
+
+def test_invalid_index_from_a_cancelled_concurrent_build(plain: sa.Engine, table: str) -> None:
+    """VA302 for the index a cancelled CREATE INDEX CONCURRENTLY leaves behind."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, embedding vector(8))',
+        f'INSERT INTO "{table}" {fill(20_000)}',
+    )
+    with plain.connect() as conn:
+        conn.exec_driver_sql("SET statement_timeout = '50ms'")
+        with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+            conn.exec_driver_sql(
+                f'CREATE INDEX CONCURRENTLY "{table}_x" ON "{table}" USING hnsw'
+                " (embedding vector_l2_ops)"
+            )
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert (f.code, f.severity) == ("VA302", "error")
+    assert "REINDEX INDEX CONCURRENTLY" in f.fix
+
+
+def test_ivfflat_built_on_an_empty_table(plain: sa.Engine, table: str) -> None:
+    """VA303 for an IVFFlat index built with 100 lists on an empty table that then got
+    2,000 rows (the rule gives 2); none for one built with lists from the rule."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, embedding vector(8))',
+        f'CREATE INDEX "{table}_ivf" ON "{table}" USING ivfflat (embedding vector_l2_ops)',
+        f'INSERT INTO "{table}" {fill(2_000)}',
+        f'ANALYZE "{table}"',
+    )
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA303"
+    assert "100 lists for about 2,000 rows" in f.message
+    assert "WITH (lists = 2)" in f.fix
+    run(
+        plain,
+        f'DROP INDEX "{table}_ivf"',
+        f'CREATE INDEX ON "{table}" USING ivfflat (embedding vector_l2_ops) WITH (lists = 2)',
+    )
+    assert codes(plain, table) == []
+
+
+def test_dead_tuples(plain: sa.Engine, table: str) -> None:
+    """VA304 after deleting most rows of an indexed table; none after VACUUM."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, embedding vector(8)) WITH (autovacuum_enabled = false)',
+        f'INSERT INTO "{table}" {fill(5_000)}',
+        f'CREATE INDEX ON "{table}" USING hnsw (embedding vector_l2_ops)',
+        f'DELETE FROM "{table}" WHERE id > 1000',
+        "SELECT pg_stat_force_next_flush()",
+    )
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA304"
+    assert "4,000 dead rows against 1,000 live" in f.message
+    run(plain, f'VACUUM (ANALYZE) "{table}"', "SELECT pg_stat_force_next_flush()")
+    assert codes(plain, table) == []
+
+
+def test_random_page_cost(server_url: sa.URL) -> None:
+    """VA401 where random_page_cost is 1.1; none at the default 4."""
+    with fresh_database(server_url) as url:
+        engine = sa.create_engine(url)
+        try:
+            assert "VA401" not in [f.code for f in vecalchemy.doctor(engine)]
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{url.database}" SET random_page_cost = 1.1')
+                conn.commit()
+            engine.dispose()
+            found = {f.code: f for f in vecalchemy.doctor(engine)}
+            assert found["VA401"].message == "random_page_cost = 1.1"
+        finally:
+            engine.dispose()
+
+
+def test_extension_missing_and_old(server_url: sa.URL) -> None:
+    """VA101 in a database without the extension (with the CREATE EXTENSION fix); VA102
+    for pgvector 0.7.4, naming the features it lacks."""
+    with fresh_database(server_url) as url:
+        engine = sa.create_engine(url)
+        try:
+            [f] = vecalchemy.doctor(engine)
+            assert (f.code, f.fix) == ("VA101", "CREATE EXTENSION vector;")
+            with engine.connect() as conn:
+                conn.exec_driver_sql("CREATE EXTENSION vector")
+                conn.exec_driver_sql(
+                    "UPDATE pg_extension SET extversion = '0.7.4' WHERE extname = 'vector'"
+                )
+                conn.commit()
+            [f] = vecalchemy.doctor(engine)
+            assert f.code == "VA102"
+            assert "iterative index scans" in f.message
+        finally:
+            engine.dispose()
+
+
+def test_runs_read_only_as_a_role_without_rights(url: sa.URL, plain: sa.Engine, table: str) -> None:
+    """A role with no rights on the table gets the same findings, and doctor's
+    transaction is READ ONLY (a write in it fails)."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector)')
+    with login_role(url) as role:
+        weak = sa.create_engine(url.set(username=role))
+        try:
+            assert codes(weak, table) == ["VA201"]
+            with weak.connect() as conn:
+                vecalchemy.doctor(conn, table=table)
+                with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+                    conn.exec_driver_sql("CREATE TEMP TABLE x (i int)")
+        finally:
+            weak.dispose()
+
+
+def test_cli(url: sa.URL, plain: sa.Engine, table: str) -> None:
+    """vecalchemy doctor --json lists the findings and exits 1 on an error; --fail-on
+    never exits 0; a clean table prints that nothing was found."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector)')
+    text = url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    out = runner.invoke(main, ["doctor", "--url", text, "--table", table, "--json"])
+    assert out.exit_code == 1
+    [f] = json.loads(out.output)
+    assert f["code"] == "VA201"
+    assert f["name"] == "vector-without-dimensions"
+    out = runner.invoke(main, ["doctor", "--url", text, "--table", table, "--fail-on", "never"])
+    assert out.exit_code == 0
+    assert "VA201" in out.output
+    out = runner.invoke(main, ["doctor", "--url", text, "--table", "no_such_table"])
+    assert out.exit_code == 0
+    assert out.output.strip() == "no pgvector mistakes found"
