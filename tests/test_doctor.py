@@ -79,16 +79,18 @@ def test_vector_without_dimensions(plain: sa.Engine, table: str) -> None:
 
 
 def test_too_many_dimensions_without_halfvec(plain: sa.Engine, table: str) -> None:
-    """VA202 for vector(3072) with no index; gone once the halfvec expression index exists."""
+    """VA202 for vector(3072) with no index, gone once the halfvec expression index
+    exists; its 12 KB values are also out of line (VA203, fixed by halfvec storage)."""
     run(plain, f'CREATE TABLE "{table}" (id int, embedding vector(3072))')
-    [f] = vecalchemy.doctor(plain, table=table)
-    assert f.code == "VA202"
-    assert "halfvec(3072)) halfvec_cosine_ops" in f.fix
+    found = {f.code: f for f in vecalchemy.doctor(plain, table=table)}
+    assert sorted(found) == ["VA202", "VA203"]
+    assert "halfvec(3072)) halfvec_cosine_ops" in found["VA202"].fix
+    assert found["VA203"].fix.startswith("store it as halfvec(3072)")
     run(
         plain,
         f'CREATE INDEX ON "{table}" USING hnsw ((embedding::halfvec(3072)) halfvec_cosine_ops)',
     )
-    assert codes(plain, table) == []
+    assert codes(plain, table) == ["VA203"]
 
 
 def test_duplicate_vector_index(plain: sa.Engine, table: str) -> None:
@@ -233,3 +235,33 @@ def test_cli(url: sa.URL, plain: sa.Engine, table: str) -> None:
     out = runner.invoke(main, ["doctor", "--url", text, "--table", "no_such_table"])
     assert out.exit_code == 0
     assert out.output.strip() == "no pgvector mistakes found"
+
+
+def test_toasted_vectors(plain: sa.Engine, table: str) -> None:
+    """VA203 for vector(1000) (4 KB values, stored out of line); none once it is PLAIN."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector(1000))')
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA203"
+    assert "4,008 bytes" in f.message
+    assert f.fix.endswith('ALTER COLUMN "embedding" SET STORAGE PLAIN;')
+    run(plain, f'ALTER TABLE "{table}" ALTER COLUMN embedding SET STORAGE PLAIN')
+    assert codes(plain, table) == []
+
+
+def test_hnsw_graph_over_maintenance_work_mem(plain: sa.Engine, table: str) -> None:
+    """VA305 (info) when the HNSW graph of 3,000 rows would not fit in a 1 MB
+    maintenance_work_mem; none at the server's setting."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, embedding vector(64))',
+        f'INSERT INTO "{table}" {fill(3_000, 64)}',
+        f'CREATE INDEX "{table}_h" ON "{table}" USING hnsw (embedding vector_l2_ops)',
+        f'ANALYZE "{table}"',
+    )
+    assert codes(plain, table) == []
+    with plain.connect() as conn:
+        conn.exec_driver_sql("SET maintenance_work_mem = '1MB'")
+        [f] = vecalchemy.doctor(conn, table=table)
+    assert (f.code, f.severity) == ("VA305", "info")
+    assert "more than maintenance_work_mem (1 MB)" in f.message
+    assert f.fix.startswith("SET maintenance_work_mem = '4MB'")

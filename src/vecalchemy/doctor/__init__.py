@@ -13,6 +13,8 @@ VA102   extension-old                        pgvector older than 0.8.0 (no itera
 VA201   vector-without-dimensions            a ``vector`` column declared without ``(n)``
 VA202   too-many-dimensions                  a column over the index limit with no halfvec
                                              expression index
+VA203   toasted-vectors                      vectors wider than 2 KB stored out of line
+                                             (the planner then prefers sequential scans)
 VA301   duplicate-vector-index               two vector indexes on the same column/expression
 VA302   invalid-index                        an index left invalid by a failed ``CONCURRENTLY``
 VA303   ivfflat-lists                        IVFFlat ``lists`` far from the rule for the rows
@@ -20,6 +22,8 @@ VA303   ivfflat-lists                        IVFFlat ``lists`` far from the rule
                                              or the table grew)
 VA304   dead-tuples                          many dead rows in a table with a vector index
                                              (dead index entries shorten searches)
+VA305   hnsw-exceeds-maintenance-work-mem    an HNSW graph that would not fit in
+                                             maintenance_work_mem when rebuilt
 VA401   random-page-cost                     a ``random_page_cost`` low enough that an
                                              unbounded distance ordering uses the index
                                              (and returns only ``ef_search`` rows)

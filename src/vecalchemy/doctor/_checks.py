@@ -23,10 +23,12 @@ CODES: dict[str, str] = {
     "VA102": "extension-old",
     "VA201": "vector-without-dimensions",
     "VA202": "too-many-dimensions",
+    "VA203": "toasted-vectors",
     "VA301": "duplicate-vector-index",
     "VA302": "invalid-index",
     "VA303": "ivfflat-lists",
     "VA304": "dead-tuples",
+    "VA305": "hnsw-exceeds-maintenance-work-mem",
     "VA401": "random-page-cost",
 }
 
@@ -64,7 +66,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 _COLUMNS = """
-SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod
+SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attstorage
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -79,7 +81,8 @@ ORDER BY 1, 2, 3
 _INDEXES = """
 SELECT n.nspname, t.relname AS tbl, i.relname AS idx, am.amname, x.indisvalid,
        pg_get_indexdef(x.indexrelid) AS definition, opc.opcname, x.indkey[0] AS attnum,
-       a.attname, i.reloptions, greatest(t.reltuples, 0)::bigint AS rows,
+       a.attname, a.atttypmod AS typmod, i.reloptions,
+       greatest(t.reltuples, 0)::bigint AS rows,
        x.indpred IS NOT NULL AS partial
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
@@ -92,6 +95,12 @@ WHERE am.amname IN ('hnsw', 'ivfflat')
   AND (CAST(:table AS text) IS NULL OR t.relname = :table)
 ORDER BY 1, 2, 3
 """
+
+
+#: TOAST moves a row's wide values out of line above about 2 KB (TOAST_TUPLE_THRESHOLD).
+_TOAST = 2032
+#: A row stored PLAIN must fit in one 8 KB page with its other columns.
+_PLAIN_MAX = 7000
 
 
 def _expression(definition: str) -> str:
@@ -169,7 +178,7 @@ def _extension(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
 def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
     rows = conn.execute(sa.text(_COLUMNS), {"table": table}).all()
     indexes = conn.execute(sa.text(_INDEXES), {"table": table}).all()
-    for schema, tbl, col, typ, typmod in rows:
+    for schema, tbl, col, typ, typmod, attstorage in rows:
         rel = qualified(schema, tbl)
         where = f"{rel}.{qualified(None, col)}"
         if typmod < 0:
@@ -184,6 +193,21 @@ def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
             )
             continue
         storage = Storage.parse(typ)
+        width = 8 + typmod * (4 if storage is Storage.VECTOR else 2)
+        if storage is not Storage.SPARSEVEC and attstorage in ("x", "e") and width > _TOAST:
+            plain = width <= _PLAIN_MAX
+            yield Finding(
+                "VA203",
+                "warning",
+                where,
+                f"{typ}({typmod}) values take {width:,} bytes, past TOAST's 2 KB threshold, "
+                "so they are stored out of line",
+                "the planner underestimates the cost of reading TOASTed vectors and prefers "
+                "sequential scans, and every distance computation reads the TOAST table",
+                f"ALTER TABLE {rel} ALTER COLUMN {qualified(None, col)} SET STORAGE PLAIN;"
+                if plain
+                else f"store it as halfvec({typmod}) (half the bytes), or use fewer dimensions",
+            )
         limit = INDEX_DIM_LIMITS[storage]
         if storage is Storage.SPARSEVEC or typmod <= limit:
             continue
@@ -207,6 +231,13 @@ def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
 
 def _indexes(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
     rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    work_mem = conn.execute(
+        sa.text(
+            "SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024 WHEN '8kB' THEN 8192"
+            " WHEN 'MB' THEN 1048576 ELSE 1 END FROM pg_settings"
+            " WHERE name = 'maintenance_work_mem'"
+        )
+    ).scalar()
     seen: dict[tuple[str, str, str, bool], str] = {}
     for r in rows:
         rel = qualified(r.nspname, r.tbl)
@@ -238,6 +269,8 @@ def _indexes(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
             seen.setdefault(key, r.idx)
         if r.amname == "ivfflat":
             yield from _ivfflat(r, rel, idx)
+        elif work_mem is not None:
+            yield from _hnsw_memory(r, idx, work_mem)
 
 
 def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
@@ -257,6 +290,41 @@ def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
             f"DROP INDEX CONCURRENTLY {idx}; CREATE INDEX CONCURRENTLY {qualified(None, r.idx)} "
             f"ON {rel} USING ivfflat ({_expression(r.definition)}) WITH (lists = {rule});",
         )
+
+
+def _hnsw_memory(r: Any, idx: str, work_mem: int) -> Iterator[Finding]:
+    """pgvector builds an HNSW graph fast while it fits in maintenance_work_mem, and
+    much slower once it spills. Estimate: per row the vector plus its neighbour lists
+    (2m on layer 0, about m above) and the element's bookkeeping."""
+    options = dict(o.split("=", 1) for o in (r.reloptions or ()))
+    m = int(options.get("m", 16))
+    dim = _dim_of(r.definition, r.typmod)
+    if dim is None:
+        return
+    per_row = 8 + dim * 4 + (3 * m) * 16 + 96
+    need = int(r.rows) * per_row
+    if need <= work_mem:
+        return
+    gib = need / 2**30
+    want = f"{math.ceil(need / 2**20 * 1.2)}MB"
+    yield Finding(
+        "VA305",
+        "info",
+        idx,
+        f"rebuilding HNSW index {r.idx} needs about {gib:.2f} GiB for its graph "
+        f"({int(r.rows):,} rows), more than maintenance_work_mem ({work_mem / 2**20:.0f} MB)",
+        "a build that does not fit in memory spills and runs many times slower "
+        "(REINDEX, a new index, or vecalchemy.build_indexes)",
+        f"SET maintenance_work_mem = '{want}'; -- in the session that builds, within the "
+        "server's memory; also SET max_parallel_maintenance_workers",
+    )
+
+
+def _dim_of(definition: str, typmod: int | None) -> int | None:
+    m = re.search(r"::(?:halfvec|vector|bit)\((\d+)\)", definition)
+    if m:
+        return int(m.group(1))
+    return typmod if typmod is not None and typmod > 0 else None
 
 
 def _dead(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
