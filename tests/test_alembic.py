@@ -36,6 +36,13 @@ class Doc(Base):
     ivf = Embedding(16, metric="l2", index=IVFFlat())
     sparse = Embedding(100, metric="inner_product", storage="sparsevec", index=HNSW())
     exact = Embedding(8, index=None)
+
+
+class Page(Base):
+    __tablename__ = "mig_pages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str]
+    embedding = Embedding(16, source="body", embedder="hashing:16", sync="outbox")
 """
 
 ENV = """
@@ -137,6 +144,19 @@ def test_autogenerate_upgrade_downgrade_round_trip(project: Path, module_db: sa.
     assert "((binary_quantize(bq))::bit(64)) bit_hamming_ops" in defs
     assert "(sparse sparsevec_ip_ops)" in defs
     assert not any("ivfflat" in d for d in got.values())  # empty table: not built
+    assert "op.install_sync_outbox(" in text
+    with module_db.begin() as conn:  # the outbox trigger runs: an insert is queued
+        conn.execute(sa.text("INSERT INTO mig_pages (id, body) VALUES (1, 'hello')"))
+        queued = (
+            conn.execute(
+                sa.text(
+                    "SELECT key FROM vecalchemy.sync_queue WHERE target = 'public.mig_pages.embedding'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert queued == [[1]]
     second = alembic(project, "revision", "--autogenerate", "-m", "again")
     [again] = [p for p in (project / "migrations" / "versions").glob("*.py") if p != script]
     body = again.read_text()
@@ -146,6 +166,7 @@ def test_autogenerate_upgrade_downgrade_round_trip(project: Path, module_db: sa.
     alembic(project, "downgrade", "base")
     with module_db.connect() as conn:
         assert conn.execute(sa.text("SELECT to_regclass('mig_docs')")).scalar() is None
+        assert conn.execute(sa.text("SELECT count(*) FROM vecalchemy.sync_targets")).scalar() == 0
 
 
 @pytest.mark.slow

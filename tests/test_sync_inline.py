@@ -416,3 +416,32 @@ def test_a_vector_of_another_model_is_re_embedded_on_a_text_write(s: Session) ->
     s.flush()
     assert len(COUNTER.calls) == 2
     assert stored(s, 1).m == HASHING.name
+
+
+def test_copies_and_mixins_keep_one_set_of_companion_columns() -> None:
+    """Table.to_metadata() of a synced table (Alembic does it) copies the companion
+    columns once; a mixin's synced column gives each table its own companions."""
+    copy = Note.__table__.to_metadata(sa.MetaData())
+    assert [c for c in copy.c if c.startswith("embedding")] == [
+        "embedding",
+        "embedding_source_hash",
+        "embedding_model",
+    ]
+
+    class B(DeclarativeBase):
+        pass
+
+    class Synced:
+        body: Mapped[str]
+        embedding = Embedding(DIM, source="body", embedder="hashing:16")
+
+    class One(Synced, B):
+        __tablename__ = "sync_mixin_one"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Two(Synced, B):
+        __tablename__ = "sync_mixin_two"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    for model in (One, Two):
+        assert {"embedding_source_hash", "embedding_model"} <= set(model.__table__.c.keys())

@@ -805,6 +805,9 @@ def _make_index(
     return idx
 
 
+_COMPANIONS = "vecalchemy.companions"
+
+
 @event.listens_for(Column, "after_parent_attach")
 def _attach_index(column: Column[Any], parent: Any) -> None:
     spec = column.info.get(INFO_KEY)
@@ -812,12 +815,13 @@ def _attach_index(column: Column[Any], parent: Any) -> None:
         return
     if isinstance(column.type, _Checked):
         column.type.label = describe(column)  # for the messages of checked writes
-    if SOURCE_KEY in column.info:
-        # What each vector was made from (see vecalchemy._source); Table.to_metadata()
-        # copies them like any other column.
+    if SOURCE_KEY in column.info and not column.info.get(_COMPANIONS):
+        # What each vector was made from (see vecalchemy._source). The flag travels with
+        # the column's copies: Table.to_metadata() copies the companions itself.
         for name in (hash_column_name(column.name), model_column_name(column.name)):
             if name not in parent.c:
                 parent.append_column(Column(name, Text, nullable=True))
+        column.info[_COMPANIONS] = True
     if spec.index is None:
         return
     name = index_name(parent, column, spec)

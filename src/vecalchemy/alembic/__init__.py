@@ -23,6 +23,9 @@ migration:
 * ``op.build_ivfflat_index(name, table, column, opclass=, expression=, lists=None)``:
   (re)build an IVFFlat index after loading data, ``lists`` from the row count.
 * ``op.drop_vector_index(name, table)``.
+* ``op.install_sync_outbox({...})`` / ``op.uninstall_sync_outbox({...})``: the trigger,
+  guard and registry entry of a ``sync="outbox"`` column (autogenerate writes them for
+  outbox columns not installed yet).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from vecalchemy.alembic._ops import (
     BuildIvfflatIndexOp,
     CreateVectorIndexOp,
     DropVectorIndexOp,
+    InstallSyncOutboxOp,
+    UninstallSyncOutboxOp,
     compare_type,
     include_object,
     options,
@@ -41,6 +46,8 @@ __all__ = [
     "BuildIvfflatIndexOp",
     "CreateVectorIndexOp",
     "DropVectorIndexOp",
+    "InstallSyncOutboxOp",
+    "UninstallSyncOutboxOp",
     "compare_type",
     "include_object",
     "options",

@@ -24,6 +24,8 @@ __all__ = [
     "BuildIvfflatIndexOp",
     "CreateVectorIndexOp",
     "DropVectorIndexOp",
+    "InstallSyncOutboxOp",
+    "UninstallSyncOutboxOp",
     "compare_type",
     "include_object",
     "options",
@@ -341,6 +343,20 @@ def options() -> dict[str, Any]:
 
 
 @comparators.dispatch_for("table")
+def _compare_table(
+    autogen_context: Any,
+    modify_ops: Any,
+    schema: str | None,
+    tname: str,
+    conn_table: sa.Table | None,
+    metadata_table: sa.Table | None,
+) -> None:
+    """vecalchemy's comparator (one per dispatch target): vector indexes, then outboxes."""
+    args = (autogen_context, modify_ops, schema, tname, conn_table, metadata_table)
+    _compare_vector_indexes(*args)
+    _compare_sync_outbox(*args)
+
+
 def _compare_vector_indexes(
     autogen_context: Any,
     modify_ops: Any,
@@ -410,3 +426,113 @@ def _render_drop(autogen_context: Any, op: DropVectorIndexOp) -> str:
 @renderers.dispatch_for(_ExecuteOp)
 def _render_execute(autogen_context: Any, op: _ExecuteOp) -> str:
     return f"op.execute({op.sql!r})"
+
+
+# -- the sync outbox ---------------------------------------------------------------------
+
+
+def _target(fields: dict[str, Any]) -> Any:
+    from vecalchemy.sync import Target
+
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return Target(**values)
+
+
+@Operations.register_operation("install_sync_outbox")
+class InstallSyncOutboxOp(MigrateOperation):
+    """Install the outbox of a ``sync="outbox"`` column (queue tables, trigger, guard and
+    registry entry), from the target's fields as autogenerate writes them."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = dict(target)
+
+    @classmethod
+    def install_sync_outbox(cls, operations: Operations, target: dict[str, Any]) -> Any:
+        """``op.install_sync_outbox({...})``."""
+        return operations.invoke(cls(target))
+
+    def reverse(self) -> UninstallSyncOutboxOp:
+        return UninstallSyncOutboxOp(self.target)
+
+
+@Operations.register_operation("uninstall_sync_outbox")
+class UninstallSyncOutboxOp(MigrateOperation):
+    """Remove a column's outbox: its trigger, guard, queued work and registry entry."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = dict(target)
+
+    @classmethod
+    def uninstall_sync_outbox(cls, operations: Operations, target: dict[str, Any]) -> Any:
+        """``op.uninstall_sync_outbox({...})``."""
+        return operations.invoke(cls(target))
+
+    def reverse(self) -> InstallSyncOutboxOp:
+        return InstallSyncOutboxOp(self.target)
+
+
+@Operations.implementation_for(InstallSyncOutboxOp)
+def _install_sync(operations: Operations, op: InstallSyncOutboxOp) -> None:
+    from vecalchemy.sync import install_statements
+
+    for stmt in install_statements(_target(op.target)):
+        operations.execute(stmt)
+
+
+@Operations.implementation_for(UninstallSyncOutboxOp)
+def _uninstall_sync(operations: Operations, op: UninstallSyncOutboxOp) -> None:
+    from vecalchemy.sync._ddl import lit, untrigger_statements
+
+    t = _target(op.target)
+    for stmt in untrigger_statements(t):
+        operations.execute(stmt)
+    for table in ("sync_queue", "sync_dead", "sync_log", "sync_targets"):
+        operations.execute(f"DELETE FROM vecalchemy.{table} WHERE target = {lit(t.name)}")
+
+
+def _registered(connection: Any, name: str) -> bool:
+    if (
+        connection.execute(sa.text("SELECT to_regclass('vecalchemy.sync_targets')")).scalar()
+        is None
+    ):
+        return False
+    found = connection.execute(
+        sa.text("SELECT 1 FROM vecalchemy.sync_targets WHERE target = :t"), {"t": name}
+    ).scalar()
+    return found is not None
+
+
+def _compare_sync_outbox(
+    autogen_context: Any,
+    modify_ops: Any,
+    schema: str | None,
+    tname: str,
+    conn_table: sa.Table | None,
+    metadata_table: sa.Table | None,
+) -> None:
+    if metadata_table is None:
+        return
+    from dataclasses import asdict
+
+    from vecalchemy._source import SOURCE_KEY
+    from vecalchemy.sync._targets import target_for
+
+    for col in metadata_table.columns:
+        spec = col.info.get(SOURCE_KEY)
+        if spec is None or spec.sync != "outbox":
+            continue
+        t = target_for(col)
+        if conn_table is None or not _registered(autogen_context.connection, t.name):
+            modify_ops.ops.append(InstallSyncOutboxOp(asdict(t)))
+
+
+@renderers.dispatch_for(InstallSyncOutboxOp)
+def _render_install_sync(autogen_context: Any, op: InstallSyncOutboxOp) -> str:
+    autogen_context.imports.add("import vecalchemy.alembic  # op.install_sync_outbox")
+    return f"op.install_sync_outbox({op.target!r})"
+
+
+@renderers.dispatch_for(UninstallSyncOutboxOp)
+def _render_uninstall_sync(autogen_context: Any, op: UninstallSyncOutboxOp) -> str:
+    autogen_context.imports.add("import vecalchemy.alembic  # op.uninstall_sync_outbox")
+    return f"op.uninstall_sync_outbox({op.target!r})"
