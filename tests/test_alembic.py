@@ -150,7 +150,8 @@ def test_autogenerate_upgrade_downgrade_round_trip(project: Path, module_db: sa.
         queued = (
             conn.execute(
                 sa.text(
-                    "SELECT key FROM vecalchemy.sync_queue WHERE target = 'public.mig_pages.embedding'"
+                    "SELECT key FROM vecalchemy.sync_queue"
+                    " WHERE target = 'public.mig_pages.embedding'"
                 )
             )
             .scalars()
