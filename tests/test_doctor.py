@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vecalchemy
 from tests.test_engine import fresh_database, login_role
+from vecalchemy import Embedding
 from vecalchemy.cli import main
 
 
@@ -265,3 +267,71 @@ def test_hnsw_graph_over_maintenance_work_mem(plain: sa.Engine, table: str) -> N
     assert (f.code, f.severity) == ("VA305", "info")
     assert "more than maintenance_work_mem (1 MB)" in f.message
     assert f.fix.startswith("SET maintenance_work_mem = '4MB'")
+
+
+def test_index_against_the_declared_metric(plain: sa.Engine, table: str) -> None:
+    """With the models' metadata: VA306 when the database's index serves another metric
+    than the model declares, VA307 when the declared index is missing, none when the
+    index matches (also for a 3,072-d halfvec expression index)."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Doc(Base):
+        __tablename__ = table
+        id: Mapped[int] = mapped_column(primary_key=True)
+        embedding = Embedding(8, metric="cosine")
+        big = Embedding(3072, metric="l2")
+
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int PRIMARY KEY, embedding vector(8),'
+        " big vector(3072) STORAGE PLAIN)",
+        f'CREATE INDEX "{table}_l2" ON "{table}" USING hnsw (embedding vector_l2_ops)',
+    )
+    found = {f.code: f for f in vecalchemy.doctor(plain, table=table, metadata=Base.metadata)}
+    assert sorted(found) == ["VA202", "VA306", "VA307"]
+    assert "uses vector_l2_ops, but the model declares" in found["VA306"].message
+    assert "metric 'cosine' (vector_cosine_ops)" in found["VA306"].message
+    assert found["VA307"].object == f'"public"."{table}"."big"'
+    run(
+        plain,
+        f'DROP INDEX "{table}_l2"',
+        f'CREATE INDEX ON "{table}" USING hnsw (embedding vector_cosine_ops)',
+        f'CREATE INDEX ON "{table}" USING hnsw ((big::halfvec(3072)) halfvec_l2_ops)',
+    )
+    assert vecalchemy.doctor(plain, table=table, metadata=Base.metadata) == []
+
+
+def test_cli_metadata(
+    url: sa.URL, plain: sa.Engine, table: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vecalchemy doctor --metadata module:Base.metadata checks the declared metric; a
+    bad reference is a clear error."""
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    (tmp_path / "doctor_models.py").write_text(
+        "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n"
+        "from vecalchemy import Embedding\n\n\n"
+        "class Base(DeclarativeBase):\n    pass\n\n\n"
+        "class Doc(Base):\n"
+        f"    __tablename__ = {table!r}\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+        "    embedding = Embedding(8, metric='cosine')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int PRIMARY KEY, embedding vector(8))',
+        f'CREATE INDEX ON "{table}" USING hnsw (embedding vector_ip_ops)',
+    )
+    text = url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    args = ["doctor", "--url", text, "--table", table, "--json"]
+    out = runner.invoke(main, [*args, "--metadata", "doctor_models:Base.metadata"])
+    assert out.exit_code == 1
+    assert [f["code"] for f in json.loads(out.output)] == ["VA306"]
+    out = runner.invoke(main, [*args, "--metadata", "doctor_models:Nope"])
+    assert out.exit_code == 1
+    assert "doctor_models has no Nope" in out.output

@@ -24,6 +24,10 @@ VA304   dead-tuples                          many dead rows in a table with a ve
                                              (dead index entries shorten searches)
 VA305   hnsw-exceeds-maintenance-work-mem    an HNSW graph that would not fit in
                                              maintenance_work_mem when rebuilt
+VA306   opclass-mismatch                     (with ``metadata=``) an index whose operator class
+                                             is not the metric the model declares
+VA307   missing-vector-index                 (with ``metadata=``) a declared index the
+                                             database lacks
 VA401   random-page-cost                     a ``random_page_cost`` low enough that an
                                              unbounded distance ordering uses the index
                                              (and returns only ``ef_search`` rows)

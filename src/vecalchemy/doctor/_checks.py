@@ -29,6 +29,8 @@ CODES: dict[str, str] = {
     "VA303": "ivfflat-lists",
     "VA304": "dead-tuples",
     "VA305": "hnsw-exceeds-maintenance-work-mem",
+    "VA306": "opclass-mismatch",
+    "VA307": "missing-vector-index",
     "VA401": "random-page-cost",
 }
 
@@ -109,8 +111,17 @@ def _expression(definition: str) -> str:
     return m.group(1) if m else definition
 
 
-def doctor(engine: Engine | sa.Connection, *, table: str | None = None) -> list[Finding]:
+def doctor(
+    engine: Engine | sa.Connection,
+    *,
+    table: str | None = None,
+    metadata: sa.MetaData | None = None,
+) -> list[Finding]:
     """Every pgvector mistake found in the database (or in ``table``), worst first.
+
+    With ``metadata`` (your models' ``Base.metadata``), the database's indexes are also
+    checked against what the models declare: an index whose operator class is not the
+    declared metric's, or a declared index the database lacks.
 
     Runs only catalog and statistics queries in a ``READ ONLY`` transaction, so it is
     safe on a production database and works for a role that may only read; it needs
@@ -122,21 +133,23 @@ def doctor(engine: Engine | sa.Connection, *, table: str | None = None) -> list[
         errors = [f for f in findings if f.severity == "error"]
     """
     if isinstance(engine, sa.Connection):
-        return _run(engine, table)
+        return _run(engine, table, metadata)
     with engine.connect() as conn:
         try:
-            return _run(conn, table)
+            return _run(conn, table, metadata)
         finally:
             conn.rollback()
 
 
-def _run(conn: sa.Connection, table: str | None) -> list[Finding]:
+def _run(conn: sa.Connection, table: str | None, metadata: sa.MetaData | None) -> list[Finding]:
     if not conn.in_transaction():
         conn.begin()
     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
     found: list[Finding] = []
     for check in CHECKS:
         found.extend(check(conn, table))
+    if metadata is not None:
+        found.extend(_declared(conn, table, metadata))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code, f.object))
 
@@ -369,6 +382,68 @@ def _settings(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
             "ALTER DATABASE <db> SET random_page_cost = 4; -- or give every distance "
             "ordering a LIMIT (vecalchemy does that for its own statements)",
         )
+
+
+def _mentions(expression: str, column: str) -> bool:
+    """Whether an index expression refers to ``column`` (quoted or not)."""
+    return bool(re.search(rf'(?<![\w"]){re.escape(column)}(?![\w"])', expression)) or (
+        qualified(None, column) in expression
+    )
+
+
+def _declared(conn: sa.Connection, table: str | None, metadata: sa.MetaData) -> Iterator[Finding]:
+    """The models' declared metric and index against the database's vector indexes."""
+    from vecalchemy._sql import INFO_KEY
+    from vecalchemy.schema import VectorSpec, index_name
+
+    rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    for t in metadata.tables.values():
+        if table is not None and t.name != table:
+            continue
+        schema = t.schema or "public"
+        for col in t.columns:
+            spec = col.info.get(INFO_KEY)
+            if not isinstance(spec, VectorSpec) or spec.index is None:
+                continue
+            on_col = [
+                r
+                for r in rows
+                if r.nspname == schema
+                and r.tbl == t.name
+                and r.indisvalid
+                and (r.attname == col.name or _mentions(_expression(r.definition), col.name))
+            ]
+            where = f"{qualified(schema, t.name)}.{qualified(None, col.name)}"
+            if any(r.opcname == spec.opclass for r in on_col):
+                continue
+            declared = f"metric {spec.metric.value!r} ({spec.opclass})"
+            if on_col:
+                r = on_col[0]
+                yield Finding(
+                    "VA306",
+                    "error",
+                    qualified(schema, r.idx),
+                    f"index {r.idx} uses {r.opcname}, but the model declares {where} with "
+                    f"{declared}",
+                    "queries by the declared metric cannot use this index: every search "
+                    "scans the whole table",
+                    f"DROP INDEX CONCURRENTLY {qualified(schema, r.idx)}; -- then "
+                    "vecalchemy.build_indexes(engine, Model), or declare the metric the "
+                    "index serves",
+                )
+            elif conn.execute(
+                sa.text("SELECT to_regclass(:t)"), {"t": qualified(schema, t.name)}
+            ).scalar():
+                yield Finding(
+                    "VA307",
+                    "warning",
+                    where,
+                    f"the model declares a {spec.index.method.value} index with {declared} "
+                    f"({index_name(t, col, spec)}); the database has none",
+                    "every search scans the whole table",
+                    "vecalchemy.build_indexes(engine, Model)  -- or a migration with "
+                    "op.create_vector_index(...)",
+                )
 
 
 CHECKS: tuple[Callable[[sa.Connection, str | None], Iterator[Finding]], ...] = (
