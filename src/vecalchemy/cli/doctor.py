@@ -93,3 +93,75 @@ def _load(ref: str) -> Any:
     if not isinstance(obj, sa.MetaData):
         raise CliError(f"{ref} is a {type(obj).__name__}, not a sqlalchemy MetaData")
     return obj
+
+
+@main.command(name="tune")
+@URL_OPTION
+@click.option("--table", required=True, help="The table (schema.table or table).")
+@click.option("--column", required=True, help="Its vector column.")
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--metric", help="The metric, if the column's index does not tell it.")
+@click.option("--sample", default=200, show_default=True, type=click.IntRange(2))
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep as JSON.")
+def tune_command(
+    url: str | None,
+    table: str,
+    column: str,
+    target_recall: float,
+    k: int,
+    metric: str | None,
+    sample: int,
+    as_json: bool,
+) -> None:
+    """Find the smallest ef_search (HNSW) or probes (IVFFlat) whose recall@k reaches the
+    target on sampled queries, checked on held-out ones, with the latency of each step."""
+    import sqlalchemy as sa
+    from rich.console import Console
+    from rich.table import Table
+
+    from vecalchemy.engine import create_engine
+    from vecalchemy.search import tune
+
+    schema, _, name = table.rpartition(".")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            reflected = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+            if column not in reflected.c:
+                raise CliError(f"table {table} has no column {column}")
+            col = reflected.c[column]
+            result = tune(conn, col, target=target_recall, k=k, sample=sample, metric=metric)
+    except sa.exc.NoSuchTableError:
+        raise CliError(f"no table {table}") from None
+    finally:
+        engine.dispose()
+    if as_json:
+        steps = [
+            {"value": s.ef_search or s.probes, "recall": s.recall, "index_ms": s.index_ms}
+            for s in result.steps
+        ]
+        click.echo(
+            json.dumps(
+                {
+                    "setting": result.setting,
+                    "value": result.value,
+                    "reached": result.reached,
+                    "recall": result.recall,
+                    "holdout_recall": result.holdout_recall,
+                    "k": k,
+                    "steps": steps,
+                },
+                indent=2,
+            )
+        )
+        return
+    out = Table(result.setting, f"recall@{k}", "p50 ms")
+    for s in result.steps:
+        out.add_row(str(s.ef_search or s.probes), f"{s.recall:.3f}", f"{s.index_ms:.2f}")
+    Console(width=None if sys.stdout.isatty() else 200).print(out)
+    verdict = "reaches" if result.reached else "does not reach"
+    click.echo(
+        f"{result.setting} = {result.value} {verdict} {target_recall} "
+        f"(held-out recall {result.holdout_recall:.3f})"
+    )

@@ -5,6 +5,7 @@
 * :func:`run` / :func:`arun`: any plan, including a ``nearest()`` statement of your own;
 * :class:`ScanOptions`: per-statement overrides of the index settings;
 * :func:`explain`, :func:`index_used`: the plan PostgreSQL picks;
+* :func:`measure_recall`, :func:`tune`: recall of the index, and the setting for a target;
 * :class:`MMR`, :func:`mmr`, :func:`apply_rerank`, :class:`CrossEncoderReranker`.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from vecalchemy.search._settings import ScanOptions
 from vecalchemy.search.explain import aexplain, explain, index_used
 from vecalchemy.search.hybrid import ahybrid_search, amulti_search, hybrid_search, multi_search
+from vecalchemy.search.recall import RecallResult, TuneResult, measure_recall, tune
 from vecalchemy.search.rerank import (
     MMR,
     CrossEncoderReranker,
@@ -31,8 +33,10 @@ __all__ = [
     "Hit",
     "NearestSearch",
     "PairScorer",
+    "RecallResult",
     "Reranker",
     "ScanOptions",
+    "TuneResult",
     "aexplain",
     "ahybrid_search",
     "amulti_search",
@@ -42,8 +46,10 @@ __all__ = [
     "explain",
     "hybrid_search",
     "index_used",
+    "measure_recall",
     "mmr",
     "multi_search",
     "run",
     "search",
+    "tune",
 ]
