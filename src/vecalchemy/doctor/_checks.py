@@ -394,7 +394,7 @@ def _mentions(expression: str, column: str) -> bool:
 def _declared(conn: sa.Connection, table: str | None, metadata: sa.MetaData) -> Iterator[Finding]:
     """The models' declared metric and index against the database's vector indexes."""
     from vecalchemy._sql import INFO_KEY
-    from vecalchemy.schema import VectorSpec, index_name
+    from vecalchemy.schema import VectorSpec, resolve_spec
 
     rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
     for t in metadata.tables.values():
@@ -439,7 +439,7 @@ def _declared(conn: sa.Connection, table: str | None, metadata: sa.MetaData) -> 
                     "warning",
                     where,
                     f"the model declares a {spec.index.method.value} index with {declared} "
-                    f"({index_name(t, col, spec)}); the database has none",
+                    f"({resolve_spec(col)[1].index_name}); the database has none",
                     "every search scans the whole table",
                     "vecalchemy.build_indexes(engine, Model)  -- or a migration with "
                     "op.create_vector_index(...)",
