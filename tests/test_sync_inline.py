@@ -422,7 +422,8 @@ def test_copies_and_mixins_keep_one_set_of_companion_columns() -> None:
     """Table.to_metadata() of a synced table (Alembic does it) copies the companion
     columns once; a mixin's synced column gives each table its own companions."""
     copy = Note.__table__.to_metadata(sa.MetaData())
-    assert [c for c in copy.c if c.startswith("embedding")] == [
+    names = [col.name for col in copy.columns]
+    assert [n for n in names if n.startswith("embedding")] == [
         "embedding",
         "embedding_source_hash",
         "embedding_model",
