@@ -9,6 +9,7 @@ Private to vecalchemy.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,14 @@ from typing import Any
 from vecalchemy.errors import MetricMismatch
 from vecalchemy.metrics import Metric
 
-__all__ = ["IndexInfo", "check_metric", "indexes_sql", "on_column", "parse_indexes"]
+__all__ = [
+    "IndexInfo",
+    "check_metric",
+    "indexes_sql",
+    "on_column",
+    "parse_indexes",
+    "version_tuple",
+]
 
 
 def indexes_sql(placeholder: str) -> str:
@@ -105,3 +113,13 @@ def check_metric(
         f"database, or rebuild the index for the declared metric: DROP INDEX {other.name}; "
         "then vecalchemy.build_indexes(engine, Model)"
     )
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """An extension version as numbers: ``"0.8.0"`` -> ``(0, 8, 0)``, ``"0.7.4-dev"`` ->
+    ``(0, 7, 4)``."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

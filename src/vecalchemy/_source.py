@@ -86,12 +86,6 @@ class SourceSpec:
             raise ConfigurationError(f"truncate must be True or False, got {truncate!r}")
         return cls(columns, embedder, sync, truncate)
 
-    @property
-    def embedder_spec(self) -> str | None:
-        """The embedder as a spec string a worker process can rebuild, or None for an
-        embedder object (a worker then needs it passed in code)."""
-        return self.embedder if isinstance(self.embedder, str) else None
-
 
 def hash_column_name(column: str) -> str:
     """The companion column that holds the content hash of an embedding's text."""

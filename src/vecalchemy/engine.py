@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -38,6 +37,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
+from vecalchemy._catalog import version_tuple
 from vecalchemy._sql import REGISTERED_FLAG
 
 if TYPE_CHECKING:
@@ -256,11 +256,7 @@ MIN_PGVECTOR = (0, 8, 0)
 
 def _check_version(version: str) -> None:
     """Raise :class:`ExtensionNotAvailable` for a pgvector older than :data:`MIN_PGVECTOR`."""
-    parts = []
-    for part in version.split("."):
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        parts.append(int(digits) if digits else 0)
-    if tuple(parts) < MIN_PGVECTOR:
+    if version_tuple(version) < MIN_PGVECTOR:
         wanted = ".".join(map(str, MIN_PGVECTOR))
         raise ExtensionNotAvailable(
             f"this database has pgvector {version}; vecalchemy needs {wanted} or later "

@@ -432,10 +432,9 @@ def _render_execute(autogen_context: Any, op: _ExecuteOp) -> str:
 
 
 def _target(fields: dict[str, Any]) -> Any:
-    from vecalchemy.sync import Target
+    from vecalchemy.sync._targets import target_from
 
-    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return Target(**values)
+    return target_from(list(fields.values()))  # asdict(Target) keeps the field order
 
 
 @Operations.register_operation("install_sync_outbox")

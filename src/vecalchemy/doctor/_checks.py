@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from vecalchemy._catalog import version_tuple
 from vecalchemy._names import qualified
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
 
@@ -57,14 +58,6 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         """The finding as a JSON-ready dict."""
         return {"name": self.name, **asdict(self)}
-
-
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in text.split("."):
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 _COLUMNS = """
@@ -141,20 +134,35 @@ def doctor(
             conn.rollback()
 
 
+class _Catalog:
+    """What the checks read, each catalog query run once per :func:`doctor` call."""
+
+    def __init__(self, conn: sa.Connection, table: str | None) -> None:
+        self.conn = conn
+        self.table = table
+
+    @functools.cached_property
+    def indexes(self) -> list[Any]:
+        """The vector indexes (hnsw, ivfflat), valid or not."""
+        return list(self.conn.execute(sa.text(_INDEXES), {"table": self.table}).all())
+
+
 def _run(conn: sa.Connection, table: str | None, metadata: sa.MetaData | None) -> list[Finding]:
     if not conn.in_transaction():
         conn.begin()
     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    cat = _Catalog(conn, table)
     found: list[Finding] = []
     for check in CHECKS:
-        found.extend(check(conn, table))
+        found.extend(check(cat))
     if metadata is not None:
-        found.extend(_declared(conn, table, metadata))
+        found.extend(_declared(cat, metadata))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code, f.object))
 
 
-def _extension(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+def _extension(cat: _Catalog) -> Iterator[Finding]:
+    conn = cat.conn
     version = conn.execute(
         sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     ).scalar()
@@ -174,9 +182,9 @@ def _extension(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
             else "install pgvector on the server, then: CREATE EXTENSION vector;",
         )
         return
-    if _version(version) < (0, 8, 0):
+    if version_tuple(version) < (0, 8, 0):
         missing = ["iterative index scans (filtered searches return fewer than k rows)"]
-        if _version(version) < (0, 7, 0):
+        if version_tuple(version) < (0, 7, 0):
             missing.append("halfvec, sparsevec and bit indexes, binary quantization")
         yield Finding(
             "VA102",
@@ -188,9 +196,10 @@ def _extension(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
         )
 
 
-def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+def _columns(cat: _Catalog) -> Iterator[Finding]:
+    conn, table = cat.conn, cat.table
     rows = conn.execute(sa.text(_COLUMNS), {"table": table}).all()
-    indexes = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    indexes = cat.indexes
     for schema, tbl, col, typ, typmod, attstorage in rows:
         rel = qualified(schema, tbl)
         where = f"{rel}.{qualified(None, col)}"
@@ -242,8 +251,9 @@ def _columns(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
         )
 
 
-def _indexes(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
-    rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+def _indexes(cat: _Catalog) -> Iterator[Finding]:
+    conn = cat.conn
+    rows = cat.indexes
     work_mem = conn.execute(
         sa.text(
             "SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024 WHEN '8kB' THEN 8192"
@@ -340,7 +350,8 @@ def _dim_of(definition: str, typmod: int | None) -> int | None:
     return typmod if typmod is not None and typmod > 0 else None
 
 
-def _dead(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+def _dead(cat: _Catalog) -> Iterator[Finding]:
+    conn, table = cat.conn, cat.table
     rows = conn.execute(
         sa.text(
             "SELECT s.schemaname, s.relname, s.n_live_tup, s.n_dead_tup"
@@ -368,7 +379,8 @@ def _dead(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
         )
 
 
-def _settings(conn: sa.Connection, table: str | None) -> Iterator[Finding]:
+def _settings(cat: _Catalog) -> Iterator[Finding]:
+    conn = cat.conn
     cost = conn.execute(sa.text("SELECT current_setting('random_page_cost')::float")).scalar()
     if cost is not None and cost < 2.0:
         yield Finding(
@@ -391,12 +403,13 @@ def _mentions(expression: str, column: str) -> bool:
     )
 
 
-def _declared(conn: sa.Connection, table: str | None, metadata: sa.MetaData) -> Iterator[Finding]:
+def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
     """The models' declared metric and index against the database's vector indexes."""
+    conn, table = cat.conn, cat.table
     from vecalchemy._sql import INFO_KEY
     from vecalchemy.schema import VectorSpec, resolve_spec
 
-    rows = conn.execute(sa.text(_INDEXES), {"table": table}).all()
+    rows = cat.indexes
     for t in metadata.tables.values():
         if table is not None and t.name != table:
             continue
@@ -446,7 +459,7 @@ def _declared(conn: sa.Connection, table: str | None, metadata: sa.MetaData) -> 
                 )
 
 
-CHECKS: tuple[Callable[[sa.Connection, str | None], Iterator[Finding]], ...] = (
+CHECKS: tuple[Callable[[_Catalog], Iterator[Finding]], ...] = (
     _extension,
     _columns,
     _indexes,

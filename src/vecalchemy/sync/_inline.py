@@ -244,14 +244,3 @@ def _bulk_writes(state: ORMExecuteState) -> None:
                 "(obj.body = ...), include the embedding in the statement, or declare "
                 "sync='outbox' so that a trigger queues every write"
             )
-
-
-def check_declared(column: Column[Any]) -> SourceSpec:
-    """The :class:`SourceSpec` of an embedding column, or :class:`StaleEmbedding`."""
-    spec = column.info.get(SOURCE_KEY)
-    if not isinstance(spec, SourceSpec) or INFO_KEY not in column.info:
-        raise StaleEmbedding(
-            f"{describe(column)} has no source; declare it with "
-            "Embedding(dim, source='body', embedder='minilm', ...)"
-        )
-    return spec

@@ -33,6 +33,7 @@ __all__ = [
     "resolve_target",
     "stale_condition",
     "target_for",
+    "target_from",
 ]
 
 #: One advisory lock key serialises installs, migrations and swaps.
@@ -164,6 +165,13 @@ _COLUMNS = (
 )
 
 
+def target_from(values: Sequence[Any]) -> Target:
+    """A :class:`Target` from the registry's columns in :data:`_COLUMNS` order (JSON
+    arrays become tuples), as read back or as a migration stores it."""
+    fields: list[Any] = [tuple(v) if isinstance(v, list) else v for v in values]
+    return Target(*fields)
+
+
 def register(conn: sa.Connection, t: Target) -> None:
     """Record ``t`` in ``vecalchemy.sync_targets`` (insert or update)."""
     conn.exec_driver_sql(register_statement(t))
@@ -199,35 +207,9 @@ def load_targets(conn: sa.Connection, names: Sequence[str] | None = None) -> lis
     ):
         return []
     rows = conn.execute(
-        sa.text(
-            f"SELECT target, schema_name, table_name, column_name, key_columns, key_types,"
-            f" source_columns, hash_column, model_column, dim, storage, metric, embedder,"
-            f" embedder_name, max_attempts, sync, truncate"
-            f" FROM {SCHEMA}.sync_targets ORDER BY target"
-        )
+        sa.text(f"SELECT {', '.join(_COLUMNS)} FROM {SCHEMA}.sync_targets ORDER BY target")
     ).all()
-    found = [
-        Target(
-            name=r.target,
-            schema=r.schema_name,
-            table=r.table_name,
-            column=r.column_name,
-            key_columns=tuple(r.key_columns),
-            key_types=tuple(r.key_types),
-            source_columns=tuple(r.source_columns),
-            hash_column=r.hash_column,
-            model_column=r.model_column,
-            dim=r.dim,
-            storage=r.storage,
-            metric=r.metric,
-            embedder=r.embedder,
-            embedder_name=r.embedder_name,
-            max_attempts=r.max_attempts,
-            sync=r.sync,
-            truncate=r.truncate,
-        )
-        for r in rows
-    ]
+    found = [target_from(row) for row in rows]
     if names is None:
         return found
     by_name = {t.name: t for t in found}

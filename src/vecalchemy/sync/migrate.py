@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from vecalchemy._names import fit_identifier
+from vecalchemy._names import fit_identifier, qualified
 from vecalchemy._source import hash_column_name, model_column_name
 from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.errors import SyncError
@@ -174,7 +174,7 @@ def _swap(conn: sa.Connection, live: Target, shadow: Target) -> bool:
     )
     if target_index != shadow_index:
         conn.exec_driver_sql(
-            f"ALTER INDEX {qualified_index(live.schema, shadow_index)} RENAME TO {q(target_index)}"
+            f"ALTER INDEX {qualified(live.schema, shadow_index)} RENAME TO {q(target_index)}"
         )
     new_live = dataclasses.replace(
         live, dim=shadow.dim, embedder=shadow.embedder, embedder_name=shadow.embedder_name
@@ -199,11 +199,6 @@ def _swap(conn: sa.Connection, live: Target, shadow: Target) -> bool:
     for stmt in statements(new_live):
         conn.exec_driver_sql(stmt)
     return True
-
-
-def qualified_index(schema: str, name: str) -> str:
-    """``"schema"."index"``."""
-    return f"{q(schema)}.{q(name)}"
 
 
 def migrate(

@@ -222,20 +222,15 @@ class Worker:
         return self._conn
 
     def _drop_connections(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        conns, self._conn, self._listen = (self._conn, self._listen), None, None
+        for conn in conns:
+            if conn is None:
+                continue
             try:
-                conn.invalidate()
+                conn.invalidate()  # never back to the pool: it may be mid-transaction
                 conn.close()
             except Exception:  # pragma: no cover - closing a dead connection
-                log.debug("closing the work connection failed", exc_info=True)
-        listen, self._listen = self._listen, None
-        if listen is not None:
-            try:
-                listen.invalidate()
-                listen.close()
-            except Exception:  # pragma: no cover
-                log.debug("closing the listen connection failed", exc_info=True)
+                log.debug("closing a worker connection failed", exc_info=True)
 
     def _wait(self) -> None:
         """Sleep until a notification, the next retry, a stop, or ``poll_interval``."""
