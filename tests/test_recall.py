@@ -107,7 +107,9 @@ def test_bad_arguments(conn: Connection) -> None:
         vecalchemy.measure_recall(conn, Point.embedding)
 
 
-def test_cli_tune_on_a_table_vecalchemy_did_not_declare(engine: sa.Engine) -> None:
+def test_cli_tune_on_a_table_vecalchemy_did_not_declare(
+    engine: sa.Engine, observed: list[dict[str, str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """vecalchemy tune --table --column on a plain table (metric from its index's
     operator class) prints the sweep as JSON; an unknown column is a clear error."""
     import json
@@ -140,6 +142,182 @@ def test_cli_tune_on_a_table_vecalchemy_did_not_declare(engine: sa.Engine) -> No
         out = runner.invoke(main, [*args, "--column", "nope"])
         assert out.exit_code == 1
         assert "table recall_plain has no column nope" in out.output
+
+        # Stored by the CLI's own engine, committed, used by another engine's searches.
+        out = runner.invoke(
+            main, [*args, "--column", "v", "--target-recall", "0.5", "--store", "--json"]
+        )
+        assert out.exit_code == 0, out.output
+        stored = json.loads(out.output)
+        assert stored["stored"] is True
+        out = runner.invoke(main, [*args, "--column", "v", "--show", "--json"])
+        assert json.loads(out.output)["value"] == stored["value"]
+        plain = sa.Table("recall_plain", sa.MetaData(), autoload_with=engine)
+        q = rng.normal(size=DIM).astype(np.float32)
+        with engine.connect() as conn:
+            vecalchemy.search(conn, plain.c.v, q, k=1)
+            assert observed[-1]["hnsw.ef_search"] == str(max(stored["value"], 1))
+        out = runner.invoke(main, [*args, "--column", "v", "--clear"])
+        assert out.exit_code == 0, out.output
+        assert out.output.startswith(f"removed ef_search = {stored['value']}")
+        monkeypatch.setattr("vecalchemy._engine_state.RECHECK_SECONDS", 0.0)
+        with engine.connect() as conn:
+            vecalchemy.search(conn, plain.c.v, q, k=1)
+            assert observed[-1]["hnsw.ef_search"] == "40"
+        out = runner.invoke(main, [*args, "--column", "v", "--show"])
+        assert out.output.strip() == "no stored setting for recall_plain.v"
+        out = runner.invoke(main, [*args, "--column", "v", "--show", "--clear"])
+        assert out.exit_code == 1
+        assert "exclude each other" in out.output
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE recall_plain")
+
+
+# -- stored settings: tune(store=True) and the searches that use them ------------------
+
+
+def _ef(seen: list[dict[str, str | None]]) -> str | None:
+    return seen[-1]["hnsw.ef_search"]
+
+
+def test_stored_ef_search_is_every_search_s_default(
+    conn: Connection, observed: list[dict[str, str | None]]
+) -> None:
+    """tune(store=True) records its value on the index; search(), a Session, a
+    cheatsheet-style select() and measure_recall then use it where no ef_search is
+    given, never below the LIMIT, and an explicit ef_search still wins."""
+    from sqlalchemy.orm import Session
+
+    queries = list(rng.normal(size=(10, DIM)).astype(np.float32))
+    t = vecalchemy.tune(
+        conn, Point.embedding, target=0.5, k=10, queries=queries, sweep=[120], store=True
+    )
+    assert t.reached
+    assert t.stored is not None
+    assert (t.stored.setting, t.stored.value, t.stored.k) == ("ef_search", 120, 10)
+    assert t.stored.recall == t.holdout_recall
+    assert t.stored.rows == 4000
+    assert vecalchemy.stored_tuning(conn, Point.embedding) == t.stored
+    comment = conn.execute(
+        sa.text("SELECT obj_description(CAST('ix_recall_points_embedding_hnsw' AS regclass))")
+    ).scalar()
+    assert '"value": 120' in comment
+
+    q = queries[0]
+    vecalchemy.search(conn, Point.embedding, q, k=5)
+    assert _ef(observed) == "120"
+    vecalchemy.search(conn, Point.embedding, q, k=300)
+    assert _ef(observed) == "300"
+    vecalchemy.search(conn, Point.embedding, q, k=5, ef_search=50)
+    assert _ef(observed) == "50"
+    with Session(bind=conn) as session:
+        stmt = sa.select(Point).order_by(Point.embedding.l2_distance(q)).limit(10)
+        assert len(session.scalars(stmt).all()) == 10
+        assert _ef(observed) == "120"
+
+    assert vecalchemy.clear_tuning(conn, Point.embedding) is True
+    assert vecalchemy.stored_tuning(conn, Point.embedding) is None
+    assert vecalchemy.clear_tuning(conn, Point.embedding) is False
+    vecalchemy.search(conn, Point.embedding, q, k=5)
+    assert _ef(observed) == "40"
+
+
+def test_stored_probes_for_ivfflat(conn: Connection, observed: list[dict[str, str | None]]) -> None:
+    """An IVFFlat column's stored probes replace sqrt(lists)."""
+    queries = list(rng.normal(size=(10, DIM)).astype(np.float32))
+    t = vecalchemy.tune(
+        conn, Cell.embedding, target=0.1, k=10, queries=queries, sweep=[9], store=True
+    )
+    assert t.stored is not None
+    assert (t.stored.setting, t.stored.value) == ("probes", 9)
+    vecalchemy.search(conn, Cell.embedding, queries[0], k=5)
+    assert observed[-1]["ivfflat.probes"] == "9"
+    vecalchemy.clear_tuning(conn, Cell.embedding)
+    vecalchemy.search(conn, Cell.embedding, queries[0], k=5)
+    assert observed[-1]["ivfflat.probes"] == "6"  # round(sqrt(40 lists))
+
+
+def test_nothing_is_stored_below_the_target_or_over_a_comment_of_yours(
+    conn: Connection, observed: list[dict[str, str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target not reached stores nothing; an index comment that is not vecalchemy's is
+    never overwritten (InvalidArgument, the comment unchanged); a broken record is
+    ignored by searches rather than breaking them."""
+    queries = list(rng.normal(size=(10, DIM)).astype(np.float32))
+    t = vecalchemy.tune(
+        conn, Point.embedding, target=1.0, k=10, queries=queries, sweep=[10], store=True
+    )
+    assert not t.reached
+    assert t.stored is None
+    assert vecalchemy.stored_tuning(conn, Point.embedding) is None
+
+    conn.exec_driver_sql(
+        "COMMENT ON INDEX ix_recall_points_embedding_hnsw IS 'owned by search team'"
+    )
+    with pytest.raises(vecalchemy.InvalidArgument, match="has a comment of its own"):
+        vecalchemy.tune(conn, Point.embedding, target=0.5, queries=queries, sweep=[120], store=True)
+    comment = conn.execute(
+        sa.text("SELECT obj_description(CAST('ix_recall_points_embedding_hnsw' AS regclass))")
+    ).scalar()
+    assert comment == "owned by search team"
+
+    # Written by hand (not through this engine): read at the next recheck, here at once.
+    monkeypatch.setattr("vecalchemy._engine_state.RECHECK_SECONDS", 0.0)
+    conn.exec_driver_sql(
+        "COMMENT ON INDEX ix_recall_points_embedding_hnsw IS "
+        """'{"vecalchemy": {"tuned": {"setting": "ef_search", "value": "lots"}}}'"""
+    )
+    assert vecalchemy.stored_tuning(conn, Point.embedding) is None
+    assert len(vecalchemy.search(conn, Point.embedding, queries[0], k=5)) == 5
+    assert _ef(observed) == "40"
+
+
+def test_no_index_no_stored_setting(connection: Connection) -> None:
+    """stored_tuning on a column without an index in the database says to build one."""
+    Base.metadata.create_all(connection)
+    connection.exec_driver_sql("DROP INDEX ix_recall_points_embedding_hnsw")
+    with pytest.raises(vecalchemy.InvalidArgument, match="has no vector index"):
+        vecalchemy.stored_tuning(connection, Point.embedding)
+
+
+async def test_stored_setting_reaches_async_searches(
+    engine: sa.Engine, async_engine: sa.ext.asyncio.AsyncEngine
+) -> None:
+    """A value stored (and committed) through one engine is used by an async engine's
+    asearch(), through either async driver."""
+    from tests.conftest import read_settings
+    from vecalchemy._sql import NEEDS_ATTR
+
+    table = f"recall_async_{async_engine.dialect.driver}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        conn.exec_driver_sql(f"CREATE TABLE {table} (id int PRIMARY KEY, v vector({DIM}))")
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:i, :v)"),
+            [
+                {"i": i, "v": str(list(map(float, v)))}
+                for i, v in enumerate(rng.normal(size=(300, DIM)))
+            ],
+        )
+        conn.exec_driver_sql(f"CREATE INDEX ON {table} USING hnsw (v vector_l2_ops)")
+    seen: list[dict[str, str | None]] = []
+
+    def after(conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        if getattr(getattr(args[1], "compiled", None), NEEDS_ATTR, None):
+            seen.append(read_settings(conn.connection.dbapi_connection))
+
+    plain = sa.Table(table, sa.MetaData(), autoload_with=engine)
+    sa.event.listen(async_engine.sync_engine, "after_cursor_execute", after)
+    try:
+        with engine.connect() as conn:
+            t = vecalchemy.tune(conn, plain.c.v, target=0.5, sample=10, sweep=[70], store=True)
+        assert t.stored is not None
+        async with async_engine.connect() as aconn:
+            hits = await vecalchemy.asearch(aconn, plain.c.v, rng.normal(size=DIM), k=3)
+        assert len(hits) == 3
+        assert seen[-1]["hnsw.ef_search"] == "70"
+    finally:
+        sa.event.remove(async_engine.sync_engine, "after_cursor_execute", after)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {table}")

@@ -10,6 +10,7 @@ Private to vecalchemy.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,15 @@ from vecalchemy.errors import MetricMismatch
 from vecalchemy.metrics import Metric
 
 __all__ = [
+    "TUNING_KEY",
     "IndexInfo",
+    "Tuning",
     "check_metric",
+    "comment_record",
     "indexes_sql",
     "on_column",
     "parse_indexes",
+    "parse_tuning",
     "version_tuple",
 ]
 
@@ -32,7 +37,8 @@ def indexes_sql(placeholder: str) -> str:
     """The catalog query for one table (``to_regclass`` of the placeholder's value)."""
     return (
         "SELECT i.relname, am.amname, opc.opcname, a.attname, "
-        "pg_get_indexdef(x.indexrelid), x.indisvalid, x.indpred IS NOT NULL "
+        "pg_get_indexdef(x.indexrelid), x.indisvalid, x.indpred IS NOT NULL, "
+        "obj_description(x.indexrelid, 'pg_class') "
         "FROM pg_index x "
         "JOIN pg_class i ON i.oid = x.indexrelid "
         "JOIN pg_am am ON am.oid = i.relam "
@@ -41,6 +47,86 @@ def indexes_sql(placeholder: str) -> str:
         f"WHERE x.indrelid = to_regclass({placeholder}) AND am.amname IN ('hnsw', 'ivfflat') "
         "ORDER BY i.relname"
     )
+
+
+#: The key of vecalchemy's record in an index's comment: ``{"vecalchemy": {"tuned": ...}}``.
+TUNING_KEY = "vecalchemy"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A setting measured by :func:`vecalchemy.tune` and stored on the index it was
+    measured on (in the index's comment): ``setting`` is ``"ef_search"`` or
+    ``"probes"``, ``value`` what searches of the column use by default, reaching
+    ``recall`` (held-out) at ``k`` against a ``target``, on ``rows`` rows, at ``at``
+    (ISO time)."""
+
+    setting: str
+    value: int
+    k: int
+    target: float
+    recall: float
+    rows: int
+    at: str
+
+    @staticmethod
+    def record_comment(record: dict[str, Any]) -> str:
+        """An index comment holding vecalchemy's ``record``."""
+        return json.dumps({TUNING_KEY: record}, sort_keys=True)
+
+    def as_comment(self, existing: dict[str, Any] | None = None) -> str:
+        """The index comment that records this tuning (keeping ``existing``'s other keys)."""
+        record = dict(existing or {})
+        record["tuned"] = {
+            "setting": self.setting,
+            "value": self.value,
+            "k": self.k,
+            "target": self.target,
+            "recall": self.recall,
+            "rows": self.rows,
+            "at": self.at,
+        }
+        return self.record_comment(record)
+
+
+def comment_record(comment: str | None) -> dict[str, Any] | None:
+    """vecalchemy's record in an index comment, ``{}`` for no comment, or None when the
+    comment is someone else's text (which vecalchemy must not overwrite)."""
+    if not comment:
+        return {}
+    try:
+        parsed = json.loads(comment)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and set(parsed) == {TUNING_KEY}:
+        record = parsed[TUNING_KEY]
+        return dict(record) if isinstance(record, dict) else None
+    return None
+
+
+def parse_tuning(comment: str | None) -> Tuning | None:
+    """The :class:`Tuning` recorded in an index comment, or None (none, or unreadable:
+    a hand-edited comment never breaks a search)."""
+    record = comment_record(comment)
+    tuned = record.get("tuned") if record else None
+    if not isinstance(tuned, dict):
+        return None
+    try:
+        found = Tuning(
+            setting=str(tuned["setting"]),
+            value=int(tuned["value"]),
+            k=int(tuned["k"]),
+            target=float(tuned["target"]),
+            recall=float(tuned["recall"]),
+            rows=int(tuned["rows"]),
+            at=str(tuned["at"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    limit = 1000 if found.setting == "ef_search" else 32_768
+    if found.setting not in ("ef_search", "probes") or not 1 <= found.value <= limit:
+        return None
+    return found
 
 
 @dataclass(frozen=True)
@@ -55,6 +141,13 @@ class IndexInfo:
     definition: str
     valid: bool
     partial: bool
+    #: The index's comment (where :func:`vecalchemy.tune` stores its setting).
+    comment: str | None = None
+
+    @property
+    def tuning(self) -> Tuning | None:
+        """The tuned setting stored on this index, if any."""
+        return parse_tuning(self.comment)
 
     @property
     def metric(self) -> Metric | None:
@@ -66,7 +159,7 @@ class IndexInfo:
 def parse_indexes(rows: Iterable[Sequence[Any]]) -> list[IndexInfo]:
     """The rows of :func:`indexes_sql` as :class:`IndexInfo` objects."""
     return [
-        IndexInfo(str(r[0]), str(r[1]), str(r[2]), r[3], str(r[4]), bool(r[5]), bool(r[6]))
+        IndexInfo(str(r[0]), str(r[1]), str(r[2]), r[3], str(r[4]), bool(r[5]), bool(r[6]), r[7])
         for r in rows
     ]
 

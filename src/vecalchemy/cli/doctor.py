@@ -104,6 +104,14 @@ def _load(ref: str) -> Any:
 @click.option("--metric", help="The metric, if the column's index does not tell it.")
 @click.option("--sample", default=200, show_default=True, type=click.IntRange(2))
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep as JSON.")
+@click.option(
+    "--store",
+    is_flag=True,
+    help="Record the value on the index (its comment) when it reaches the target on the "
+    "held-out queries, so that vecalchemy searches of the column use it by default.",
+)
+@click.option("--show", is_flag=True, help="Print the stored value and exit.")
+@click.option("--clear", is_flag=True, help="Remove the stored value and exit.")
 def tune_command(
     url: str | None,
     table: str,
@@ -113,16 +121,28 @@ def tune_command(
     metric: str | None,
     sample: int,
     as_json: bool,
+    store: bool,
+    show: bool,
+    clear: bool,
 ) -> None:
     """Find the smallest ef_search (HNSW) or probes (IVFFlat) whose recall@k reaches the
-    target on sampled queries, checked on held-out ones, with the latency of each step."""
+    target on sampled queries, checked on held-out ones, with the latency of each step.
+
+    With --store, the value is recorded in the index's comment and every vecalchemy
+    search of the column uses it where no ef_search/probes is given (engines re-read it
+    within a minute); --show prints it, --clear removes it.
+    """
+    import dataclasses
+
     import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table
 
     from vecalchemy.engine import create_engine
-    from vecalchemy.search import tune
+    from vecalchemy.search import clear_tuning, stored_tuning, tune
 
+    if show + clear + store > 1:
+        raise CliError("--store, --show and --clear exclude each other")
     schema, _, name = table.rpartition(".")
     engine = create_engine(url)
     try:
@@ -131,11 +151,30 @@ def tune_command(
             if column not in reflected.c:
                 raise CliError(f"table {table} has no column {column}")
             col = reflected.c[column]
-            result = tune(conn, col, target=target_recall, k=k, sample=sample, metric=metric)
+            if show or clear:
+                found = stored_tuning(conn, col, metric=metric)
+                if clear:
+                    clear_tuning(conn, col, metric=metric)
+            else:
+                result = tune(
+                    conn, col, target=target_recall, k=k, sample=sample, metric=metric, store=store
+                )
     except sa.exc.NoSuchTableError:
         raise CliError(f"no table {table}") from None
     finally:
         engine.dispose()
+    if show or clear:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(found) if found else None, indent=2))
+        elif found is None:
+            click.echo(f"no stored setting for {table}.{column}")
+        else:
+            done = "removed " if clear else ""
+            click.echo(
+                f"{done}{found.setting} = {found.value} (recall@{found.k} {found.recall:.3f} "
+                f"for target {found.target}, {found.rows:,} rows, tuned {found.at})"
+            )
+        return
     if as_json:
         steps = [
             {"value": s.ef_search or s.probes, "recall": s.recall, "index_ms": s.index_ms}
@@ -150,6 +189,7 @@ def tune_command(
                     "recall": result.recall,
                     "holdout_recall": result.holdout_recall,
                     "k": k,
+                    "stored": result.stored is not None,
                     "steps": steps,
                 },
                 indent=2,
@@ -165,3 +205,9 @@ def tune_command(
         f"{result.setting} = {result.value} {verdict} {target_recall} "
         f"(held-out recall {result.holdout_recall:.3f})"
     )
+    if store:
+        click.echo(
+            "stored on the index: vecalchemy searches of this column now use it by default"
+            if result.stored
+            else "not stored: the target was not reached on the held-out queries"
+        )

@@ -14,7 +14,15 @@ from __future__ import annotations
 from vecalchemy.search._settings import ScanOptions
 from vecalchemy.search.explain import aexplain, explain, index_used
 from vecalchemy.search.hybrid import ahybrid_search, amulti_search, hybrid_search, multi_search
-from vecalchemy.search.recall import RecallResult, TuneResult, measure_recall, tune
+from vecalchemy.search.recall import (
+    RecallResult,
+    TuneResult,
+    Tuning,
+    clear_tuning,
+    measure_recall,
+    stored_tuning,
+    tune,
+)
 from vecalchemy.search.rerank import (
     MMR,
     CrossEncoderReranker,
@@ -37,12 +45,14 @@ __all__ = [
     "Reranker",
     "ScanOptions",
     "TuneResult",
+    "Tuning",
     "aexplain",
     "ahybrid_search",
     "amulti_search",
     "apply_rerank",
     "arun",
     "asearch",
+    "clear_tuning",
     "explain",
     "hybrid_search",
     "index_used",
@@ -51,5 +61,6 @@ __all__ = [
     "multi_search",
     "run",
     "search",
+    "stored_tuning",
     "tune",
 ]

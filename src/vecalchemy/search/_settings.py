@@ -77,8 +77,8 @@ from sqlalchemy import BindParameter, Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import Pool
 
-from vecalchemy._catalog import check_metric, indexes_sql, parse_indexes
-from vecalchemy._engine_state import engine_state
+from vecalchemy._catalog import Tuning, check_metric, indexes_sql, parse_indexes
+from vecalchemy._engine_state import EngineState, engine_state
 from vecalchemy._sql import NEEDS_ATTR, TOP_LIMIT_ATTR, Scan, ScanNeed
 from vecalchemy._typing import Order
 from vecalchemy.errors import InvalidSearch, VecalchemyError
@@ -172,10 +172,27 @@ def default_probes(lists: int) -> int:
 # -- which settings a statement needs -------------------------------------------------
 
 
+#: A scan's key in the per-engine index checks: (table, column, opclass).
+ScanKey = tuple[str, str, str]
+
+
+def scan_key(scan: Scan) -> ScanKey | None:
+    """The key of ``scan``'s column in the engine's index checks (None: not checked)."""
+    if not scan.opclass or not scan.table:
+        return None
+    return (scan.table, scan.column, scan.opclass)
+
+
 def settings_for(
-    scans: Sequence[tuple[Scan, int | None, bool]], options: ScanOptions = _DEFAULT_OPTIONS
+    scans: Sequence[tuple[Scan, int | None, bool]],
+    options: ScanOptions = _DEFAULT_OPTIONS,
+    tuned: Mapping[ScanKey, Tuning] | None = None,
 ) -> dict[str, Value]:
     """The settings a statement's scans need: ``(scan, LIMIT or None, filtered)`` each.
+
+    ``tuned`` holds the settings :func:`vecalchemy.tune` stored on the columns' indexes;
+    they replace pgvector's defaults (``ef_search`` 40, ``probes`` sqrt(lists)) where
+    ``options`` sets nothing, never going below a LIMIT.
 
     Raises :class:`~vecalchemy.InvalidSearch` for an ``ef_search`` below a LIMIT, a
     ``probes`` on an HNSW-only statement, or an ``ef_search`` on an IVFFlat-only one.
@@ -186,6 +203,13 @@ def settings_for(
         # {'hnsw.ef_search': '100', 'hnsw.iterative_scan': 'strict_order', ...}
     """
     settings: dict[str, Value] = {}
+    stored = tuned or {}
+
+    def tuned_value(scan: Scan, setting: str) -> int | None:
+        key = scan_key(scan)
+        found = stored.get(key) if key is not None else None
+        return found.value if found is not None and found.setting == setting else None
+
     hnsw = [(s, n) for s, n, _ in scans if s.may_use_hnsw]
     ivf = [(s, n) for s, n, _ in scans if s.may_use_ivfflat]
     if options.ef_search is not None and not hnsw:
@@ -202,7 +226,10 @@ def settings_for(
                 )
             ef = options.ef_search
         else:
-            ef = min(max(DEFAULT_EF_SEARCH, limit), MAX_EF_SEARCH)
+            ef = min(
+                max(max(tuned_value(s, "ef_search") or DEFAULT_EF_SEARCH, n or 0) for s, n in hnsw),
+                MAX_EF_SEARCH,
+            )
         settings["hnsw.ef_search"] = str(ef)
         settings["hnsw.iterative_scan"] = (
             "relaxed_order" if options.order == "relaxed" else "strict_order"
@@ -212,8 +239,14 @@ def settings_for(
         if options.probes is not None:
             settings["ivfflat.probes"] = str(options.probes)
         else:
-            known = [default_probes(s.lists) for s, _ in ivf if s.lists is not None]
-            lookup = tuple(sorted({s.index for s, _ in ivf if s.lists is None and s.index}))
+            chosen = {s: tuned_value(s, "probes") for s, _ in ivf}
+            known = [v for v in chosen.values() if v is not None]
+            known += [
+                default_probes(s.lists) for s, _ in ivf if s.lists is not None and not chosen[s]
+            ]
+            lookup = tuple(
+                sorted({s.index for s, _ in ivf if s.lists is None and s.index and not chosen[s]})
+            )
             floor = max(known, default=1)
             settings["ivfflat.probes"] = Probes(lookup, floor) if lookup else str(floor)
         settings["ivfflat.iterative_scan"] = "relaxed_order"
@@ -274,7 +307,9 @@ def _limit_value(context: Any, limit: int | BindParameter[Any] | None) -> int | 
     return int(value) if value is not None else None
 
 
-def statement_settings(context: Any) -> dict[str, Value] | None:
+def statement_settings(
+    context: Any, tuned: Mapping[ScanKey, Tuning] | None = None
+) -> dict[str, Value] | None:
     """The settings the statement being executed in ``context`` needs, or None."""
     compiled = getattr(context, "compiled", None)
     needs: list[ScanNeed] | None = getattr(compiled, NEEDS_ATTR, None) if compiled else None
@@ -286,7 +321,7 @@ def statement_settings(context: Any) -> dict[str, Value] | None:
             f"the {OPTION!r} execution option must be vecalchemy.ScanOptions(...), got {options!r}"
         )
     scans = [(n.scan, _rows_to_scan(context, n), n.filtered) for n in needs]
-    return settings_for(scans, options)
+    return settings_for(scans, options, tuned)
 
 
 def _rows_to_scan(context: Any, need: ScanNeed) -> int | None:
@@ -451,7 +486,10 @@ def _before_cursor_execute(
     context: Any,
     executemany: bool,
 ) -> None:
-    wanted = statement_settings(context) if context is not None else None
+    compiled = getattr(context, "compiled", None) if context is not None else None
+    wanted = None
+    if compiled is not None and getattr(compiled, NEEDS_ATTR, None):
+        wanted = statement_settings(context, _check_indexes(conn, context))
     fairy = conn.connection
     paramstyle = conn.dialect.paramstyle
     state = _state(fairy)
@@ -459,7 +497,6 @@ def _before_cursor_execute(
         if state is not None and state.saved and not state.streaming():
             _restore(fairy, paramstyle, state)
         return
-    _check_indexes(conn, context)
     if _autocommit(fairy):
         old = _execute(fairy, paramstyle, capture=list(wanted), assign=wanted, local=False)
         setattr(context, _RESTORE_ATTR, old)
@@ -619,20 +656,21 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
 # -- the database's own indexes must serve the declared metric --------------------------
 
 
-def _check_indexes(conn: Connection, context: Any) -> None:
-    """On first use through this engine, check that the database's vector indexes on
-    each scanned column serve the metric the statement orders by."""
+def _check_indexes(conn: Connection, context: Any) -> dict[ScanKey, Tuning]:
+    """On first use through this engine (and again after RECHECK_SECONDS), check that
+    the database's vector indexes on each scanned column serve the metric the statement
+    orders by, and read the setting :func:`vecalchemy.tune` stored on the serving index.
+    Returns the stored settings of the statement's columns."""
     needs: list[ScanNeed] = getattr(context.compiled, NEEDS_ATTR)
     state = engine_state(conn.engine)
-    todo = [
-        n.scan
-        for n in needs
-        if n.scan.opclass
-        and n.scan.table
-        and (n.scan.table, n.scan.column, n.scan.opclass) not in state.checked
-    ]
-    if not todo:
-        return
+    keys = {key: n.scan for n in needs if (key := scan_key(n.scan)) is not None}
+    todo = [scan for key, scan in keys.items() if not state.fresh(key)]
+    if todo:
+        _read_indexes(conn, state, todo)
+    return {key: found for key in keys if (found := state.tuned(key)) is not None}
+
+
+def _read_indexes(conn: Connection, state: EngineState, todo: Sequence[Scan]) -> None:
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     sql = indexes_sql(_placeholder(conn.dialect.paramstyle, 1))
@@ -646,8 +684,9 @@ def _check_indexes(conn: Connection, context: Any) -> None:
         for scan in (s for s in todo if s.table == table):
             assert scan.opclass is not None
             label = f"column {_display(scan.table)}.{scan.column}"
-            check_metric(label, scan.column, scan.opclass, scan.metric, indexes)
-            state.remember((scan.table, scan.column, scan.opclass))
+            serving = check_metric(label, scan.column, scan.opclass, scan.metric, indexes)
+            tuning = serving.tuning if serving is not None else None
+            state.checked_index((scan.table, scan.column, scan.opclass), tuning)
 
 
 def _display(qualified: str) -> str:

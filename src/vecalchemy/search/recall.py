@@ -11,6 +11,20 @@ Queries are given, or sampled from the column's own rows (``sample``): each then
 itself, as an application's query rarely does, so recall is a little optimistic;
 pass real queries when you have them.
 
+Stored settings
+---------------
+``tune(..., store=True)`` (``vecalchemy tune --store``) records the value it found in
+the **comment of the index it measured** (``COMMENT ON INDEX``, as JSON under the key
+``"vecalchemy"``), so it lives with the index in the database, is seen by every
+process, and goes away with the index (a rebuilt index must be tuned again). Every
+search of that column through vecalchemy then uses it where no ``ef_search=`` /
+``probes=`` is given: ``ef_search = max(stored value, LIMIT)``, ``probes = stored
+value``. An engine reads it on its first search of the column and again every
+:data:`~vecalchemy._engine_state.RECHECK_SECONDS` (60 s), so a value stored from
+another process is picked up within a minute (at once by the engine that stored it).
+Read it with :func:`stored_tuning`; remove it with :func:`clear_tuning` (``vecalchemy
+tune --clear``) or ``COMMENT ON INDEX <index> IS NULL``.
+
 Example::
 
     with engine.connect() as conn:
@@ -22,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,14 +47,32 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from vecalchemy._catalog import (
+    IndexInfo,
+    Tuning,
+    check_metric,
+    comment_record,
+    indexes_sql,
+    parse_indexes,
+)
+from vecalchemy._engine_state import engine_state
+from vecalchemy._names import describe, qualified
 from vecalchemy._sql import column_of
 from vecalchemy._typing import Where
-from vecalchemy.errors import InvalidSearch
+from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH
 from vecalchemy.schema import IVFFlat, resolve_spec
 from vecalchemy.search.vector import search
 
-__all__ = ["RecallResult", "TuneResult", "measure_recall", "tune"]
+__all__ = [
+    "RecallResult",
+    "TuneResult",
+    "Tuning",
+    "clear_tuning",
+    "measure_recall",
+    "stored_tuning",
+    "tune",
+]
 
 #: The ef_search values :func:`tune` tries by default (HNSW).
 EF_SWEEP = (10, 20, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000)
@@ -76,6 +109,8 @@ class TuneResult:
     holdout_recall: float
     steps: tuple[RecallResult, ...]
     reached: bool
+    #: What ``store=True`` recorded on the index (None: not asked, or target not reached).
+    stored: Tuning | None = None
 
 
 def _sample(conn: Connection, column: Any, n: int, seed: int) -> list[Any]:
@@ -177,11 +212,18 @@ def tune(
     sweep: Sequence[int] | None = None,
     metric: str | None = None,
     seed: int = 0,
+    store: bool = False,
 ) -> TuneResult:
     """The smallest ``ef_search`` (HNSW) or ``probes`` (IVFFlat) whose recall@k reaches
     ``target`` on tuning queries, checked on held-out ones (the last ``holdout`` share of
     the queries). If no value reaches it, the best one is returned with
     ``reached=False``.
+
+    ``store=True`` records the value on the index (see "Stored settings" above) when it
+    reached the target on the held-out queries too, so that searches of the column use
+    it by default; nothing is stored otherwise (``TuneResult.stored`` is None). The
+    record is committed at once in a transaction of its own (in ``conn``'s own
+    transaction only when the index exists nowhere else yet).
 
     Example::
 
@@ -220,6 +262,9 @@ def tune(
     check = measure_recall(
         conn, column, queries=held, k=k, where=where, metric=metric, **{setting: value}
     )
+    stored = None
+    if store and reached and check.recall >= target:
+        stored = _store(conn, column, metric, setting, value, k, target, check.recall)
     return TuneResult(
         setting=setting,
         value=value,
@@ -229,4 +274,123 @@ def tune(
         holdout_recall=check.recall,
         steps=tuple(steps),
         reached=reached,
+        stored=stored,
     )
+
+
+def _serving_index(conn: Connection, column: Any, metric: str | None) -> IndexInfo:
+    """The valid vector index of the database that searches of ``column`` use."""
+    col, spec = resolve_spec(column, metric)
+    rows = conn.execute(sa.text(indexes_sql(":t")), {"t": _table_name(column)}).all()
+    found = check_metric(
+        describe(col), col.name, spec.opclass, spec.index_metric, parse_indexes(rows)
+    )
+    if found is None:
+        raise InvalidArgument(
+            f"{describe(col)} has no vector index for {spec.opclass} in the database, so "
+            "there is no setting to store; build one (vecalchemy.build_indexes)"
+        )
+    return found
+
+
+def _table_name(column: Any) -> str:
+    table = column_of(column).table
+    return qualified(getattr(table, "schema", None), getattr(table, "name", ""))
+
+
+def _comment(conn: Connection, table: str, index: IndexInfo, comment: str | None) -> None:
+    # COMMENT takes no parameters: format() quotes the index (in its table's schema) and
+    # the text server-side.
+    sql = conn.execute(
+        sa.text(
+            "SELECT format('COMMENT ON INDEX %I.%I IS %L', n.nspname, i.relname, CAST(:c AS text))"
+            " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_namespace n ON n.oid = i.relnamespace"
+            " WHERE x.indrelid = to_regclass(:t) AND i.relname = CAST(:ix AS text)"
+        ),
+        {"ix": index.name, "c": comment, "t": table},
+    ).scalar()
+    if sql is None:
+        raise LookupError(index.name)
+    conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+
+
+def _write(conn: Connection, column: Any, index: IndexInfo, comment: str | None) -> None:
+    """Record ``comment`` on ``index`` in a transaction of its own, committed at once, so
+    that no caller's later rollback (or forgotten commit) loses it; on ``conn`` itself
+    when the index exists only in ``conn``'s uncommitted transaction, or is locked by it.
+    This engine reads the new value at once, others within RECHECK_SECONDS."""
+    table = _table_name(column)
+    try:
+        with conn.engine.connect() as own, own.begin():
+            own.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            _comment(own, table, index, comment)
+    except (LookupError, sa.exc.OperationalError):
+        _comment(conn, table, index, comment)
+    engine_state(conn.engine).forget(table)
+
+
+def _store(
+    conn: Connection,
+    column: Any,
+    metric: str | None,
+    setting: str,
+    value: int,
+    k: int,
+    target: float,
+    recall: float,
+) -> Tuning:
+    index = _serving_index(conn, column, metric)
+    record = comment_record(index.comment)
+    if record is None:
+        raise InvalidArgument(
+            f"index {index.name} has a comment of its own ({index.comment!r}); vecalchemy "
+            "stores its tuning in the index comment and will not overwrite yours. Nothing "
+            "was stored: pass ef_search= / probes= to search() instead"
+        )
+    rows = conn.execute(
+        sa.text(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = CAST(:t AS regclass)"
+        ),
+        {"t": _table_name(column)},
+    ).scalar_one()
+    tuning = Tuning(
+        setting=setting,
+        value=value,
+        k=k,
+        target=target,
+        recall=recall,
+        rows=int(rows),
+        at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    _write(conn, column, index, tuning.as_comment(record))
+    return tuning
+
+
+def stored_tuning(conn: Connection, column: Any, *, metric: str | None = None) -> Tuning | None:
+    """The setting :func:`tune` stored for ``column``'s index, or None.
+
+    Example::
+
+        t = vecalchemy.stored_tuning(conn, Doc.embedding)
+        print(t.setting, t.value, t.recall) if t else print("not tuned")
+    """
+    return _serving_index(conn, column, metric).tuning
+
+
+def clear_tuning(conn: Connection, column: Any, *, metric: str | None = None) -> bool:
+    """Remove the setting :func:`tune` stored for ``column``'s index (searches go back
+    to pgvector's defaults); True if there was one. Committed at once, like ``store``.
+
+    Example::
+
+        vecalchemy.clear_tuning(conn, Doc.embedding)
+    """
+    index = _serving_index(conn, column, metric)
+    record = comment_record(index.comment)
+    if not record or "tuned" not in record:
+        return False
+    record.pop("tuned")
+    comment = Tuning.record_comment(record) if record else None
+    _write(conn, column, index, comment)
+    return True
