@@ -213,11 +213,14 @@ def tune(
     metric: str | None = None,
     seed: int = 0,
     store: bool = False,
+    refine: bool = True,
 ) -> TuneResult:
     """The smallest ``ef_search`` (HNSW) or ``probes`` (IVFFlat) whose recall@k reaches
     ``target`` on tuning queries, checked on held-out ones (the last ``holdout`` share of
     the queries). If no value reaches it, the best one is returned with
-    ``reached=False``.
+    ``reached=False``. With ``refine`` (the default), the step of the sweep that first
+    reaches the target is bisected against the one before it, to within a tenth of the
+    value (``steps`` lists every value measured, in order).
 
     ``store=True`` records the value on the index (see "Stored settings" above) when it
     reached the target on the held-out queries too, so that searches of the column use
@@ -247,13 +250,32 @@ def tune(
     tuning, held = qs[:cut], qs[cut:]
     steps: list[RecallResult] = []
     chosen: RecallResult | None = None
-    for v in values:
+
+    def step(v: int) -> RecallResult:
         kw = {setting: v}
         r = measure_recall(conn, column, queries=tuning, k=k, where=where, metric=metric, **kw)
         steps.append(r)
+        return r
+
+    below: int | None = None
+    for v in values:
+        r = step(v)
         if r.recall >= target:
             chosen = r
             break
+        below = v
+    if chosen is not None and below is not None and refine:
+        # Bisect between the last value that fell short and the first that reached the
+        # target, to within a tenth of the value: the sweep's steps are coarse.
+        hi = v
+        while hi - below > max(1, hi // 10):
+            mid = (below + hi) // 2
+            r = step(mid)
+            if r.recall >= target:
+                chosen, hi = r, mid
+            else:
+                below = mid
+    steps.sort(key=lambda r: (r.probes if ivf else r.ef_search) or 0)
     reached = chosen is not None
     if chosen is None:
         chosen = max(steps, key=lambda r: (r.recall, -r.index_ms))
