@@ -335,3 +335,37 @@ def test_cli_metadata(
     out = runner.invoke(main, [*args, "--metadata", "doctor_models:Nope"])
     assert out.exit_code == 1
     assert "doctor_models has no Nope" in out.output
+
+
+def test_collection_index_against_its_recorded_metric(url: sa.URL, plain: sa.Engine) -> None:
+    """A Collection records its metric in its table's comment; an index rebuilt by hand
+    for another metric is VA306 without any metadata, and the collection's own index
+    (the clean case) is not."""
+    name = f"coll_{uuid.uuid4().hex[:8]}"
+    engine = vecalchemy.create_engine(url)
+    try:
+        c = vecalchemy.Collection(name, embedder=vecalchemy.HashingEmbedder(16), engine=engine)
+        c.create()
+        c.add(["one text", "another text"])
+        assert codes(plain, name) == []
+        with plain.connect() as conn:
+            [ix] = conn.execute(
+                sa.text(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+                    " AND indexdef LIKE '%hnsw%'"
+                ),
+                {"t": name},
+            ).scalars()
+            conn.exec_driver_sql(f'DROP INDEX "{ix}"')
+            conn.exec_driver_sql(
+                f'CREATE INDEX "{ix}" ON "{name}" USING hnsw (embedding vector_l2_ops)'
+            )
+        [f] = vecalchemy.doctor(plain, table=name)
+        assert (f.code, f.severity) == ("VA306", "error")
+        assert f"collection {name!r} declares" in f.message
+        assert "vector_cosine_ops" in f.message
+        assert "USING hnsw (embedding vector_cosine_ops)" in f.fix
+    finally:
+        with plain.connect() as conn:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+        engine.dispose()

@@ -28,6 +28,7 @@ __all__ = [
     "TSV",
     "TableState",
     "add_fulltext",
+    "collection_config",
     "collection_table",
     "read_state",
     "write_comment",
@@ -104,16 +105,21 @@ def read_state(conn: sa.Connection, name: str) -> TableState:
     exists, comment, typmod, tsv = conn.execute(
         _STATE_SQL, {"t": qualified(None, name), "tsv": TSV}
     ).one()
-    config: dict[str, Any] | None = None
-    if comment:
-        try:
-            parsed = json.loads(comment)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get(_CONFIG_KEY), dict):
-            config = dict(parsed[_CONFIG_KEY])
     dim = int(typmod) if typmod is not None and typmod > 0 else None
-    return TableState(bool(exists), config, dim, tsv)
+    return TableState(bool(exists), collection_config(comment), dim, tsv)
+
+
+def collection_config(comment: str | None) -> dict[str, Any] | None:
+    """The configuration a collection's table comment records (None: not a collection)."""
+    if not comment:
+        return None
+    try:
+        parsed = json.loads(comment)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get(_CONFIG_KEY), dict):
+        return dict(parsed[_CONFIG_KEY])
+    return None
 
 
 def write_comment(conn: sa.Connection, name: str, config: Mapping[str, Any]) -> None:

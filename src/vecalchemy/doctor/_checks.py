@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from vecalchemy._catalog import version_tuple
 from vecalchemy._names import qualified
+from vecalchemy.errors import VecalchemyError
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
 
 __all__ = ["CODES", "Finding", "doctor"]
@@ -403,13 +404,36 @@ def _mentions(expression: str, column: str) -> bool:
     )
 
 
+def _indexes_on(cat: _Catalog, schema: str, table: str, column: str) -> list[Any]:
+    """The valid vector indexes of ``schema.table`` on ``column`` (or an expression of it)."""
+    return [
+        r
+        for r in cat.indexes
+        if r.nspname == schema
+        and r.tbl == table
+        and r.indisvalid
+        and (r.attname == column or _mentions(_expression(r.definition), column))
+    ]
+
+
+def _mismatch(r: Any, where: str, declared: str, by: str, fix: str) -> Finding:
+    idx = qualified(r.nspname, r.idx)
+    return Finding(
+        "VA306",
+        "error",
+        idx,
+        f"index {r.idx} uses {r.opcname}, but {by} declares {where} with {declared}",
+        "queries by the declared metric cannot use this index: every search scans the whole table",
+        f"DROP INDEX CONCURRENTLY {idx}; -- then {fix}",
+    )
+
+
 def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
     """The models' declared metric and index against the database's vector indexes."""
     conn, table = cat.conn, cat.table
     from vecalchemy._sql import INFO_KEY
     from vecalchemy.schema import VectorSpec, resolve_spec
 
-    rows = cat.indexes
     for t in metadata.tables.values():
         if table is not None and t.name != table:
             continue
@@ -418,29 +442,17 @@ def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
             spec = col.info.get(INFO_KEY)
             if not isinstance(spec, VectorSpec) or spec.index is None:
                 continue
-            on_col = [
-                r
-                for r in rows
-                if r.nspname == schema
-                and r.tbl == t.name
-                and r.indisvalid
-                and (r.attname == col.name or _mentions(_expression(r.definition), col.name))
-            ]
+            on_col = _indexes_on(cat, schema, t.name, col.name)
             where = f"{qualified(schema, t.name)}.{qualified(None, col.name)}"
             if any(r.opcname == spec.opclass for r in on_col):
                 continue
             declared = f"metric {spec.metric.value!r} ({spec.opclass})"
             if on_col:
-                r = on_col[0]
-                yield Finding(
-                    "VA306",
-                    "error",
-                    qualified(schema, r.idx),
-                    f"index {r.idx} uses {r.opcname}, but the model declares {where} with "
-                    f"{declared}",
-                    "queries by the declared metric cannot use this index: every search "
-                    "scans the whole table",
-                    f"DROP INDEX CONCURRENTLY {qualified(schema, r.idx)}; -- then "
+                yield _mismatch(
+                    on_col[0],
+                    where,
+                    declared,
+                    "the model",
                     "vecalchemy.build_indexes(engine, Model), or declare the metric the "
                     "index serves",
                 )
@@ -459,10 +471,52 @@ def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
                 )
 
 
+_COLLECTIONS = """
+SELECT n.nspname, c.relname, obj_description(c.oid, 'pg_class') AS comment, t.typname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'embedding' AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.relkind IN ('r', 'p') AND obj_description(c.oid, 'pg_class') LIKE '%"vecalchemy"%'
+  AND (CAST(:table AS text) IS NULL OR c.relname = :table)
+ORDER BY 1, 2
+"""
+
+
+def _collections(cat: _Catalog) -> Iterator[Finding]:
+    """Collections record their metric in their table's comment: their indexes must
+    serve it (also when the index was rebuilt by hand, or the table restored)."""
+    from vecalchemy.collection._table import collection_config
+    from vecalchemy.metrics import Metric
+
+    for schema, tbl, comment, typname in cat.conn.execute(
+        sa.text(_COLLECTIONS), {"table": cat.table}
+    ).all():
+        config = collection_config(comment)
+        if config is None or not isinstance(config.get("metric"), str):
+            continue
+        try:
+            metric = Metric.parse(config["metric"])
+            opclass = metric.opclass(Storage.parse(typname))
+        except VecalchemyError:
+            continue
+        on_col = _indexes_on(cat, schema, tbl, "embedding")
+        if on_col and not any(r.opcname == opclass for r in on_col):
+            yield _mismatch(
+                on_col[0],
+                f"{qualified(schema, tbl)}.embedding",
+                f"metric {metric.value!r} ({opclass})",
+                f"collection {tbl!r}",
+                f"CREATE INDEX CONCURRENTLY ON {qualified(schema, tbl)} USING hnsw "
+                f"(embedding {opclass});",
+            )
+
+
 CHECKS: tuple[Callable[[_Catalog], Iterator[Finding]], ...] = (
     _extension,
     _columns,
     _indexes,
     _dead,
     _settings,
+    _collections,
 )

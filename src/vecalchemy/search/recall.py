@@ -216,11 +216,12 @@ def tune(
     refine: bool = True,
 ) -> TuneResult:
     """The smallest ``ef_search`` (HNSW) or ``probes`` (IVFFlat) whose recall@k reaches
-    ``target`` on tuning queries, checked on held-out ones (the last ``holdout`` share of
-    the queries). If no value reaches it, the best one is returned with
-    ``reached=False``. With ``refine`` (the default), the step of the sweep that first
-    reaches the target is bisected against the one before it, to within a tenth of the
-    value (``steps`` lists every value measured, in order).
+    ``target`` on the tuning queries and on the held-out ones (a random ``holdout`` share
+    of the queries, measured for each value that passes the tuning queries). If no value
+    reaches it, the best one is returned with ``reached=False``. With ``refine`` (the
+    default), the step of the sweep that first reaches the target is bisected against
+    the one before it, to within a tenth of the value (``steps`` lists the tuning
+    queries' recall at every value measured, in order).
 
     ``store=True`` records the value on the index (see "Stored settings" above) when it
     reached the target on the held-out queries too, so that searches of the column use
@@ -246,53 +247,67 @@ def tune(
     qs = list(queries) if queries is not None else _sample(conn, column, sample, seed)
     if len(qs) < 2:
         raise InvalidSearch("tune needs at least 2 queries (tuning and held-out)")
+    # Given queries may come in some order (by topic, by time): split them at random.
+    order = np.random.default_rng(seed).permutation(len(qs))
+    qs = [qs[i] for i in order]
     cut = max(1, min(len(qs) - 1, round(len(qs) * (1 - holdout))))
     tuning, held = qs[:cut], qs[cut:]
     steps: list[RecallResult] = []
-    chosen: RecallResult | None = None
+    checks: dict[int, RecallResult] = {}
 
-    def step(v: int) -> RecallResult:
+    def passes(v: int) -> bool:
+        """Whether ``v`` reaches the target on the tuning queries and then on the
+        held-out ones (measured only when the tuning queries pass)."""
         kw = {setting: v}
         r = measure_recall(conn, column, queries=tuning, k=k, where=where, metric=metric, **kw)
         steps.append(r)
-        return r
+        if r.recall < target:
+            return False
+        checks[v] = measure_recall(
+            conn, column, queries=held, k=k, where=where, metric=metric, **kw
+        )
+        return checks[v].recall >= target
 
+    def value_of(r: RecallResult) -> int:
+        found = r.probes if ivf else r.ef_search
+        assert found is not None
+        return found
+
+    chosen: int | None = None
     below: int | None = None
     for v in values:
-        r = step(v)
-        if r.recall >= target:
-            chosen = r
+        if passes(v):
+            chosen = v
             break
         below = v
     if chosen is not None and below is not None and refine:
         # Bisect between the last value that fell short and the first that reached the
         # target, to within a tenth of the value: the sweep's steps are coarse.
-        hi = v
-        while hi - below > max(1, hi // 10):
-            mid = (below + hi) // 2
-            r = step(mid)
-            if r.recall >= target:
-                chosen, hi = r, mid
+        while chosen - below > max(1, chosen // 10):
+            mid = (below + chosen) // 2
+            if passes(mid):
+                chosen = mid
             else:
                 below = mid
-    steps.sort(key=lambda r: (r.probes if ivf else r.ef_search) or 0)
+    steps.sort(key=value_of)
     reached = chosen is not None
     if chosen is None:
-        chosen = max(steps, key=lambda r: (r.recall, -r.index_ms))
-    value = chosen.probes if ivf else chosen.ef_search
-    assert value is not None
-    check = measure_recall(
+        chosen = value_of(max(steps, key=lambda r: (r.recall, -r.index_ms)))
+    value = chosen
+    by_value = {value_of(r): r for r in steps}
+    check = checks.get(value) or measure_recall(
         conn, column, queries=held, k=k, where=where, metric=metric, **{setting: value}
     )
+    chosen_step = by_value[value]
     stored = None
-    if store and reached and check.recall >= target:
+    if store and reached:
         stored = _store(conn, column, metric, setting, value, k, target, check.recall)
     return TuneResult(
         setting=setting,
         value=value,
         target=target,
         k=k,
-        recall=chosen.recall,
+        recall=chosen_step.recall,
         holdout_recall=check.recall,
         steps=tuple(steps),
         reached=reached,
