@@ -22,6 +22,19 @@ __all__: list[str] = []
     help="Your models' metadata as module:attribute (e.g. myapp.models:Base.metadata), to "
     "check the database's indexes against the declared metrics.",
 )
+@click.option(
+    "--query-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="A SQL file of your application's queries (separated by semicolons, with $1, %s "
+    "or :name parameters): each is planned with EXPLAIN, never run, and checked.",
+)
+@click.option(
+    "--limit",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The LIMIT to plan a query with when its LIMIT is a parameter.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option(
     "--fail-on",
@@ -31,7 +44,13 @@ __all__: list[str] = []
     help="Exit 1 when a finding of this severity (or worse) is found.",
 )
 def doctor_command(
-    url: str | None, table: str | None, metadata_ref: str | None, as_json: bool, fail_on: str
+    url: str | None,
+    table: str | None,
+    metadata_ref: str | None,
+    query_file: str | None,
+    limit: int,
+    as_json: bool,
+    fail_on: str,
 ) -> None:
     """Find pgvector mistakes in any PostgreSQL database: indexes, columns, settings.
 
@@ -43,14 +62,23 @@ def doctor_command(
     from rich.console import Console
     from rich.table import Table
 
-    from vecalchemy.doctor import doctor
+    from vecalchemy.doctor import doctor, split_queries
     from vecalchemy.engine import resolve_url
 
     metadata = _load(metadata_ref) if metadata_ref else None
+    queries = None
+    if query_file is not None:
+        try:
+            with open(query_file, encoding="utf-8") as handle:
+                queries = split_queries(handle.read())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {query_file}: {exc}") from exc
+        if not queries:
+            raise CliError(f"{query_file} holds no SQL statements")
     # A plain engine: no CREATE EXTENSION, no version check, nothing written.
     engine = sa.create_engine(resolve_url(url))
     try:
-        findings = doctor(engine, table=table, metadata=metadata)
+        findings = doctor(engine, table=table, metadata=metadata, queries=queries, limit=limit)
     except sa.exc.OperationalError as exc:
         raise CliError(f"cannot connect: {exc.orig}") from exc
     finally:

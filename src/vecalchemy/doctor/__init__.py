@@ -24,14 +24,30 @@ VA304   dead-tuples                          many dead rows in a table with a ve
                                              (dead index entries shorten searches)
 VA305   hnsw-exceeds-maintenance-work-mem    an HNSW graph that would not fit in
                                              maintenance_work_mem when rebuilt
-VA306   opclass-mismatch                     (with ``metadata=``) an index whose operator class
-                                             is not the metric the model declares
+VA306   opclass-mismatch                     an index whose operator class is not the metric
+                                             the model (``metadata=``) or the Collection
+                                             (its table's record) declares
 VA307   missing-vector-index                 (with ``metadata=``) a declared index the
                                              database lacks
 VA401   random-page-cost                     a ``random_page_cost`` low enough that an
                                              unbounded distance ordering uses the index
                                              (and returns only ``ef_search`` rows)
+VA500   query-not-planned                    (``queries=``) a query EXPLAIN could not plan
+VA501   query-operator-not-indexed           a query's distance operator (or expression) that
+                                             the column's index cannot serve
+VA502   distance-order-without-limit         ORDER BY distance without LIMIT (at most
+                                             ``ef_search`` rows through an index)
+VA503   limit-above-ef-search                a LIMIT above ``hnsw.ef_search`` with iterative
+                                             scans off (the result is cut to ef_search rows)
+VA504   filter-without-iterative-scan        a filtered index scan with iterative scans off
+                                             (fewer rows than the LIMIT)
+VA505   filter-column-without-index          a column vector queries filter on that no index
+                                             leads with
 ======  ===================================  ==================================================
+
+The VA5xx checks plan the application's own queries (``queries=``, ``vecalchemy doctor
+--query-file``) with ``EXPLAIN``; the session settings they compare with are those a
+new session of the connecting role gets in that database.
 
 Example::
 
@@ -43,5 +59,6 @@ Example::
 from __future__ import annotations
 
 from vecalchemy.doctor._checks import CODES, Finding, doctor
+from vecalchemy.doctor._queries import split_queries
 
-__all__ = ["CODES", "Finding", "doctor"]
+__all__ = ["CODES", "Finding", "doctor", "split_queries"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,51 +12,12 @@ from sqlalchemy import Engine
 
 from vecalchemy._catalog import version_tuple
 from vecalchemy._names import qualified
-from vecalchemy.errors import VecalchemyError
+from vecalchemy.doctor._base import CODES, Catalog, Finding, expression_of, indexes_on
+from vecalchemy.doctor._queries import check_queries
+from vecalchemy.errors import InvalidArgument, VecalchemyError
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
 
 __all__ = ["CODES", "Finding", "doctor"]
-
-#: Every finding's code and name.
-CODES: dict[str, str] = {
-    "VA101": "extension-missing",
-    "VA102": "extension-old",
-    "VA201": "vector-without-dimensions",
-    "VA202": "too-many-dimensions",
-    "VA203": "toasted-vectors",
-    "VA301": "duplicate-vector-index",
-    "VA302": "invalid-index",
-    "VA303": "ivfflat-lists",
-    "VA304": "dead-tuples",
-    "VA305": "hnsw-exceeds-maintenance-work-mem",
-    "VA306": "opclass-mismatch",
-    "VA307": "missing-vector-index",
-    "VA401": "random-page-cost",
-}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One mistake found: ``code`` (stable, e.g. ``VA301``), ``name``, ``severity``
-    (``error``: results are wrong or an index cannot work; ``warning``: slow or
-    degraded; ``info``), the ``object`` it concerns (table, column or index), what was
-    found, why it matters, and the SQL that ``fix``-es it."""
-
-    code: str
-    severity: str
-    object: str
-    message: str
-    why: str
-    fix: str
-
-    @property
-    def name(self) -> str:
-        """The code's name, e.g. ``duplicate-vector-index``."""
-        return CODES[self.code]
-
-    def as_dict(self) -> dict[str, Any]:
-        """The finding as a JSON-ready dict."""
-        return {"name": self.name, **asdict(self)}
 
 
 _COLUMNS = """
@@ -74,24 +33,6 @@ WHERE t.typname IN ('vector', 'halfvec', 'sparsevec') AND c.relkind IN ('r', 'p'
 ORDER BY 1, 2, 3
 """
 
-_INDEXES = """
-SELECT n.nspname, t.relname AS tbl, i.relname AS idx, am.amname, x.indisvalid,
-       pg_get_indexdef(x.indexrelid) AS definition, opc.opcname, x.indkey[0] AS attnum,
-       a.attname, a.atttypmod AS typmod, i.reloptions,
-       greatest(t.reltuples, 0)::bigint AS rows,
-       x.indpred IS NOT NULL AS partial
-FROM pg_index x
-JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
-JOIN pg_am am ON am.oid = i.relam
-JOIN pg_opclass opc ON opc.oid = x.indclass[0]
-LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-WHERE am.amname IN ('hnsw', 'ivfflat')
-  AND (CAST(:table AS text) IS NULL OR t.relname = :table)
-ORDER BY 1, 2, 3
-"""
-
 
 #: TOAST moves a row's wide values out of line above about 2 KB (TOAST_TUPLE_THRESHOLD).
 _TOAST = 2032
@@ -99,23 +40,27 @@ _TOAST = 2032
 _PLAIN_MAX = 7000
 
 
-def _expression(definition: str) -> str:
-    """The indexed expression of a vector index, from its definition."""
-    m = re.search(r"USING \w+ \((.*)\)(?: WITH| WHERE|$)", definition)
-    return m.group(1) if m else definition
-
-
 def doctor(
     engine: Engine | sa.Connection,
     *,
     table: str | None = None,
     metadata: sa.MetaData | None = None,
+    queries: Sequence[str] | None = None,
+    limit: int = 10,
 ) -> list[Finding]:
     """Every pgvector mistake found in the database (or in ``table``), worst first.
 
     With ``metadata`` (your models' ``Base.metadata``), the database's indexes are also
     checked against what the models declare: an index whose operator class is not the
-    declared metric's, or a declared index the database lacks.
+    declared metric's, or a declared index the database lacks. Collections are checked
+    against the metric their table records, without metadata.
+
+    ``queries`` (SQL text of the application's own queries, with ``$1``, ``%s`` or
+    ``:name`` parameters) are planned with ``EXPLAIN`` (never run) and checked: a
+    distance operator the column's index cannot serve, an ORDER BY distance without a
+    LIMIT, a LIMIT above ``hnsw.ef_search``, a filter with iterative scans off, a filter
+    column without an index (VA501-VA505; VA500 when a query cannot be planned). A LIMIT
+    given as a parameter is planned as ``LIMIT limit``.
 
     Runs only catalog and statistics queries in a ``READ ONLY`` transaction, so it is
     safe on a production database and works for a role that may only read; it needs
@@ -126,43 +71,42 @@ def doctor(
         findings = vecalchemy.doctor(engine)
         errors = [f for f in findings if f.severity == "error"]
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgument(f"limit must be a positive integer, got {limit!r}")
+    if isinstance(queries, str):
+        raise InvalidArgument("queries must be a list of SQL statements, not one string")
     if isinstance(engine, sa.Connection):
-        return _run(engine, table, metadata)
+        return _run(engine, table, metadata, queries, limit)
     with engine.connect() as conn:
         try:
-            return _run(conn, table, metadata)
+            return _run(conn, table, metadata, queries, limit)
         finally:
             conn.rollback()
 
 
-class _Catalog:
-    """What the checks read, each catalog query run once per :func:`doctor` call."""
-
-    def __init__(self, conn: sa.Connection, table: str | None) -> None:
-        self.conn = conn
-        self.table = table
-
-    @functools.cached_property
-    def indexes(self) -> list[Any]:
-        """The vector indexes (hnsw, ivfflat), valid or not."""
-        return list(self.conn.execute(sa.text(_INDEXES), {"table": self.table}).all())
-
-
-def _run(conn: sa.Connection, table: str | None, metadata: sa.MetaData | None) -> list[Finding]:
+def _run(
+    conn: sa.Connection,
+    table: str | None,
+    metadata: sa.MetaData | None,
+    queries: Sequence[str] | None,
+    limit: int,
+) -> list[Finding]:
     if not conn.in_transaction():
         conn.begin()
     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-    cat = _Catalog(conn, table)
+    cat = Catalog(conn, table)
     found: list[Finding] = []
     for check in CHECKS:
         found.extend(check(cat))
     if metadata is not None:
         found.extend(_declared(cat, metadata))
+    if queries:
+        found.extend(check_queries(cat, queries, limit=limit))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code, f.object))
 
 
-def _extension(cat: _Catalog) -> Iterator[Finding]:
+def _extension(cat: Catalog) -> Iterator[Finding]:
     conn = cat.conn
     version = conn.execute(
         sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
@@ -197,7 +141,7 @@ def _extension(cat: _Catalog) -> Iterator[Finding]:
         )
 
 
-def _columns(cat: _Catalog) -> Iterator[Finding]:
+def _columns(cat: Catalog) -> Iterator[Finding]:
     conn, table = cat.conn, cat.table
     rows = conn.execute(sa.text(_COLUMNS), {"table": table}).all()
     indexes = cat.indexes
@@ -252,7 +196,7 @@ def _columns(cat: _Catalog) -> Iterator[Finding]:
         )
 
 
-def _indexes(cat: _Catalog) -> Iterator[Finding]:
+def _indexes(cat: Catalog) -> Iterator[Finding]:
     conn = cat.conn
     rows = cat.indexes
     work_mem = conn.execute(
@@ -278,7 +222,7 @@ def _indexes(cat: _Catalog) -> Iterator[Finding]:
                 f"REINDEX INDEX CONCURRENTLY {idx};",
             )
             continue
-        key = (r.nspname, r.tbl, _expression(r.definition), r.partial)
+        key = (r.nspname, r.tbl, expression_of(r.definition), r.partial)
         if key in seen and not r.partial:
             yield Finding(
                 "VA301",
@@ -312,7 +256,7 @@ def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
             "lists learnt from too few rows (an empty or small table at build time) or "
             "far from the rule give poor recall or slow searches",
             f"DROP INDEX CONCURRENTLY {idx}; CREATE INDEX CONCURRENTLY {qualified(None, r.idx)} "
-            f"ON {rel} USING ivfflat ({_expression(r.definition)}) WITH (lists = {rule});",
+            f"ON {rel} USING ivfflat ({expression_of(r.definition)}) WITH (lists = {rule});",
         )
 
 
@@ -351,7 +295,7 @@ def _dim_of(definition: str, typmod: int | None) -> int | None:
     return typmod if typmod is not None and typmod > 0 else None
 
 
-def _dead(cat: _Catalog) -> Iterator[Finding]:
+def _dead(cat: Catalog) -> Iterator[Finding]:
     conn, table = cat.conn, cat.table
     rows = conn.execute(
         sa.text(
@@ -380,7 +324,7 @@ def _dead(cat: _Catalog) -> Iterator[Finding]:
         )
 
 
-def _settings(cat: _Catalog) -> Iterator[Finding]:
+def _settings(cat: Catalog) -> Iterator[Finding]:
     conn = cat.conn
     cost = conn.execute(sa.text("SELECT current_setting('random_page_cost')::float")).scalar()
     if cost is not None and cost < 2.0:
@@ -397,25 +341,6 @@ def _settings(cat: _Catalog) -> Iterator[Finding]:
         )
 
 
-def _mentions(expression: str, column: str) -> bool:
-    """Whether an index expression refers to ``column`` (quoted or not)."""
-    return bool(re.search(rf'(?<![\w"]){re.escape(column)}(?![\w"])', expression)) or (
-        qualified(None, column) in expression
-    )
-
-
-def _indexes_on(cat: _Catalog, schema: str, table: str, column: str) -> list[Any]:
-    """The valid vector indexes of ``schema.table`` on ``column`` (or an expression of it)."""
-    return [
-        r
-        for r in cat.indexes
-        if r.nspname == schema
-        and r.tbl == table
-        and r.indisvalid
-        and (r.attname == column or _mentions(_expression(r.definition), column))
-    ]
-
-
 def _mismatch(r: Any, where: str, declared: str, by: str, fix: str) -> Finding:
     idx = qualified(r.nspname, r.idx)
     return Finding(
@@ -428,7 +353,7 @@ def _mismatch(r: Any, where: str, declared: str, by: str, fix: str) -> Finding:
     )
 
 
-def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
+def _declared(cat: Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
     """The models' declared metric and index against the database's vector indexes."""
     conn, table = cat.conn, cat.table
     from vecalchemy._sql import INFO_KEY
@@ -442,7 +367,7 @@ def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
             spec = col.info.get(INFO_KEY)
             if not isinstance(spec, VectorSpec) or spec.index is None:
                 continue
-            on_col = _indexes_on(cat, schema, t.name, col.name)
+            on_col = indexes_on(cat, schema, t.name, col.name)
             where = f"{qualified(schema, t.name)}.{qualified(None, col.name)}"
             if any(r.opcname == spec.opclass for r in on_col):
                 continue
@@ -483,7 +408,7 @@ ORDER BY 1, 2
 """
 
 
-def _collections(cat: _Catalog) -> Iterator[Finding]:
+def _collections(cat: Catalog) -> Iterator[Finding]:
     """Collections record their metric in their table's comment: their indexes must
     serve it (also when the index was rebuilt by hand, or the table restored)."""
     from vecalchemy.collection._table import collection_config
@@ -500,7 +425,7 @@ def _collections(cat: _Catalog) -> Iterator[Finding]:
             opclass = metric.opclass(Storage.parse(typname))
         except VecalchemyError:
             continue
-        on_col = _indexes_on(cat, schema, tbl, "embedding")
+        on_col = indexes_on(cat, schema, tbl, "embedding")
         if on_col and not any(r.opcname == opclass for r in on_col):
             yield _mismatch(
                 on_col[0],
@@ -512,7 +437,7 @@ def _collections(cat: _Catalog) -> Iterator[Finding]:
             )
 
 
-CHECKS: tuple[Callable[[_Catalog], Iterator[Finding]], ...] = (
+CHECKS: tuple[Callable[[Catalog], Iterator[Finding]], ...] = (
     _extension,
     _columns,
     _indexes,
