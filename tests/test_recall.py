@@ -85,6 +85,10 @@ def test_tune_finds_the_smallest_setting_that_reaches_the_target(conn: Connectio
     coarse = vecalchemy.tune(conn, Point.embedding, target=0.9, queries=queries, refine=False)
     assert coarse.value in (10, 20, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000)
     assert coarse.value >= t.value
+    plain_means = vecalchemy.tune(
+        conn, Point.embedding, target=0.9, queries=queries, confidence=0.5
+    )
+    assert plain_means.value <= t.value  # the confidence bound only ever asks for more
     assert t.holdout_recall >= 0.9  # the held-out half must reach it too
     again = vecalchemy.tune(conn, Point.embedding, target=0.9, k=10, queries=queries)
     assert (again.value, again.holdout_recall) == (t.value, t.holdout_recall)  # seeded split
@@ -105,6 +109,8 @@ def test_bad_arguments(conn: Connection) -> None:
         vecalchemy.tune(conn, Point.embedding, target=1.5)
     with pytest.raises(InvalidSearch, match="holdout must be a share"):
         vecalchemy.tune(conn, Point.embedding, holdout=1.0)
+    with pytest.raises(InvalidSearch, match=r"confidence must be in \[0.5, 1\)"):
+        vecalchemy.tune(conn, Point.embedding, confidence=1.0)
     with pytest.raises(InvalidSearch, match="sample must be a positive integer"):
         vecalchemy.measure_recall(conn, Point.embedding, sample=0)
     conn.execute(sa.text("DELETE FROM recall_points"))

@@ -214,11 +214,17 @@ def tune(
     seed: int = 0,
     store: bool = False,
     refine: bool = True,
+    confidence: float = 0.9,
 ) -> TuneResult:
     """The smallest ``ef_search`` (HNSW) or ``probes`` (IVFFlat) whose recall@k reaches
     ``target`` on the tuning queries and on the held-out ones (a random ``holdout`` share
     of the queries, measured for each value that passes the tuning queries). If no value
-    reaches it, the best one is returned with ``reached=False``. With ``refine`` (the
+    reaches it, the best one is returned with ``reached=False``.
+
+    On the tuning queries a value must reach the target with ``confidence``: the lower
+    one-sided confidence bound of their mean recall (mean - z * standard error) must be
+    at or above it. The smallest of many noisy means is biased low, so plain means
+    (``confidence=0.5``) pick a value that falls short on new queries. With ``refine`` (the
     default), the step of the sweep that first reaches the target is bisected against
     the one before it, to within a tenth of the value (``steps`` lists the tuning
     queries' recall at every value measured, in order).
@@ -238,6 +244,8 @@ def tune(
         raise InvalidSearch(f"target must be a recall in (0, 1], got {target!r}")
     if not 0 < holdout < 1:
         raise InvalidSearch(f"holdout must be a share in (0, 1), got {holdout!r}")
+    if not 0.5 <= confidence < 1:
+        raise InvalidSearch(f"confidence must be in [0.5, 1), got {confidence!r}")
     _, spec = resolve_spec(column, metric)
     ivf = isinstance(spec.index, IVFFlat)
     setting = "probes" if ivf else "ef_search"
@@ -255,13 +263,17 @@ def tune(
     steps: list[RecallResult] = []
     checks: dict[int, RecallResult] = {}
 
+    z = statistics.NormalDist().inv_cdf(confidence)
+
     def passes(v: int) -> bool:
-        """Whether ``v`` reaches the target on the tuning queries and then on the
-        held-out ones (measured only when the tuning queries pass)."""
+        """Whether ``v`` reaches the target on the tuning queries (the lower confidence
+        bound of their mean recall) and then on the held-out ones (their mean; measured
+        only when the tuning queries pass)."""
         kw = {setting: v}
         r = measure_recall(conn, column, queries=tuning, k=k, where=where, metric=metric, **kw)
         steps.append(r)
-        if r.recall < target:
+        spread = statistics.stdev(r.per_query) if len(r.per_query) > 1 else 0.0
+        if r.recall - z * spread / len(r.per_query) ** 0.5 < target:
             return False
         checks[v] = measure_recall(
             conn, column, queries=held, k=k, where=where, metric=metric, **kw
