@@ -235,3 +235,82 @@ def test_build_ivfflat_index_on_an_empty_table_is_refused(module_db: sa.Engine) 
         n = conn.execute(sa.text("SELECT count(*) FROM pg_indexes WHERE tablename = 'mig_empty'"))
         assert n.scalar() == 0
         conn.exec_driver_sql("DROP TABLE mig_empty")
+
+
+def test_create_and_drop_vector_index_concurrently(project: Path, module_db: sa.Engine) -> None:
+    """op.create_vector_index(..., concurrently=True) and its drop run outside the
+    migration's transaction (CREATE/DROP INDEX CONCURRENTLY cannot run inside one); an
+    INVALID index of the same name, left by an earlier failed build, is rebuilt rather
+    than kept by IF NOT EXISTS."""
+    with module_db.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS mig_conc")
+        conn.exec_driver_sql("CREATE TABLE mig_conc (id int PRIMARY KEY, v vector(4))")
+        conn.exec_driver_sql(
+            "INSERT INTO mig_conc SELECT g, ARRAY[g, 1, 2, 3]::vector"
+            " FROM generate_series(1, 500) g"
+        )
+    versions = project / "migrations" / "versions"
+    (versions / "c_conc.py").write_text(
+        textwrap.dedent(
+            """\
+            from alembic import op
+            import vecalchemy.alembic
+
+            revision = "c_conc"
+            down_revision = None
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+                op.create_vector_index(
+                    "ix_mig_conc_v", "mig_conc", "v", method="hnsw",
+                    opclass="vector_l2_ops", with_={"m": 8}, concurrently=True,
+                )
+
+
+            def downgrade() -> None:
+                op.drop_vector_index("ix_mig_conc_v", "mig_conc", concurrently=True)
+            """
+        )
+    )
+
+    def index_state() -> list[tuple[str, bool]]:
+        with module_db.connect() as conn:
+            return [
+                (str(d), bool(v))
+                for d, v in conn.execute(
+                    sa.text(
+                        "SELECT pg_get_indexdef(x.indexrelid), x.indisvalid FROM pg_index x"
+                        " JOIN pg_class i ON i.oid = x.indexrelid"
+                        " WHERE i.relname = 'ix_mig_conc_v'"
+                    )
+                ).all()
+            ]
+
+    try:
+        alembic(project, "upgrade", "head")
+        [(definition, valid)] = index_state()
+        assert valid
+        assert "USING hnsw (v vector_l2_ops) WITH (m='8')" in definition
+        alembic(project, "downgrade", "base")
+        assert index_state() == []
+
+        # An invalid index of that name, as a cancelled CREATE INDEX CONCURRENTLY leaves.
+        with module_db.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE INDEX ix_mig_conc_v ON mig_conc USING hnsw (v vector_l2_ops)"
+            )
+            conn.exec_driver_sql(
+                "UPDATE pg_index SET indisvalid = false"
+                " WHERE indexrelid = 'ix_mig_conc_v'::regclass"
+            )
+        assert [valid for _, valid in index_state()] == [False]
+        alembic(project, "upgrade", "head")
+        [(definition, valid)] = index_state()
+        assert valid
+        assert "WITH (m='8')" in definition
+    finally:
+        alembic(project, "downgrade", "base")
+        with module_db.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE mig_conc")

@@ -244,17 +244,47 @@ def _create(operations: Operations, op: CreateVectorIndexOp) -> None:
             op.table_name,
         )
         return
-    if op.concurrently:
-        with operations.get_context().autocommit_block():
-            operations.execute(sql)
-    else:
+    if not op.concurrently:
         operations.execute(sql)
+        return
+    # CREATE INDEX CONCURRENTLY runs outside a transaction. A failed or cancelled one
+    # leaves an INVALID index behind, which IF NOT EXISTS would then keep forever: an
+    # invalid index of this name (from an earlier failed run) is dropped first, and one
+    # left by this run is dropped before the error propagates.
+    name = qualified(op.schema, op.index_name)
+    with operations.get_context().autocommit_block():
+        if _invalid(operations, op.index_name, op.table_name, op.schema):
+            operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        try:
+            operations.execute(sql)
+        except Exception:
+            if _invalid(operations, op.index_name, op.table_name, op.schema):
+                operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            raise
+
+
+def _invalid(operations: Operations, index: str, table: str, schema: str | None) -> bool:
+    """Whether ``index`` of ``table`` exists and is INVALID."""
+    bind = operations.get_bind()
+    return bool(
+        bind.execute(
+            sa.text(
+                "SELECT NOT x.indisvalid FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+                " WHERE x.indrelid = to_regclass(:t) AND i.relname = :ix"
+            ),
+            {"t": _rel(table, schema), "ix": index},
+        ).scalar()
+    )
 
 
 @Operations.implementation_for(DropVectorIndexOp)
 def _drop(operations: Operations, op: DropVectorIndexOp) -> None:
     name = qualified(op.schema, op.index_name)
-    operations.execute(f"DROP INDEX {'CONCURRENTLY ' if op.concurrently else ''}IF EXISTS {name}")
+    if op.concurrently:  # DROP INDEX CONCURRENTLY runs outside a transaction too
+        with operations.get_context().autocommit_block():
+            operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    else:
+        operations.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 @Operations.implementation_for(_ExecuteOp)
