@@ -308,8 +308,9 @@ def _index_params(info: IndexInfo) -> dict[str, int]:
 
 def _database_index(
     conn: sa.Connection, col: sa.Column[Any], metric: str | Metric | None
-) -> tuple[Any, IndexInfo]:
-    """The column's spec and the database's index its searches use, or a clear error."""
+) -> tuple[Any, IndexInfo, str | Metric | None]:
+    """The column's spec, the database's index its searches use, and the metric to pass
+    to them (``metric``, or the index's), or a clear error."""
     table = col.table
     assert isinstance(table, sa.Table)
     where = qualified(table.schema, table.name)
@@ -321,7 +322,8 @@ def _database_index(
         raise InvalidArgument(
             f"{label} is not a pgvector column (type {col.type}); pass the vector column"
         )
-    if not any(ix.valid and on_column(ix, col.name) for ix in indexes):
+    mine = [ix for ix in indexes if ix.valid and on_column(ix, col.name)]
+    if not mine:
         storage = found_type[0]
         example = Metric.parse(metric) if metric is not None else Metric.COSINE
         if storage not in example.storages:
@@ -332,10 +334,15 @@ def _database_index(
             f"({col.name} {example.opclass(storage)}) (the opclass of your metric), or "
             "vecalchemy.build_indexes(engine, Model) for a declared model, then rerun"
         )
+    served = {ix.metric for ix in mine if ix.metric is not None}
+    if metric is None and len(served) == 1:
+        # The metric of the database's index: a reflected table's metadata may not say it
+        # (SQLAlchemy leaves out a default operator class, such as IVFFlat's vector_l2_ops).
+        metric = served.pop()
     _, spec = resolve_spec(col, metric)
     found = check_metric(label, col.name, spec.opclass, spec.metric, indexes)
     assert found is not None  # the column has an index: check_metric raised if it is not this
-    return spec, found
+    return spec, found, metric
 
 
 # -- facts about the machine and the server -------------------------------------------
@@ -394,7 +401,7 @@ class _Plan:
     """What one bench measures, resolved and checked."""
 
     column: sa.Column[Any]
-    metric: str | None
+    metric: str | Metric | None
     setting: str
     values: list[int]
     queries: list[Any]
@@ -526,7 +533,7 @@ def run_bench(
         col = _target(table, column, conn)
         assert isinstance(col.table, sa.Table)
         clauses = _where(where, col.table) if where is not None else ()
-        spec, info = _database_index(conn, col, metric)
+        spec, info, metric = _database_index(conn, col, metric)
         params = _index_params(info)
         setting, values = _sweep(
             info.method, k, ef_search, probes, params.get("lists"), f"index {info.name}"
@@ -595,7 +602,7 @@ def _run_dataset(
         col = scratch.table.c.embedding
         qs, source = (scratch.queries, scratch.query_source) if given is None else (given, "given")
         with engine.connect() as conn:
-            vspec, info = _database_index(conn, col, None)
+            vspec, info, _ = _database_index(conn, col, None)
             plan = _Plan(col, None, setting, values, qs, source, ())
             steps, exact, used = _measure(conn, plan, k, progress)
             server = _server(conn)
