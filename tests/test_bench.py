@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from PIL import Image
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import vecalchemy
 from tests.test_engine import login_role
-from vecalchemy import HNSW, ConfigurationError, InvalidArgument, InvalidSearch
+from vecalchemy import HNSW, ConfigurationError, Embedding, InvalidArgument, InvalidSearch
 from vecalchemy.cli import main
 from vecalchemy.load import load
 
@@ -185,6 +186,39 @@ def test_a_filter_applies_to_both_sides(engine: sa.Engine) -> None:
     assert r.steps[0].recall == m.recall
     with pytest.raises(InvalidArgument, match="names column 'nope', which table points does not"):
         vecalchemy.run_bench(engine, table="points", column="embedding", where={"nope": "1"})
+
+
+def test_a_declared_model_column(engine: sa.Engine) -> None:
+    """An ORM attribute declared with Embedding is benched as declared (its metric, the
+    index build_indexes made), with a SQLAlchemy filter."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Doc(Base):
+        __tablename__ = "bench_docs"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        grp: Mapped[int]
+        embedding = Embedding(DIM, metric="cosine", index=HNSW(m=8, ef_construction=16))
+
+    Base.metadata.create_all(engine)
+    data = np.random.default_rng(5).standard_normal((500, DIM)).astype(np.float32)
+    load(engine, Doc, {"id": range(500), "grp": [i % 2 for i in range(500)], "embedding": data})
+    vecalchemy.build_indexes(engine, Doc)
+    r = vecalchemy.run_bench(
+        engine, column=Doc.embedding, queries=5, ef_search=[20], where=Doc.grp == 1
+    )
+    assert (r.table, r.metric, r.rows) == ("bench_docs", "cosine", 500)
+    assert r.index["opclass"] == "vector_cosine_ops"
+    assert r.index["params"] == {"m": 8, "ef_construction": 16}
+    assert r.where == "bench_docs.grp = 1"
+    with engine.connect() as conn:
+        m = vecalchemy.measure_recall(
+            conn, Doc.embedding, sample=5, k=10, ef_search=20, where=Doc.grp == 1
+        )
+    assert r.steps[0].recall == m.recall
+    with pytest.raises(InvalidArgument, match="column= is an SQLAlchemy column; drop table="):
+        vecalchemy.run_bench(engine, column=Doc.embedding, table="bench_docs")
 
 
 def test_ivfflat_sweeps_probes_up_to_lists(engine: sa.Engine) -> None:

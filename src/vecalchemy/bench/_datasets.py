@@ -48,6 +48,7 @@ __all__ = [
     "DatasetSpec",
     "ScratchTable",
     "parse_dataset",
+    "read_queries",
     "scratch_table",
 ]
 
@@ -148,7 +149,8 @@ def _mixture_queries(centres: Vec, n: int, seed: int) -> list[Vec]:
     return list((centres[labels] + SPREAD * noise).astype(np.float32))
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines file."""
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -157,9 +159,41 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InvalidArgument(f"{path}:{number} is not JSON: {exc.msg}") from None
-            if not isinstance(item, dict):
-                raise InvalidArgument(f"{path}:{number} is not a JSON object")
-            yield item
+            yield number, item
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    for number, item in _json_lines(path):
+        if not isinstance(item, dict):
+            raise InvalidArgument(f"{path}:{number} is not a JSON object")
+        yield item
+
+
+def read_queries(path: str | Path) -> list[Any]:
+    """Query vectors from a ``.npy`` file (a 2-D array, one query per row) or JSON lines
+    (an array per line, or an object with a ``vector`` or ``embedding`` array)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise InvalidArgument(f"{path} is not a numpy array file: {exc}") from None
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise InvalidArgument(f"{path} must hold a 2-D array of numbers, one query per row")
+        return list(array.astype(np.float32))
+    vectors: list[Any] = []
+    for number, item in _json_lines(path):
+        if isinstance(item, dict):
+            item = item.get("vector", item.get("embedding"))
+        if not isinstance(item, list) or not item:
+            raise InvalidArgument(
+                f"{path}:{number} must be a JSON array of numbers, or an object with a "
+                "'vector' or 'embedding' array"
+            )
+        vectors.append(item)
+    if not vectors:
+        raise InvalidArgument(f"{path} holds no query vectors")
+    return vectors
 
 
 def _beir_texts(path: Path) -> tuple[list[str], list[str], list[str]]:

@@ -101,7 +101,12 @@ def render_plot(data: dict[str, Any], path: Path) -> bool:
         )
     ax.scatter([exact["recall"]], [exact["qps"]], marker="s", color="#999999", label="exact scan")
     ax.annotate(
-        "exact", (exact["recall"], exact["qps"]), textcoords="offset points", xytext=(5, -12)
+        "exact",
+        (exact["recall"], exact["qps"]),
+        textcoords="offset points",
+        xytext=(-8, 4),
+        ha="right",
+        fontsize=8,
     )
     for target in data["reaches"]:
         ax.axvline(float(target), color="#dddddd", linestyle=":", zorder=0)
@@ -118,8 +123,8 @@ def render_plot(data: dict[str, Any], path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(
-        f"{_title(data)}: {data['rows']:,} rows x {data['dims']} dims, {data['metric']}; "
-        f"{_index_label(data)}",
+        f"{_title(data)}: {data['rows']:,} rows x {data['dims']} dims, {data['metric']}\n"
+        f"{_index_label(data)}; k={data['k']}, {data['queries']} queries",
         fontsize=9,
     )
     fig.savefig(path, dpi=110)

@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -36,40 +35,6 @@ def _filters(ctx: click.Context, param: click.Parameter, value: tuple[str, ...])
             raise click.BadParameter(f"expected COLUMN=VALUE, got {item!r}")
         out[name.strip()] = text
     return out
-
-
-def _read_queries(path: Path) -> list[Any]:
-    """Query vectors from a ``.npy`` file (a 2-D array) or JSON lines (an array per line,
-    or an object with a ``vector`` or ``embedding`` array)."""
-    import numpy as np
-
-    if path.suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise CliError(f"{path} is not a numpy array file: {exc}") from None
-        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-            raise CliError(f"{path} must hold a 2-D array of numbers, one query per row")
-        return list(array.astype(np.float32))
-    vectors: list[Any] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path}:{number} is not JSON: {exc.msg}") from None
-        if isinstance(item, dict):
-            item = item.get("vector", item.get("embedding"))
-        if not isinstance(item, list) or not item:
-            raise CliError(
-                f"{path}:{number} must be a JSON array of numbers, or an object with a "
-                "'vector' or 'embedding' array"
-            )
-        vectors.append(item)
-    if not vectors:
-        raise CliError(f"{path} holds no query vectors")
-    return vectors
 
 
 @main.command(name="bench")
@@ -161,13 +126,14 @@ def bench_command(
     from rich.table import Table
 
     from vecalchemy.bench import run_bench
+    from vecalchemy.bench._datasets import read_queries
     from vecalchemy.bench._report import PLOT_HINT
     from vecalchemy.engine import create_engine
     from vecalchemy.schema import HNSW
 
     if dataset is None and (table is None or column is None):
         raise click.UsageError("give --table and --column (your table), or --dataset")
-    given = _read_queries(queries_file) if queries_file is not None else None
+    given = read_queries(queries_file) if queries_file is not None else None
     index = None
     if m is not None or ef_construction is not None:
         index = HNSW(m=m or 16, ef_construction=ef_construction or 64)
