@@ -474,3 +474,62 @@ def test_a_role_that_may_not_create_a_schema(engine: sa.Engine, module_db_url: s
         finally:
             weak.dispose()
     assert scratch_schemas(engine) == []
+
+
+def test_an_empty_table_has_no_queries_to_sample(engine: sa.Engine) -> None:
+    """An indexed table without vectors cannot give sampled queries; the error says to
+    pass some."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE empty_points (id int PRIMARY KEY, embedding vector({DIM}));"
+            "CREATE INDEX ON empty_points USING hnsw (embedding vector_cosine_ops)"
+        )
+    with pytest.raises(InvalidArgument, match="has no vectors to sample queries from; pass"):
+        vecalchemy.run_bench(engine, table="empty_points", column="embedding")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("one.npy", None, "must hold a 2-D array of numbers, one query per row"),
+        ("text.npy", "not numpy", "is not a numpy array file"),
+        ("empty.jsonl", "\n\n", "holds no query vectors"),
+        ("broken.jsonl", "[1.0,\n", "broken.jsonl:1 is not JSON"),
+    ],
+)
+def test_cli_unreadable_queries_files(
+    url: str, tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    """Query files that hold no 2-D vectors are refused, saying what the file must hold."""
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros(DIM, dtype=np.float32))  # one vector, not a 2-D array
+    else:
+        path.write_text(content)
+    args = ["bench", "--url", url, "--table", "points", "--column", "embedding",
+            "--queries-file", str(path), "--out", str(tmp_path / "never")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert message in result.stderr.replace("\n", " ")
+    assert not (tmp_path / "never").exists()
+
+
+def test_unusable_beir_datasets(engine: sa.Engine, tmp_path: Path) -> None:
+    """A corpus line that is not an object, a corpus without text, or an embedder whose
+    vectors pgvector cannot index are refused before a schema is made."""
+    _beir(tmp_path / "ok")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "corpus.jsonl").write_text('["not", "an", "object"]\n')
+    (tmp_path / "bad" / "queries.jsonl").write_text('{"_id": "q", "text": "query"}\n')
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "corpus.jsonl").write_text('{"_id": "d", "title": "", "text": " "}\n')
+    (tmp_path / "blank" / "queries.jsonl").write_text('{"_id": "q", "text": "query"}\n')
+    cases: list[tuple[str, str, type[Exception], str]] = [
+        ("bad", "hashing:64", InvalidArgument, "corpus.jsonl:1 is not a JSON object"),
+        ("blank", "hashing:64", InvalidArgument, "has no documents with text"),
+        ("ok", "hashing:3000", vecalchemy.UnsupportedIndex, "makes 3,000-dimension vectors"),
+    ]
+    for sub, embedder, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            vecalchemy.run_bench(engine, dataset=f"beir:{tmp_path / sub}", embedder=embedder)
+    assert scratch_schemas(engine) == []
