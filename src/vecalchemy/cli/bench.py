@@ -47,7 +47,14 @@ def _filters(ctx: click.Context, param: click.Parameter, value: tuple[str, ...])
     "10000 x 128) or beir:DIRECTORY (corpus.jsonl, queries.jsonl), loaded into a scratch "
     "schema that is dropped afterwards.",
 )
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "-k",
+    "k",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Rows per query whose recall is measured (recall@k).",
+)
 @click.option(
     "--queries",
     default=100,
