@@ -19,6 +19,7 @@ Declare the metric once, and the index and the query follow from it::
 
 from __future__ import annotations
 
+from vecalchemy.bench import BenchFiles, BenchResult, BenchStep, run_bench
 from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
 from vecalchemy.doctor import Finding, doctor
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
@@ -154,6 +155,9 @@ __all__ = [
     "RRF",
     "STORAGE_DIM_LIMITS",
     "AddResult",
+    "BenchFiles",
+    "BenchResult",
+    "BenchStep",
     "Collection",
     "CollectionHit",
     "ConfigurationError",
@@ -259,6 +263,7 @@ __all__ = [
     "resolve_spec",
     "resolve_url",
     "run",
+    "run_bench",
     "search",
     "setup",
     "stored_tuning",

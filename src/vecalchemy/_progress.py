@@ -17,8 +17,11 @@ Progress = Callable[[str, int, int], None]
 
 
 @contextlib.contextmanager
-def progress_reporter(progress: Progress | bool | None) -> Iterator[Progress | None]:
-    """The callback to report progress to: the caller's, a rich bar (True), or none."""
+def progress_reporter(
+    progress: Progress | bool | None, *, unit: str = "rows"
+) -> Iterator[Progress | None]:
+    """The callback to report progress to: the caller's, a rich bar (True, its rate in
+    ``unit`` per second), or none."""
     if not progress:
         yield None
         return
@@ -43,6 +46,6 @@ def progress_reporter(progress: Progress | bool | None) -> Iterator[Progress | N
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total, rate="")
             rate = done / max(time.perf_counter() - started, 1e-9)
-            bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:,.0f} rows/s")
+            bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:,.0f} {unit}/s")
 
         yield report

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from vecalchemy._catalog import (
@@ -62,6 +61,7 @@ from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH
 from vecalchemy.schema import IVFFlat, resolve_spec
+from vecalchemy.search._sample import sample_vectors
 from vecalchemy.search.vector import search
 
 __all__ = [
@@ -83,7 +83,8 @@ PROBES_SWEEP = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 @dataclass(frozen=True)
 class RecallResult:
     """Recall@k of the index on ``queries`` queries (mean, and per query), with the
-    setting used and the median latency of the index and the exact searches."""
+    setting used and the median latency of the index and the exact searches (each
+    query's latencies, in milliseconds, are in ``index_times_ms`` and ``exact_times_ms``)."""
 
     k: int
     queries: int
@@ -93,6 +94,8 @@ class RecallResult:
     probes: int | None
     index_ms: float
     exact_ms: float
+    index_times_ms: tuple[float, ...] = field(default=(), repr=False)
+    exact_times_ms: tuple[float, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -111,17 +114,6 @@ class TuneResult:
     reached: bool
     #: What ``store=True`` recorded on the index (None: not asked, or target not reached).
     stored: Tuning | None = None
-
-
-def _sample(conn: Connection, column: Any, n: int, seed: int) -> list[Any]:
-    col = column_of(column)
-    table = col.table
-    # A sample that is the same for the same seed: rows ordered by a hash of their ctid.
-    order = sa.func.md5(sa.func.concat(str(seed), sa.literal_column("ctid::text")))
-    rows = conn.execute(
-        sa.select(col).select_from(table).where(col.is_not(None)).order_by(order).limit(n)
-    ).scalars()
-    return list(rows)
 
 
 def _ids(hits: Sequence[Any], keys: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -158,7 +150,7 @@ def measure_recall(
     """
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
         raise InvalidSearch(f"sample must be a positive integer, got {sample!r}")
-    qs = list(queries) if queries is not None else _sample(conn, column, sample, seed)
+    qs = list(queries) if queries is not None else sample_vectors(conn, column, sample, seed)
     if not qs:
         raise InvalidSearch("no queries: pass queries=, or measure a column that has vectors")
     col = column_of(column)
@@ -196,6 +188,8 @@ def measure_recall(
         probes=probes,
         index_ms=round(statistics.median(index_t), 3),
         exact_ms=round(statistics.median(exact_t), 3),
+        index_times_ms=tuple(index_t),
+        exact_times_ms=tuple(exact_t),
     )
 
 
@@ -252,7 +246,7 @@ def tune(
     values = sorted(set(sweep or (PROBES_SWEEP if ivf else EF_SWEEP)))
     if not ivf:
         values = [v for v in values if k <= v <= MAX_EF_SEARCH] or [max(k, values[-1])]
-    qs = list(queries) if queries is not None else _sample(conn, column, sample, seed)
+    qs = list(queries) if queries is not None else sample_vectors(conn, column, sample, seed)
     if len(qs) < 2:
         raise InvalidSearch("tune needs at least 2 queries (tuning and held-out)")
     # Given queries may come in some order (by topic, by time): split them at random.
