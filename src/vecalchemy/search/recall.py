@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from vecalchemy._catalog import (
