@@ -332,3 +332,26 @@ async def test_stored_setting_reaches_async_searches(
         sa.event.remove(async_engine.sync_engine, "after_cursor_execute", after)
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {table}")
+
+
+def test_a_sampled_row_does_not_count_finding_itself(
+    connection: Connection, observed: list[dict[str, str | None]]
+) -> None:
+    """A sampled row's searches ask for k + 1 rows (ef_search raised to match) and drop
+    the row itself; given queries ask for k. With every vector stored twice, recall@1
+    then counts the twin, at distance 0."""
+    Base.metadata.create_all(connection)
+    data = rng.normal(size=(300, DIM)).astype(np.float32)
+    rows = [{"id": i, "group": 0, "embedding": data[i // 2]} for i in range(600)]
+    connection.execute(insert(Point), rows)
+    connection.exec_driver_sql("ANALYZE recall_points")
+    r = vecalchemy.measure_recall(connection, Point.embedding, sample=20, k=10, ef_search=10)
+    assert r.queries == 20
+    assert {s["hnsw.ef_search"] for s in observed} == {"11"}
+    observed.clear()
+    vecalchemy.measure_recall(
+        connection, Point.embedding, queries=list(data[:5]), k=10, ef_search=10
+    )
+    assert {s["hnsw.ef_search"] for s in observed} == {"10"}
+    twin = vecalchemy.measure_recall(connection, Point.embedding, sample=40, k=1, ef_search=200)
+    assert twin.recall == 1.0

@@ -130,7 +130,19 @@ def _load(ref: str) -> Any:
 @click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--metric", help="The metric, if the column's index does not tell it.")
-@click.option("--sample", default=200, show_default=True, type=click.IntRange(2))
+@click.option(
+    "--sample",
+    default=200,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Queries sampled from the table's rows when no --queries-file is given.",
+)
+@click.option(
+    "--queries-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="Real query vectors (.npy 2-D, or JSON lines of arrays): sampled rows are easier "
+    "queries than an application's, and tune then picks too small a value.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep as JSON.")
 @click.option(
     "--store",
@@ -148,6 +160,7 @@ def tune_command(
     k: int,
     metric: str | None,
     sample: int,
+    queries_file: str | None,
     as_json: bool,
     store: bool,
     show: bool,
@@ -171,6 +184,9 @@ def tune_command(
 
     if show + clear + store > 1:
         raise CliError("--store, --show and --clear exclude each other")
+    from vecalchemy.bench._datasets import read_queries
+
+    queries = read_queries(queries_file) if queries_file is not None else None
     schema, _, name = table.rpartition(".")
     engine = create_engine(url)
     try:
@@ -185,7 +201,14 @@ def tune_command(
                     clear_tuning(conn, col, metric=metric)
             else:
                 result = tune(
-                    conn, col, target=target_recall, k=k, sample=sample, metric=metric, store=store
+                    conn,
+                    col,
+                    target=target_recall,
+                    k=k,
+                    queries=queries,
+                    sample=sample,
+                    metric=metric,
+                    store=store,
                 )
     except sa.exc.NoSuchTableError:
         raise CliError(f"no table {table}") from None
@@ -228,6 +251,12 @@ def tune_command(
     for s in result.steps:
         out.add_row(str(s.ef_search or s.probes), f"{s.recall:.3f}", f"{s.index_ms:.2f}")
     Console(width=None if sys.stdout.isatty() else 200).print(out)
+    if queries is None:
+        click.echo(
+            "note: queries were sampled from the table's rows, which are easier than real "
+            "queries; pass --queries-file with real query vectors for a value you can trust",
+            err=True,
+        )
     verdict = "reaches" if result.reached else "does not reach"
     click.echo(
         f"{result.setting} = {result.value} {verdict} {target_recall} "

@@ -7,9 +7,12 @@ the index found. :func:`tune` sweeps ``hnsw.ef_search`` (or ``ivfflat.probes``) 
 tuning queries, takes the smallest value whose recall reaches the target, and checks it
 on held-out queries it did not tune on.
 
-Queries are given, or sampled from the column's own rows (``sample``): each then finds
-itself, as an application's query rarely does, so recall is a little optimistic;
-pass real queries when you have them.
+Queries are given, or sampled from the column's own rows (``sample``). A sampled row
+does not count finding itself (both searches ask for one row more and drop it), but
+rows are still easier queries than an application's: real queries (text embedded as
+a query, other sources) lie off the rows' distribution, where the graph is sparser.
+Pass real queries when you have them (``vecalchemy tune --queries FILE``);
+``benchmarks/tune.py`` measures the difference.
 
 Stored settings
 ---------------
@@ -62,7 +65,7 @@ from vecalchemy._typing import Where
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.metrics import MAX_EF_SEARCH
 from vecalchemy.schema import IVFFlat, resolve_spec
-from vecalchemy.search._sample import sample_vectors
+from vecalchemy.search._sample import key_columns, sample_rows
 from vecalchemy.search.vector import search
 
 __all__ = [
@@ -151,32 +154,56 @@ def measure_recall(
     """
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
         raise InvalidSearch(f"sample must be a positive integer, got {sample!r}")
-    qs = list(queries) if queries is not None else sample_vectors(conn, column, sample, seed)
+    selves: list[tuple[Any, ...] | None]
+    if queries is not None:
+        qs = list(queries)
+        selves = [None] * len(qs)
+    else:
+        found_keys, qs = sample_rows(conn, column, sample, seed)
+        selves = list(found_keys)
+    return _measure(conn, column, qs, selves, k, where, ef_search, probes, metric)
+
+
+def _measure(
+    conn: Connection,
+    column: Any,
+    qs: Sequence[Any],
+    selves: Sequence[tuple[Any, ...] | None],
+    k: int,
+    where: Where,
+    ef_search: int | None,
+    probes: int | None,
+    metric: str | None,
+) -> RecallResult:
+    """Recall@k on ``qs``; a query that is a row of the table (its key in ``selves``)
+    does not count finding itself: both searches ask for one row more and drop it, so
+    the recall is that of its k nearest other rows."""
     if not qs:
         raise InvalidSearch("no queries: pass queries=, or measure a column that has vectors")
-    col = column_of(column)
-    keys = [c.name for c in col.table.primary_key.columns] or [col.name]
+    keys = key_columns(column)
     per: list[float] = []
     index_t: list[float] = []
     exact_t: list[float] = []
-    for q in qs:
+    for q, me in zip(qs, selves, strict=True):
+        n = k if me is None else k + 1
+        ef = max(ef_search, n) if ef_search is not None else None  # never below the LIMIT
         t0 = time.perf_counter()
-        exact = search(conn, column, q, k, where=where, strategy="exact", metric=metric)
+        exact = search(conn, column, q, n, where=where, strategy="exact", metric=metric)
         t1 = time.perf_counter()
         found = search(
             conn,
             column,
             q,
-            k,
+            n,
             where=where,
             strategy="index",
-            ef_search=ef_search,
+            ef_search=ef,
             probes=probes,
             metric=metric,
         )
         t2 = time.perf_counter()
-        truth = set(_ids(exact, keys))
-        got = set(_ids(found, keys))
+        truth = set([i for i in _ids(exact, keys) if i != me][:k])
+        got = set([i for i in _ids(found, keys) if i != me][:k])
         per.append(len(truth & got) / len(truth) if truth else 1.0)
         exact_t.append((t1 - t0) * 1000)
         index_t.append((t2 - t1) * 1000)
@@ -216,9 +243,9 @@ def tune(
     of the queries, measured for each value that passes the tuning queries). If no value
     reaches it, the best one is returned with ``reached=False``.
 
-    On the tuning queries a value must reach the target with ``confidence``: the lower
-    one-sided confidence bound of their mean recall (mean - z * standard error) must be
-    at or above it. The smallest of many noisy means is biased low, so plain means
+    A value must reach the target with ``confidence`` on both sets: the lower one-sided
+    confidence bound of their mean recall (mean - z * standard error) must be at or
+    above it. The smallest of many noisy means is biased low, so plain means
     (``confidence=0.5``) pick a value that falls short on new queries. With ``refine`` (the
     default), the step of the sweep that first reaches the target is bisected against
     the one before it, to within a tenth of the value (``steps`` lists the tuning
@@ -247,33 +274,43 @@ def tune(
     values = sorted(set(sweep or (PROBES_SWEEP if ivf else EF_SWEEP)))
     if not ivf:
         values = [v for v in values if k <= v <= MAX_EF_SEARCH] or [max(k, values[-1])]
-    qs = list(queries) if queries is not None else sample_vectors(conn, column, sample, seed)
+    selves: list[tuple[Any, ...] | None]
+    if queries is not None:
+        qs = list(queries)
+        selves = [None] * len(qs)
+    else:
+        found_keys, qs = sample_rows(conn, column, sample, seed)
+        selves = list(found_keys)
     if len(qs) < 2:
         raise InvalidSearch("tune needs at least 2 queries (tuning and held-out)")
     # Given queries may come in some order (by topic, by time): split them at random.
     order = np.random.default_rng(seed).permutation(len(qs))
-    qs = [qs[i] for i in order]
+    qs, selves = [qs[i] for i in order], [selves[i] for i in order]
     cut = max(1, min(len(qs) - 1, round(len(qs) * (1 - holdout))))
-    tuning, held = qs[:cut], qs[cut:]
+    tuning, held = (qs[:cut], selves[:cut]), (qs[cut:], selves[cut:])
     steps: list[RecallResult] = []
     checks: dict[int, RecallResult] = {}
 
     z = statistics.NormalDist().inv_cdf(confidence)
 
-    def passes(v: int) -> bool:
-        """Whether ``v`` reaches the target on the tuning queries (the lower confidence
-        bound of their mean recall) and then on the held-out ones (their mean; measured
-        only when the tuning queries pass)."""
-        kw = {setting: v}
-        r = measure_recall(conn, column, queries=tuning, k=k, where=where, metric=metric, **kw)
-        steps.append(r)
+    def lower(r: RecallResult) -> float:
+        """The lower one-sided confidence bound of ``r``'s mean recall."""
         spread = statistics.stdev(r.per_query) if len(r.per_query) > 1 else 0.0
-        if r.recall - z * spread / len(r.per_query) ** 0.5 < target:
+        return float(r.recall - z * spread / len(r.per_query) ** 0.5)
+
+    def measure(part: tuple[list[Any], list[tuple[Any, ...] | None]], v: int) -> RecallResult:
+        ef, pr = (None, v) if ivf else (v, None)
+        return _measure(conn, column, part[0], part[1], k, where, ef, pr, metric)
+
+    def passes(v: int) -> bool:
+        """Whether ``v`` reaches the target with ``confidence`` on the tuning queries and
+        then on the held-out ones (measured only when the tuning queries pass)."""
+        r = measure(tuning, v)
+        steps.append(r)
+        if lower(r) < target:
             return False
-        checks[v] = measure_recall(
-            conn, column, queries=held, k=k, where=where, metric=metric, **kw
-        )
-        return checks[v].recall >= target
+        checks[v] = measure(held, v)
+        return lower(checks[v]) >= target
 
     def value_of(r: RecallResult) -> int:
         found = r.probes if ivf else r.ef_search
@@ -302,9 +339,7 @@ def tune(
         chosen = value_of(max(steps, key=lambda r: (r.recall, -r.index_ms)))
     value = chosen
     by_value = {value_of(r): r for r in steps}
-    check = checks.get(value) or measure_recall(
-        conn, column, queries=held, k=k, where=where, metric=metric, **{setting: value}
-    )
+    check = checks.get(value) or measure(held, value)
     chosen_step = by_value[value]
     stored = None
     if store and reached:
