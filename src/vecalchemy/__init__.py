@@ -20,7 +20,7 @@ Declare the metric once, and the index and the query follow from it::
 from __future__ import annotations
 
 from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
-from vecalchemy.doctor import Finding, doctor
+from vecalchemy.doctor import ColumnStorage, Finding, doctor, storage_report
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
 from vecalchemy.engine import (
     DATABASE_URL_ENV,
@@ -153,6 +153,7 @@ __all__ = [
     "AddResult",
     "Collection",
     "CollectionHit",
+    "ColumnStorage",
     "ConfigurationError",
     "ConflictMode",
     "ConnectArgs",
@@ -256,6 +257,7 @@ __all__ = [
     "run",
     "search",
     "setup",
+    "storage_report",
     "sync",
     "tune",
     "vector_indexes",

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from vecalchemy._catalog import version_tuple
+from vecalchemy._catalog import mentions, version_tuple
 from vecalchemy._names import qualified
 from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
 
@@ -396,13 +396,6 @@ def _settings(cat: _Catalog) -> Iterator[Finding]:
         )
 
 
-def _mentions(expression: str, column: str) -> bool:
-    """Whether an index expression refers to ``column`` (quoted or not)."""
-    return bool(re.search(rf'(?<![\w"]){re.escape(column)}(?![\w"])', expression)) or (
-        qualified(None, column) in expression
-    )
-
-
 def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
     """The models' declared metric and index against the database's vector indexes."""
     conn, table = cat.conn, cat.table
@@ -424,7 +417,7 @@ def _declared(cat: _Catalog, metadata: sa.MetaData) -> Iterator[Finding]:
                 if r.nspname == schema
                 and r.tbl == t.name
                 and r.indisvalid
-                and (r.attname == col.name or _mentions(_expression(r.definition), col.name))
+                and (r.attname == col.name or mentions(_expression(r.definition), col.name))
             ]
             where = f"{qualified(schema, t.name)}.{qualified(None, col.name)}"
             if any(r.opcname == spec.opclass for r in on_col):
