@@ -36,7 +36,7 @@ WHERE c.relname = :name AND (CAST(:schema AS text) IS NULL OR n.nspname = :schem
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 
-_LEAVES = "SELECT relid FROM pg_partition_tree(:oid) WHERE isleaf"
+_LEAVES = "SELECT relid::oid FROM pg_partition_tree(:oid) WHERE isleaf ORDER BY 1"
 
 _COLUMNS = """
 SELECT c.oid AS relid, n.nspname, c.relname, a.attnum, a.attname, t.typname,
@@ -239,6 +239,9 @@ def storage_report(
     if isinstance(engine, sa.Connection):
         return _report(engine, table, sample, measure_indexes, own=False)
     with engine.connect() as conn:
+        # Never autocommit (where SET TRANSACTION READ ONLY would not hold), and one
+        # snapshot for the catalog sizes and the samples.
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
         return _report(conn, table, sample, measure_indexes, own=True)
 
 
