@@ -21,9 +21,14 @@ __all__ = ["ColumnStorage", "IndexSize", "Saving", "StorageOption", "storage_rep
 
 _STORAGE_NAMES = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
 
-#: Whether vector ``v`` fits halfvec (every element within ±65,504; a norm within it
-#: proves that cheaply).
-_FITS = "(vector_norm(v) <= 65504 OR (SELECT max(abs(x)) FROM unnest(v::real[]) x) <= 65504)"
+
+def _fits(v: str) -> str:
+    """Whether vector ``v`` fits halfvec: every element within ±65,504 (a norm within it
+    proves that cheaply)."""
+    return (
+        f"(vector_norm({v}) <= 65504 OR (SELECT max(abs(x)) FROM unnest({v}::real[]) x) <= 65504)"
+    )
+
 
 #: The storages each column type's values could be converted to.
 _ALTERNATIVES = {Storage.VECTOR: (Storage.HALFVEC, Storage.BIT), Storage.HALFVEC: (Storage.BIT,)}
@@ -273,7 +278,10 @@ def _report(
 class _Probe:
     """What the measuring step needs from the reading step for one column."""
 
-    source: str  # the FROM clause of the sample, yielding the values as ``v``
+    relid: int
+    rel: str  # the table, quoted
+    rows: int | None
+    sample: int
     index: IndexSize | None  # the column's vector index whose method is copied
     readable: bool
 
@@ -346,7 +354,7 @@ def _column(
     vector_index = next(
         (ix for ix in indexes if ix.valid and ix.method in ("hnsw", "ivfflat")), None
     )
-    source = _source(rel, qualified(None, c.attname), rows, sample)
+    source = _source(rel, f"{qualified(None, c.attname)} AS v", rows, sample)
     m: Any = None
     if not c.readable:
         notes.append(
@@ -357,7 +365,7 @@ def _column(
         sql = _sample_sql(storage, dims, version)
         m = conn.execute(sa.text(sql + source)).one()
         if m.seen == 0 and rows:  # TABLESAMPLE picked no block: read the first rows instead
-            source = _source(rel, qualified(None, c.attname), 0, sample)
+            source = _source(rel, f"{qualified(None, c.attname)} AS v", 0, sample)
             m = conn.execute(sa.text(sql + source)).one()
     sampled = int(m.n) if m is not None else 0
     if m is not None and sampled == 0:
@@ -417,7 +425,7 @@ def _column(
         options=_with_savings(options),
         notes=tuple(notes),
     )
-    return col, _Probe(source, vector_index, bool(c.readable))
+    return col, _Probe(c.relid, rel, rows, sample, vector_index, bool(c.readable))
 
 
 def _num(value: Any) -> float | None:
@@ -433,13 +441,13 @@ def _computed(storage: Storage, dims: int | None, nnz: float | None) -> float | 
     return None if dims is None else float(storage.bytes_per_row(dims))
 
 
-def _source(rel: str, col: str, rows: int | None, sample: int) -> str:
+def _source(rel: str, select: str, rows: int | None, sample: int) -> str:
     """The sample's FROM clause: the first ``sample`` rows of a small table, a block sample
     (about three times ``sample`` rows, cut to ``sample``) of a large one."""
     how = ""
     if rows is not None and rows > 10 * sample:
         how = f" TABLESAMPLE SYSTEM ({min(100.0, 300.0 * sample / rows):.6f}) REPEATABLE (0)"
-    return f"(SELECT {col} AS v FROM {rel}{how} LIMIT {sample}) s"
+    return f"(SELECT {select} FROM {rel}{how} LIMIT {sample}) s"
 
 
 def _sample_sql(storage: Storage, dims: int | None, version: int) -> str:
@@ -460,8 +468,10 @@ def _sample_sql(storage: Storage, dims: int | None, version: int) -> str:
     cast = f"({dims})" if dims else ""
     if storage is Storage.VECTOR:
         # CASE, not FILTER: a value beyond halfvec's range must never reach the cast.
-        items.append(f"avg(CASE WHEN {_FITS} THEN pg_column_size(v::halfvec{cast}) END) AS halfvec")
-        items.append(f"count(*) FILTER (WHERE NOT {_FITS}) AS overflow")
+        items.append(
+            f"avg(CASE WHEN {_fits('v')} THEN pg_column_size(v::halfvec{cast}) END) AS halfvec"
+        )
+        items.append(f"count(*) FILTER (WHERE NOT {_fits('v')}) AS overflow")
     if storage in (Storage.VECTOR, Storage.HALFVEC):
         items.append(f"avg(pg_column_size(binary_quantize(v)::bit{cast})) AS bit")
     if storage is Storage.SPARSEVEC:
@@ -523,26 +533,47 @@ def _measure(conn: sa.Connection, col: ColumnStorage, probe: _Probe) -> ColumnSt
             table = col.table_bytes + round((copy.table / copy.n - base.table / base.n) * values)
         index = copy.scaled_index(values)
         options.append(replace(opt, table_bytes=table, index_bytes=index, index=copy.built))
-    note = (
-        f"table and index sizes of the options are projected from {base.n:,} sampled values "
+    notes = [
+        f"table and index sizes of the options are projected from {base.n:,} sampled rows "
         f"copied into temporary tables, scaled to {plan.values:,} values"
-    )
-    return replace(col, options=_with_savings(options), notes=(*col.notes, note))
+    ]
+    if plan.left_out:
+        notes.append(
+            f"the copies leave out {plan.left_out} column(s) the role may not read: the "
+            "table projections count their bytes as unchanged"
+        )
+    return replace(col, options=_with_savings(options), notes=(*col.notes, *notes))
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """How the sample is copied: the temporary tables' name prefix, the sample's source,
-    the dimensions, the values it stands for, and the index method, metric and options
-    of the column's own index."""
+    """How the sample is copied: the temporary tables' name prefix, the sample's rows
+    (every column the role may read), their column definitions, the vector column, its
+    dimensions, the values the sample stands for, and the index method, metric and
+    options of the column's own index."""
 
     prefix: str
     source: str
+    columns: tuple[Any, ...]
+    left_out: int  # columns the role may not read
+    column: str
     dims: int
     values: int
     method: str
     metric: Metric
     options: tuple[str, ...]
+
+
+_COPIED = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attstorage,
+       t.typstorage, a.attcompression,
+       has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = :relid AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_COMPRESSION = {"p": "pglz", "l": "lz4"}
 
 
 @dataclass(frozen=True)
@@ -581,29 +612,57 @@ def _plan(conn: sa.Connection, col: ColumnStorage, probe: _Probe) -> _Plan | str
         found = Metric.from_opclass(probe.index.opclass)
         method, options = probe.index.method, probe.index.options
         metric = found[0] if found is not None else metric
+    # Whole rows, so that the copies pack pages as the table does.
+    every = conn.execute(sa.text(_COPIED), {"relid": probe.relid}).all()
+    columns = tuple(c for c in every if c.readable)
+    select = ", ".join(qualified(None, c.attname) for c in columns)
+    source = _source(probe.rel, select, probe.rows, probe.sample)
     prefix = f"vecalchemy_sizes_{uuid.uuid4().hex[:12]}"
-    return _Plan(prefix, probe.source, col.dims, col.values, method, metric, options)
+    left_out = len(every) - len(columns)
+    return _Plan(
+        prefix, source, columns, left_out, col.column, col.dims, col.values, method, metric, options
+    )
 
 
 def _copy(conn: sa.Connection, col: ColumnStorage, plan: _Plan, i: int, made: list[str]) -> _Copy:
     """Copy the sample into a temporary table as option ``i`` stores it, index it, and
-    measure both. Option 0 (the column as it is) copies the sample itself, with the
-    column's storage; the others convert option 0's copy, so all hold the same values."""
+    measure both. Option 0 (the column as it is) copies the sampled rows with the
+    table's column types and storage; the others convert option 0's copy (the vector
+    column only), so all hold the same rows."""
     opt = col.options[i]
     name = f"{plan.prefix}_{i}"
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (v {opt.type})")
+    defs, alter, select = [], [], []
+    for c in plan.columns:
+        ident = qualified(None, c.attname)
+        target = c.attname == plan.column
+        defs.append(f"{ident} {opt.type if target else c.type}")
+        if i == 0 or not target:  # a converted column gets its new type's storage
+            if c.attstorage != c.typstorage:
+                alter.append(f"ALTER COLUMN {ident} SET STORAGE {_STORAGE_NAMES[c.attstorage]}")
+            if c.attcompression in _COMPRESSION:
+                alter.append(
+                    f"ALTER COLUMN {ident} SET COMPRESSION {_COMPRESSION[c.attcompression]}"
+                )
+        if target and opt.storage is Storage.HALFVEC:
+            select.append(f"{ident}::halfvec({plan.dims})")
+        elif target and opt.storage is Storage.BIT:
+            select.append(f"binary_quantize({ident})::bit({plan.dims})")
+        else:
+            select.append(ident)
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({', '.join(defs)})")
     made.append(name)
+    if alter:
+        conn.exec_driver_sql(f"ALTER TABLE {name} {', '.join(alter)}")
+    column = qualified(None, plan.column)
     if i == 0:
-        conn.exec_driver_sql(f"ALTER TABLE {name} ALTER COLUMN v SET STORAGE {col.storage}")
-        conn.exec_driver_sql(f"INSERT INTO {name} SELECT v FROM {plan.source} WHERE v IS NOT NULL")
-    elif opt.storage is Storage.HALFVEC:  # values beyond halfvec's range cannot be copied
-        conn.exec_driver_sql(
-            f"INSERT INTO {name} SELECT v::halfvec({plan.dims}) FROM {made[0]} WHERE {_FITS}"
-        )
+        source, where = plan.source, f"{column} IS NOT NULL"
     else:
-        conn.exec_driver_sql(
-            f"INSERT INTO {name} SELECT binary_quantize(v)::bit({plan.dims}) FROM {made[0]}"
-        )
+        source, where = f"pg_temp.{made[0]} s", "true"
+        if opt.storage is Storage.HALFVEC:  # values beyond halfvec's range cannot be copied
+            where = _fits(column)
+    conn.exec_driver_sql(
+        f"INSERT INTO {name} SELECT {', '.join(select)} FROM {source} WHERE {where}"
+    )
     n = int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one())
     if not n:
         return _Copy(0, 0, None, f"none: no sampled value fits {opt.storage.value}")
@@ -631,6 +690,7 @@ def _build(
         opclass = plan.metric.opclass(storage)
     else:
         return f"none: {plan.metric.value} has no {storage.value} operator class", None
+    column = qualified(None, plan.column)
     options = list(plan.options)
     if plan.method == "ivfflat":
         # As many lists per sampled row as the real index has per row.
@@ -639,10 +699,10 @@ def _build(
         options = [o for o in options if not o.startswith("lists=")] + [f"lists={scaled}"]
     with_ = f" WITH ({', '.join(options)})" if options else ""
     conn.exec_driver_sql(
-        f"CREATE INDEX {name}_ix ON pg_temp.{name} USING {plan.method} (v {opclass}){with_}"
+        f"CREATE INDEX {name}_ix ON pg_temp.{name} USING {plan.method} ({column} {opclass}){with_}"
     )
     size = conn.exec_driver_sql(f"SELECT pg_relation_size('pg_temp.{name}_ix'::regclass)")
-    return f"{plan.method} (v {opclass}){with_}", int(size.scalar_one())
+    return f"{plan.method} ({column} {opclass}){with_}", int(size.scalar_one())
 
 
 def _drop(conn: sa.Connection, names: list[str]) -> None:
