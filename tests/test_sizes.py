@@ -333,6 +333,32 @@ def test_projections_match_real_tables(plain: sa.Engine, table: str) -> None:
     assert col.options[0].index_bytes == pytest.approx(col.index_bytes, rel=0.02)
 
 
+def test_measure_indexes_after_the_table_changed(url: sa.URL, plain: sa.Engine, table: str) -> None:
+    """When the values are gone between the read and the copies (another session set
+    them to NULL), the report says so instead of projecting from nothing."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, v vector(4))',
+        f'INSERT INTO "{table}" {fill(5, 4)}',
+    )
+    engine = sa.create_engine(url)
+    begins: list[object] = []
+
+    def on_begin(conn: sa.Connection) -> None:
+        begins.append(conn)
+        if len(begins) == 2:  # the measuring transaction
+            run(plain, f'UPDATE "{table}" SET v = NULL')
+
+    sa.event.listen(engine, "begin", on_begin)
+    try:
+        col = one(engine, table, measure_indexes=True)
+    finally:
+        engine.dispose()
+    assert col.sampled == 5
+    assert "indexes not measured: the copy got no values" in col.notes
+    assert col.options[1].table_bytes is None
+
+
 def test_measure_indexes_in_a_caller_transaction(url: sa.URL, docs: str) -> None:
     """On a caller's connection in a transaction, the temporary tables are gone before
     storage_report returns (checked in that same transaction)."""

@@ -23,7 +23,7 @@ __all__: list[str] = []
     help="Your models' metadata as module:attribute (e.g. myapp.models:Base.metadata), to "
     "check the database's indexes against the declared metrics.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings (or --sizes) as JSON.")
 @click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "never"]),

@@ -526,6 +526,8 @@ def _measure(conn: sa.Connection, col: ColumnStorage, probe: _Probe) -> ColumnSt
         raise
     _drop(conn, made)
     base, values = copies[0], plan.values
+    if not base.n:  # the table changed since the sample was read
+        return replace(col, notes=(*col.notes, "indexes not measured: the copy got no values"))
     options = [replace(col.options[0], index_bytes=base.scaled_index(values), index=base.built)]
     for opt, copy in zip(col.options[1:], copies[1:], strict=True):
         table = None
