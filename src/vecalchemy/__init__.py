@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from vecalchemy.bench import BenchFiles, BenchResult, BenchStep, run_bench
 from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
-from vecalchemy.doctor import Finding, doctor
+from vecalchemy.doctor import ColumnStorage, Finding, doctor, storage_report
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
 from vecalchemy.engine import (
     DATABASE_URL_ENV,
@@ -160,6 +160,7 @@ __all__ = [
     "BenchStep",
     "Collection",
     "CollectionHit",
+    "ColumnStorage",
     "ConfigurationError",
     "ConflictMode",
     "ConnectArgs",
@@ -266,6 +267,7 @@ __all__ = [
     "run_bench",
     "search",
     "setup",
+    "storage_report",
     "stored_tuning",
     "sync",
     "tune",

@@ -26,6 +26,7 @@ __all__ = [
     "check_metric",
     "comment_record",
     "indexes_sql",
+    "mentions",
     "on_column",
     "parse_indexes",
     "parse_tuning",
@@ -168,7 +169,11 @@ def on_column(index: IndexInfo, column: str) -> bool:
     """Whether ``index`` indexes ``column``, directly or through an expression on it."""
     if index.column is not None:
         return index.column == column
-    expression = index.definition.split(" USING ", 1)[-1]
+    return mentions(index.definition.split(" USING ", 1)[-1], column)
+
+
+def mentions(expression: str, column: str) -> bool:
+    """Whether an index expression (or definition) refers to ``column``, quoted or not."""
     quoted = '"' + column.replace('"', '""') + '"'
     bare = rf'(?<![\w"]){re.escape(column)}(?![\w"])'
     return quoted in expression or re.search(bare, expression) is not None

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from vecalchemy.cli._group import URL_OPTION, CliError, main
+from vecalchemy.cli._sizes import sizes_command
 
 __all__: list[str] = []
 
@@ -35,13 +36,34 @@ __all__: list[str] = []
     type=click.IntRange(1),
     help="The LIMIT to plan a query with when its LIMIT is a parameter.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings (or --sizes) as JSON.")
 @click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "never"]),
     default="error",
     show_default=True,
     help="Exit 1 when a finding of this severity (or worse) is found.",
+)
+@click.option(
+    "--sizes",
+    is_flag=True,
+    help="Print the storage report instead of the findings: per vector column, bytes per "
+    "value (computed and measured on a sample), heap, TOAST and index sizes, and what "
+    "halfvec or binary quantization would save.",
+)
+@click.option(
+    "--sample",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="With --sizes: the values measured per column.",
+)
+@click.option(
+    "--measure-indexes",
+    is_flag=True,
+    help="With --sizes: copy the sample into temporary tables (as it is, halfvec, bit), "
+    "build the column's index on each and project the sizes to the table (not read-only; "
+    "the temporary tables are dropped).",
 )
 def doctor_command(
     url: str | None,
@@ -51,13 +73,25 @@ def doctor_command(
     limit: int,
     as_json: bool,
     fail_on: str,
+    sizes: bool,
+    sample: int,
+    measure_indexes: bool,
 ) -> None:
     """Find pgvector mistakes in any PostgreSQL database: indexes, columns, settings.
 
     Read-only (catalog and statistics queries in a READ ONLY transaction); needs no
     rights on the tables and no object vecalchemy created. Each finding gives the SQL
-    that fixes it.
+    that fixes it. With --sizes, the storage report instead (exit code 0).
     """
+    if sizes:
+        if metadata_ref:
+            raise CliError("--metadata checks the findings; it does not go with --sizes")
+        if query_file:
+            raise CliError("--query-file checks the findings; it does not go with --sizes")
+        sizes_command(url, table, sample, measure_indexes, as_json)
+        return
+    if measure_indexes:
+        raise CliError("--measure-indexes goes with --sizes")
     import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table

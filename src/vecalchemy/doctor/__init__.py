@@ -54,11 +54,37 @@ Example::
     for finding in vecalchemy.doctor(engine):
         print(finding.code, finding.severity, finding.object, finding.message)
         print("  fix:", finding.fix)
+
+:func:`storage_report` is the other half (``vecalchemy doctor --sizes``): per vector
+column, the bytes per value (computed from the type and measured on a sample), the
+table's heap, TOAST and index sizes, and what halfvec or binary quantization would save,
+measured on the sample (with ``measure_indexes=True``, also in temporary tables with the
+column's index built on each, scaled to the table)::
+
+    for col in vecalchemy.storage_report(engine, table="docs"):
+        print(col.column, col.measured_bytes, [o.saving for o in col.options[1:]])
 """
 
 from __future__ import annotations
 
 from vecalchemy.doctor._checks import CODES, Finding, doctor
 from vecalchemy.doctor._queries import split_queries
+from vecalchemy.doctor._sizes import (
+    ColumnStorage,
+    IndexSize,
+    Saving,
+    StorageOption,
+    storage_report,
+)
 
-__all__ = ["CODES", "Finding", "doctor", "split_queries"]
+__all__ = [
+    "CODES",
+    "ColumnStorage",
+    "Finding",
+    "IndexSize",
+    "Saving",
+    "StorageOption",
+    "doctor",
+    "split_queries",
+    "storage_report",
+]

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from vecalchemy._names import qualified
+from vecalchemy._catalog import mentions
 
 __all__ = ["CODES", "Catalog", "Finding", "expression_of", "indexes_on"]
 
@@ -103,13 +103,6 @@ class Catalog:
         return list(self.conn.execute(sa.text(_INDEXES), {"table": self.table}).all())
 
 
-def _mentions(expression: str, column: str) -> bool:
-    """Whether an index expression refers to ``column`` (quoted or not)."""
-    return bool(re.search(rf'(?<![\w"]){re.escape(column)}(?![\w"])', expression)) or (
-        qualified(None, column) in expression
-    )
-
-
 def indexes_on(cat: Catalog, schema: str, table: str, column: str) -> list[Any]:
     """The valid vector indexes of ``schema.table`` on ``column`` (or an expression of it)."""
     return [
@@ -118,5 +111,5 @@ def indexes_on(cat: Catalog, schema: str, table: str, column: str) -> list[Any]:
         if r.nspname == schema
         and r.tbl == table
         and r.indisvalid
-        and (r.attname == column or _mentions(expression_of(r.definition), column))
+        and (r.attname == column or mentions(expression_of(r.definition), column))
     ]
