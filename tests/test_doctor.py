@@ -369,3 +369,27 @@ def test_collection_index_against_its_recorded_metric(url: sa.URL, plain: sa.Eng
         with plain.connect() as conn:
             conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
         engine.dispose()
+
+
+def test_read_only_also_on_an_autocommit_engine(plain: sa.Engine, table: str) -> None:
+    """On an AUTOCOMMIT engine (where SET TRANSACTION READ ONLY alone would do nothing)
+    every statement doctor runs, its EXPLAINs included, runs in a read-only transaction."""
+    run(plain, f'CREATE TABLE "{table}" (id int, embedding vector(3))')
+    seen: list[str] = []
+
+    def after(conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        check = raw.cursor()
+        check.execute("SELECT current_setting('transaction_read_only')")
+        seen.append(check.fetchone()[0])
+
+    sa.event.listen(plain, "after_cursor_execute", after)
+    try:
+        vecalchemy.doctor(
+            plain, table=table, queries=[f'SELECT id FROM "{table}" ORDER BY embedding <-> $1']
+        )
+    finally:
+        sa.event.remove(plain, "after_cursor_execute", after)
+    assert len(seen) > 5
+    assert set(seen[1:]) == {"on"}  # the first is SET TRANSACTION READ ONLY itself

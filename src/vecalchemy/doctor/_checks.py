@@ -78,6 +78,8 @@ def doctor(
     if isinstance(engine, sa.Connection):
         return _run(engine, table, metadata, queries, limit)
     with engine.connect() as conn:
+        # Never autocommit (where SET TRANSACTION READ ONLY would not hold): one snapshot.
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
         try:
             return _run(conn, table, metadata, queries, limit)
         finally:
