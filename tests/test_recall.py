@@ -355,3 +355,27 @@ def test_a_sampled_row_does_not_count_finding_itself(
     assert {s["hnsw.ef_search"] for s in observed} == {"10"}
     twin = vecalchemy.measure_recall(connection, Point.embedding, sample=40, k=1, ef_search=200)
     assert twin.recall == 1.0
+
+
+def test_recall_by_hand() -> None:
+    """recall@k on hand-made results: ids found count, a row tied with the exact k-th
+    distance counts, a farther one does not, and a sampled row (``me``) is left out of
+    both lists."""
+    from types import SimpleNamespace
+
+    from vecalchemy import Hit
+    from vecalchemy.search.recall import _recall
+
+    def hits(*pairs: tuple[int, float]) -> list[Hit[SimpleNamespace]]:
+        return [Hit(SimpleNamespace(id=i), d, 1 - d) for i, d in pairs]
+
+    exact = hits((1, 0.1), (2, 0.2), (3, 0.3))
+    assert _recall(exact, hits((1, 0.1), (2, 0.2), (3, 0.3)), ["id"], None, 3) == 1.0
+    assert _recall(exact, hits((1, 0.1), (9, 0.3), (8, 0.5)), ["id"], None, 3) == 2 / 3
+    assert _recall(exact, hits((8, 0.5), (7, 0.6)), ["id"], None, 3) == 0.0
+    assert _recall(exact, hits((1, 0.1)), ["id"], None, 3) == 1 / 3  # a short result
+    me = (1,)
+    exact = hits((1, 0.0), (2, 0.1), (3, 0.2), (4, 0.3))
+    assert _recall(exact, hits((1, 0.0), (2, 0.1), (3, 0.2), (5, 0.3)), ["id"], me, 3) == 1.0
+    assert _recall(exact, hits((2, 0.1), (6, 0.4), (1, 0.0)), ["id"], me, 3) == 1 / 3
+    assert _recall([], [], ["id"], None, 3) == 1.0  # nothing to find (a filter left no row)

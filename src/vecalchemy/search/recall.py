@@ -131,6 +131,24 @@ def _ids(hits: Sequence[Any], keys: Sequence[str]) -> list[tuple[Any, ...]]:
     return out
 
 
+def _recall(
+    exact: Sequence[Any], found: Sequence[Any], keys: Sequence[str], me: Any, k: int
+) -> float:
+    """The share of the exact top ``k`` the index found (``me``, a sampled row, left out
+    of both). A found row at the same distance as the exact k-th one is as near as it,
+    so it counts too: ties at the boundary are listed in any order."""
+    truth = [(i, h.distance) for i, h in zip(_ids(exact, keys), exact, strict=True) if i != me]
+    got = [(i, h.distance) for i, h in zip(_ids(found, keys), found, strict=True) if i != me]
+    truth, got = truth[:k], got[:k]
+    if not truth:
+        return 1.0
+    ids = {i for i, _ in truth}
+    last = truth[-1][1]
+    tolerance = 1e-6 * max(1.0, abs(last))
+    hits = sum(1 for i, d in got if i in ids or d <= last + tolerance)
+    return min(hits, len(truth)) / len(truth)
+
+
 def measure_recall(
     conn: Connection,
     column: Any,
@@ -202,9 +220,7 @@ def _measure(
             metric=metric,
         )
         t2 = time.perf_counter()
-        truth = set([i for i in _ids(exact, keys) if i != me][:k])
-        got = set([i for i in _ids(found, keys) if i != me][:k])
-        per.append(len(truth & got) / len(truth) if truth else 1.0)
+        per.append(_recall(exact, found, keys, me, k))
         exact_t.append((t1 - t0) * 1000)
         index_t.append((t2 - t1) * 1000)
     return RecallResult(
