@@ -259,10 +259,12 @@ def tune(
     of the queries, measured for each value that passes the tuning queries). If no value
     reaches it, the best one is returned with ``reached=False``.
 
-    A value must reach the target with ``confidence`` on both sets: the lower one-sided
-    confidence bound of their mean recall (mean - z * standard error) must be at or
-    above it. The smallest of many noisy means is biased low, so plain means
-    (``confidence=0.5``) pick a value that falls short on new queries. With ``refine`` (the
+    A value must reach the target with ``confidence`` on the tuning queries: the lower
+    one-sided confidence bound of their mean recall (mean - z * standard error) must be
+    at or above it, because the smallest of many noisy means is biased low and plain
+    means (``confidence=0.5``) pick a value that falls short on new queries. The
+    held-out queries then check it: a value whose held-out recall is significantly
+    below the target (its upper bound is) is rejected, and the sweep goes on. With ``refine`` (the
     default), the step of the sweep that first reaches the target is bisected against
     the one before it, to within a tenth of the value (``steps`` lists the tuning
     queries' recall at every value measured, in order).
@@ -309,24 +311,25 @@ def tune(
 
     z = statistics.NormalDist().inv_cdf(confidence)
 
-    def lower(r: RecallResult) -> float:
-        """The lower one-sided confidence bound of ``r``'s mean recall."""
+    def bound(r: RecallResult, sign: int) -> float:
+        """A one-sided confidence bound of ``r``'s mean recall (-1 lower, +1 upper)."""
         spread = statistics.stdev(r.per_query) if len(r.per_query) > 1 else 0.0
-        return float(r.recall - z * spread / len(r.per_query) ** 0.5)
+        return float(r.recall + sign * z * spread / len(r.per_query) ** 0.5)
 
     def measure(part: tuple[list[Any], list[tuple[Any, ...] | None]], v: int) -> RecallResult:
         ef, pr = (None, v) if ivf else (v, None)
         return _measure(conn, column, part[0], part[1], k, where, ef, pr, metric)
 
     def passes(v: int) -> bool:
-        """Whether ``v`` reaches the target with ``confidence`` on the tuning queries and
-        then on the held-out ones (measured only when the tuning queries pass)."""
+        """Whether ``v`` reaches the target on the tuning queries with ``confidence``
+        (the lower bound of their mean recall) and the held-out queries do not refute it
+        (the upper bound of theirs; measured only when the tuning queries pass)."""
         r = measure(tuning, v)
         steps.append(r)
-        if lower(r) < target:
+        if bound(r, -1) < target:
             return False
         checks[v] = measure(held, v)
-        return lower(checks[v]) >= target
+        return bound(checks[v], +1) >= target
 
     def value_of(r: RecallResult) -> int:
         found = r.probes if ivf else r.ef_search
