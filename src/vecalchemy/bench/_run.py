@@ -36,7 +36,7 @@ from vecalchemy.query import nearest
 from vecalchemy.query._nearest import check_clauses
 from vecalchemy.schema import HNSW, resolve_spec
 from vecalchemy.search import index_used, measure_recall
-from vecalchemy.search._sample import sample_vectors
+from vecalchemy.search._sample import sample_rows
 
 __all__ = ["BenchFiles", "BenchResult", "BenchStep", "run_bench"]
 
@@ -407,6 +407,8 @@ class _Plan:
     queries: list[Any]
     query_source: str
     clauses: tuple[Any, ...]
+    #: The primary keys of sampled queries' rows (None for given queries).
+    query_keys: list[tuple[Any, ...] | None] | None = None
 
 
 def _measure(
@@ -416,9 +418,10 @@ def _measure(
     qs = plan.queries
     probe = nearest(plan.column, qs[0], k, metric=plan.metric, where=where)
     used = index_used(conn, probe)
-    settle = {plan.setting: plan.values[0]}
+    settle: dict[str, Any] = {plan.setting: plan.values[0]}
     warm = qs[:WARM_UP]
     measure_recall(conn, plan.column, queries=warm, k=k, where=where, metric=plan.metric, **settle)
+    keys = list(plan.query_keys) if plan.query_keys is not None else None
     steps: list[BenchStep] = []
     exact_ms: list[float] = []
     with progress_reporter(progress, unit="queries") as report:
@@ -427,6 +430,7 @@ def _measure(
                 conn,
                 plan.column,
                 queries=qs,
+                query_keys=keys,
                 k=k,
                 where=where,
                 metric=plan.metric,
@@ -538,11 +542,13 @@ def run_bench(
         setting, values = _sweep(
             info.method, k, ef_search, probes, params.get("lists"), f"index {info.name}"
         )
+        keys: list[tuple[Any, ...] | None] | None = None
         if given is not None:
             qs, source = given, "given"
         else:
-            qs = sample_vectors(conn, col, queries, seed)
-            source = f"sampled from the table's rows (seed {seed}): each finds itself"
+            sampled_keys, qs = sample_rows(conn, col, queries, seed)
+            keys = list(sampled_keys)
+            source = f"sampled from the table's rows (seed {seed}), not counting themselves"
             if not qs:
                 raise InvalidArgument(
                     f"column {col.table.name}.{col.name} has no vectors to sample queries "
@@ -550,7 +556,7 @@ def run_bench(
                 )
         name = qualified(col.table.schema, col.table.name).replace('"', "")
         rows = int(conn.execute(sa.select(sa.func.count()).select_from(col.table)).scalar_one())
-        plan = _Plan(col, metric, setting, values, qs, source, clauses)
+        plan = _Plan(col, metric, setting, values, qs, source, clauses, keys)
         steps, exact, used = _measure(conn, plan, k, progress)
         server = _server(conn)
         conn.rollback()

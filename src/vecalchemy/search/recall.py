@@ -161,9 +161,13 @@ def measure_recall(
     probes: int | None = None,
     metric: str | None = None,
     seed: int = 0,
+    query_keys: Sequence[tuple[Any, ...] | None] | None = None,
 ) -> RecallResult:
     """Recall@k of ``column``'s index against exact search, on ``queries`` (or
     ``sample`` of the column's own vectors), with ``where`` applied to both.
+
+    ``query_keys``: for queries taken from the table's own rows, each one's primary key
+    (a tuple), so that it does not count finding itself (sampled queries never do).
 
     Example::
 
@@ -175,7 +179,11 @@ def measure_recall(
     selves: list[tuple[Any, ...] | None]
     if queries is not None:
         qs = list(queries)
-        selves = [None] * len(qs)
+        selves = list(query_keys) if query_keys is not None else [None] * len(qs)
+        if len(selves) != len(qs):
+            raise InvalidSearch(
+                f"query_keys has {len(selves)} keys for {len(qs)} queries; give one per query"
+            )
     else:
         found_keys, qs = sample_rows(conn, column, sample, seed)
         selves = list(found_keys)
