@@ -126,7 +126,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=3, help="sweep passes (latency medians)")
     parser.add_argument("--splits", type=int, default=5, help="random tuning/held-out splits")
+    parser.add_argument(
+        "--doc-only", action="store_true", help="redraw the plot and the doc from tune.json"
+    )
     args = parser.parse_args()
+    if args.doc_only:
+        out = json.loads((RESULTS / "tune.json").read_text())
+        plot(out)
+        replace_section(DOC, "tune", render(out))
+        return
     data = build_real(bench_dir())
     queries = data.queries.astype(np.float32)
     ids, dists = exact_topk(data.vectors, queries, K)
@@ -246,11 +254,13 @@ def plot(out: dict[str, Any]) -> None:
     ax2.set_ylabel("p50 latency (ms)")
     for row in out["targets"]:
         ax.axhline(row["target"], color="tab:red", lw=0.5, alpha=0.4)
-        v = row["tune"]["value"]
-        ax.plot([v], [row["tune"]["heldout_recall"]], "o", color="tab:red")
+        for e in row["splits"]:
+            t = e["tune"]
+            ax.plot([t["value"]], [t["heldout_recall"]], "o", color="tab:red", ms=3)
+        first = row["splits"][0]["tune"]
         ax.annotate(
             f"tune {row['target']}",
-            (v, row["tune"]["heldout_recall"]),
+            (first["value"], first["heldout_recall"]),
             fontsize=7,
             xytext=(4, -10),
             textcoords="offset points",

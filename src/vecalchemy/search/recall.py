@@ -260,7 +260,7 @@ def tune(
     seed: int = 0,
     store: bool = False,
     refine: bool = True,
-    confidence: float = 0.9,
+    confidence: float = 0.75,
 ) -> TuneResult:
     """The smallest ``ef_search`` (HNSW) or ``probes`` (IVFFlat) whose recall@k reaches
     ``target`` on the tuning queries and on the held-out ones (a random ``holdout`` share
