@@ -1,10 +1,17 @@
-"""Building and dropping the vector indexes declared with :func:`vecalchemy.Embedding`.
+"""Building and dropping vector indexes: the ones declared with :func:`vecalchemy.Embedding`,
+or one index on any table's vector column.
 
 ``metadata.create_all()`` creates HNSW indexes with their tables, but never IVFFlat
 indexes (their list centres are learnt from the rows present at build time, so an index
 built on an empty table has terrible recall). After loading rows, or after creating
 tables inside :func:`vecalchemy.defer_indexes` for a fast bulk load, call
-:func:`build_indexes`.
+:func:`build_indexes` (every declared index of a model) or :func:`build_index` (one
+index, optionally ``CONCURRENTLY``, with a progress bar, or rebuilt in place).
+
+Both size the build's session first: ``maintenance_work_mem`` to hold the HNSW graph
+(or IVFFlat's k-means) as pgvector's sources size it, within ``max_memory`` and what the
+server allows, and ``max_parallel_maintenance_workers`` to the cores the server has;
+both settings are restored afterwards, so a pooled connection goes back as it came.
 
 Example::
 
@@ -12,49 +19,370 @@ Example::
         Base.metadata.create_all(engine)
     load(engine, Doc, rows)
     for built in vecalchemy.build_indexes(engine, Doc):
-        print(built.name, built.action, f"{built.seconds:.1f}s")
+        print(built.name, built.action, f"{built.seconds:.1f}s", built.settings)
+    vecalchemy.build_index(engine, Doc.embedding, rebuild=True, concurrently=True)
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Index, Table, func, select, text
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from vecalchemy._catalog import IndexInfo, check_metric, indexes_sql, parse_indexes
+from vecalchemy._build_progress import ProgressPoller
+from vecalchemy._catalog import IndexInfo, check_metric, indexes_sql, on_column, parse_indexes
 from vecalchemy._engine_state import engine_state
-from vecalchemy._names import describe, qualified
-from vecalchemy._sql import INFO_KEY, building_indexes, table_of
-from vecalchemy.errors import IndexBuildError
-from vecalchemy.schema import IVFFlat, VectorSpec, vector_indexes
+from vecalchemy._index_memory import (
+    PARALLEL_RESERVE,
+    format_bytes,
+    hnsw_graph_bytes,
+    ivfflat_build_bytes,
+    memory_for,
+    parse_bytes,
+)
+from vecalchemy._names import describe, fit_identifier, qualified
+from vecalchemy._progress import Progress, progress_reporter
+from vecalchemy._sql import INFO_KEY, building_indexes, column_of, storage_of, table_of
+from vecalchemy.errors import (
+    IndexBuildError,
+    InvalidArgument,
+    MetricRequired,
+    UnknownMetric,
+    UnsupportedIndex,
+)
+from vecalchemy.metrics import IndexMethod, Metric, Storage
+from vecalchemy.schema import (
+    HNSW,
+    IVFFlat,
+    VectorSpec,
+    embedding_column,
+    resolve_spec,
+    vector_indexes,
+)
 
-__all__ = ["IndexResult", "build_indexes", "drop_indexes"]
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "BuildSettings",
+    "IndexResult",
+    "build_index",
+    "build_indexes",
+    "drop_indexes",
+]
 
 log = logging.getLogger("vecalchemy.indexes")
+
+#: The most ``maintenance_work_mem`` a build asks for unless told otherwise
+#: (``max_memory=``); never less than the session already has.
+DEFAULT_MAX_MEMORY = "4GB"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """The session settings an index build ran with, and what pgvector said of them.
+
+    ``maintenance_work_mem`` (bytes) and ``parallel_workers``
+    (``max_parallel_maintenance_workers``) were set for the build only. ``estimate`` is
+    the memory the build needs (the HNSW graph, or IVFFlat's k-means; None for
+    sparsevec, whose size varies), ``fits`` whether ``maintenance_work_mem`` holds it.
+    ``spilled_after`` is the number of tuples after which pgvector reported that the
+    graph no longer fitted (None if it did not say so). ``notes`` say why a setting is
+    lower than asked for.
+
+    Example::
+
+        result = vecalchemy.build_index(engine, Doc.embedding)
+        result.settings.as_dict()
+        # {'maintenance_work_mem': '544MB', 'max_parallel_maintenance_workers': 1, ...}
+    """
+
+    maintenance_work_mem: int
+    parallel_workers: int
+    estimate: int | None
+    fits: bool
+    spilled_after: int | None = None
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict, memory written as PostgreSQL writes it."""
+        return {
+            "maintenance_work_mem": format_bytes(self.maintenance_work_mem),
+            "max_parallel_maintenance_workers": self.parallel_workers,
+            "estimate": format_bytes(self.estimate) if self.estimate is not None else None,
+            "fits": self.fits,
+            "spilled_after": self.spilled_after,
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(frozen=True)
 class IndexResult:
-    """What :func:`build_indexes` or :func:`drop_indexes` did to one index."""
+    """What :func:`build_index`, :func:`build_indexes` or :func:`drop_indexes` did to one
+    index: ``action`` is ``"built"``, ``"rebuilt"``, ``"exists"``, ``"dropped"`` or
+    ``"absent"``; ``options`` the index's ``WITH`` parameters, ``settings`` the session
+    settings it was built with."""
 
     name: str
-    action: str  # "built", "exists", "dropped", "absent"
+    action: str
     rows: int | None = None
     seconds: float = 0.0
     options: dict[str, int] | None = None
+    settings: BuildSettings | None = None
 
 
-def _exists(conn: Connection, ix: Index) -> bool:
-    schema = ix.table.schema if ix.table is not None else None
-    sql = text(
-        "SELECT 1 FROM pg_indexes WHERE indexname = :name "
-        "AND schemaname = coalesce(:schema, current_schema())"
+@dataclass(frozen=True)
+class _Options:
+    """How to build: the keyword arguments of :func:`build_index`, checked."""
+
+    concurrently: bool = False
+    rebuild: bool = False
+    maintenance_work_mem: int | None = None
+    max_memory: int = parse_bytes(DEFAULT_MAX_MEMORY)
+    parallel_workers: int | None = None
+    progress: Progress | bool | None = None
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        concurrently: bool = False,
+        rebuild: bool = False,
+        maintenance_work_mem: int | str | None = None,
+        max_memory: int | str = DEFAULT_MAX_MEMORY,
+        parallel_workers: int | None = None,
+        progress: Progress | bool | None = None,
+    ) -> _Options:
+        memory = None
+        if maintenance_work_mem is not None:
+            memory = parse_bytes(maintenance_work_mem, "maintenance_work_mem")
+            if memory < 1024 * 1024:
+                raise InvalidArgument(
+                    f"maintenance_work_mem must be at least 1MB (PostgreSQL's minimum), got "
+                    f"{maintenance_work_mem!r}"
+                )
+        if parallel_workers is not None and (
+            isinstance(parallel_workers, bool)
+            or not isinstance(parallel_workers, int)
+            or not 0 <= parallel_workers <= 1024
+        ):
+            raise InvalidArgument(
+                f"parallel_workers must be an integer from 0 to 1024, got {parallel_workers!r}"
+            )
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            raise InvalidArgument(
+                "progress must be True (a bar on stderr), a callable(phase, done, total) or None"
+            )
+        return cls(
+            concurrently=bool(concurrently),
+            rebuild=bool(rebuild),
+            maintenance_work_mem=memory,
+            max_memory=parse_bytes(max_memory, "max_memory"),
+            parallel_workers=parallel_workers,
+            progress=progress,
+        )
+
+
+# -- what the server allows ---------------------------------------------------------------
+
+_SERVER_SQL = text(
+    "SELECT name, setting, coalesce(max_val, ''), inet_server_addr()::text FROM pg_settings "
+    "WHERE name IN ('maintenance_work_mem', 'max_parallel_maintenance_workers', "
+    "'max_parallel_workers', 'dynamic_shared_memory_type')"
+)
+
+
+@dataclass(frozen=True)
+class _Server:
+    work_mem: int  # the session's maintenance_work_mem, bytes
+    work_mem_max: int
+    workers: int  # the session's max_parallel_maintenance_workers
+    max_parallel_workers: int
+    dsm: str
+    #: Connected through a Unix socket or the loopback: this machine's cores and memory
+    #: are the server's.
+    local: bool
+
+
+def _server(conn: Connection) -> _Server:
+    rows = {r[0]: r for r in conn.execute(_SERVER_SQL)}
+    address = next(iter(rows.values()))[3]
+    return _Server(
+        work_mem=int(rows["maintenance_work_mem"][1]) * 1024,  # the unit is kB
+        work_mem_max=int(rows["maintenance_work_mem"][2] or 2**31 - 1) * 1024,
+        workers=int(rows["max_parallel_maintenance_workers"][1]),
+        max_parallel_workers=int(rows["max_parallel_workers"][1]),
+        dsm=str(rows["dynamic_shared_memory_type"][1]),
+        local=address is None or address.split("/")[0] in ("127.0.0.1", "::1"),
     )
-    return conn.execute(sql, {"name": ix.name, "schema": schema}).first() is not None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _free_shm() -> int | None:
+    try:
+        st = os.statvfs(Path("/dev/shm"))
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _estimate(spec: VectorSpec, rows: int, with_: dict[str, int]) -> int | None:
+    storage = spec.index_storage
+    if storage is Storage.SPARSEVEC:
+        return None
+    if isinstance(spec.index, IVFFlat):
+        return ivfflat_build_bytes(rows, spec.dim, storage, with_["lists"])
+    return hnsw_graph_bytes(rows, spec.dim, storage, with_.get("m", 16))
+
+
+def _plan(
+    server: _Server, spec: VectorSpec, rows: int, with_: dict[str, int], opts: _Options
+) -> BuildSettings:
+    """Choose maintenance_work_mem and max_parallel_maintenance_workers for one build."""
+    notes: list[str] = []
+    estimate = _estimate(spec, rows, with_)
+    if opts.maintenance_work_mem is not None:
+        memory = opts.maintenance_work_mem
+    else:
+        need = memory_for(estimate) if estimate is not None else server.work_mem
+        memory = max(server.work_mem, min(need, opts.max_memory))
+        if need > memory:
+            notes.append(
+                f"the build needs about {format_bytes(need)}, more than max_memory="
+                f"{format_bytes(opts.max_memory)}: it will spill and run much slower; raise "
+                "max_memory"
+            )
+        ram = _physical_memory() if server.local else None
+        if ram is not None and memory > max(ram // 2, server.work_mem):
+            memory = max(ram // 2, server.work_mem)
+            notes.append(
+                f"maintenance_work_mem capped at half the server's memory ({format_bytes(memory)})"
+            )
+    if memory > server.work_mem_max:
+        memory = server.work_mem_max
+        notes.append(
+            f"maintenance_work_mem capped at the server's maximum ({format_bytes(memory)})"
+        )
+    memory = memory // 1024 * 1024  # the setting is in kB
+
+    if opts.parallel_workers is not None:
+        workers = opts.parallel_workers
+    elif server.local:
+        workers = _cores() - 1  # the leader builds too
+    else:
+        workers = server.workers  # the server's cores are unknown: keep its setting
+    if workers > server.max_parallel_workers:
+        workers = server.max_parallel_workers
+        notes.append(f"parallel workers capped by max_parallel_workers ({workers})")
+    parallel_hnsw = workers > 0 and isinstance(spec.index, HNSW)
+    if parallel_hnsw and server.local and server.dsm == "posix":
+        # A parallel HNSW build puts maintenance_work_mem in one dynamic shared memory
+        # segment, in /dev/shm: too small (containers mount 64MB), and the build errors.
+        free = _free_shm()
+        if free is not None and memory > free:
+            workers = 0
+            notes.append(
+                f"serial build: /dev/shm has {format_bytes(free)} free, less than "
+                "maintenance_work_mem, which a parallel build allocates there"
+            )
+    reserve = PARALLEL_RESERVE if workers > 0 and isinstance(spec.index, HNSW) else 0
+    fits = estimate is None or estimate + reserve <= memory
+    return BuildSettings(memory, max(workers, 0), estimate, fits, notes=tuple(notes))
+
+
+def _autocommit(conn: Connection) -> bool:
+    return bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+
+
+@contextlib.contextmanager
+def _session_settings(conn: Connection, values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` for the block, then put back what the connection had.
+
+    In a transaction with ``SET LOCAL`` (a failed build's rollback undoes it too); on an
+    AUTOCOMMIT connection for the session, then each set back to its value if the
+    session had set it, else ``RESET``. A connection whose settings cannot be put back is
+    invalidated: it never returns to the pool with them.
+    """
+    local = not _autocommit(conn)
+    saved = conn.execute(
+        # The raw setting is in the setting's base unit, which set_config reads back.
+        text("SELECT name, setting, source FROM pg_settings WHERE name = ANY(:names)"),
+        {"names": list(values)},
+    ).all()
+    for name, value in values.items():
+        conn.execute(text("SELECT set_config(:n, :v, :l)"), {"n": name, "v": value, "l": local})
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if not (failed and local):  # a failed transaction's rollback restores SET LOCAL
+            try:
+                for name, old, source in saved:
+                    if local or source == "session":
+                        conn.execute(
+                            text("SELECT set_config(:n, :v, :l)"), {"n": name, "v": old, "l": local}
+                        )
+                    else:
+                        conn.exec_driver_sql(f"RESET {name}")
+            except Exception:
+                if not failed:
+                    raise
+                log.warning("cannot restore the session settings; discarding the connection")
+                conn.invalidate()
+
+
+_SPILL = re.compile(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples")
+
+
+@contextlib.contextmanager
+def _spill_notice(conn: Connection) -> Iterator[list[int]]:
+    """Collect pgvector's "graph no longer fits" notice (psycopg; other drivers: nothing)."""
+    found: list[int] = []
+    dbapi: Any = conn.connection.dbapi_connection
+    add = getattr(dbapi, "add_notice_handler", None)
+    if add is None:
+        yield found
+        return
+
+    def handler(diag: Any) -> None:
+        got = _SPILL.search(str(getattr(diag, "message_primary", "") or ""))
+        if got:
+            found.append(int(got.group(1)))
+
+    add(handler)
+    try:
+        yield found
+    finally:
+        dbapi.remove_notice_handler(handler)
+
+
+# -- which index ----------------------------------------------------------------------
 
 
 def _database_indexes(conn: Connection, table: Table) -> list[IndexInfo]:
@@ -64,41 +392,300 @@ def _database_indexes(conn: Connection, table: Table) -> list[IndexInfo]:
     return parse_indexes(rows)
 
 
-def _build_one(conn: Connection, ix: Index) -> IndexResult:
-    spec: VectorSpec = ix.info[INFO_KEY]
-    name = str(ix.name)
+def _exists(conn: Connection, ix: Index) -> bool:
+    return (
+        _validity(conn, ix.table.schema if ix.table is not None else None, str(ix.name)) is not None
+    )
+
+
+def _validity(conn: Connection, schema: str | None, name: str) -> bool | None:
+    """Whether the index ``name`` is valid; None when there is no such index."""
+    found: bool | None = conn.execute(
+        text("SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(:n)"),
+        {"n": qualified(schema, name)},
+    ).scalar()
+    return found
+
+
+def _declared_index(col: Column[Any], spec: VectorSpec) -> Index:
+    if spec.index is None:
+        raise UnsupportedIndex(
+            f"{describe(col)} was declared with index=None: there is no index to build; "
+            "declare one (Embedding(..., index=HNSW())) or pass a column of a table "
+            "vecalchemy did not declare, with index=HNSW(...)"
+        )
+    table = col.table
+    assert isinstance(table, Table)
+    name = resolve_spec(col)[1].index_name
+    for ix in vector_indexes(table):
+        if ix.name == name:
+            return ix
+    raise InvalidArgument(f"{describe(col)} has no declared index {name}")  # pragma: no cover
+
+
+def _index_spec(existing: IndexInfo, storage: Storage) -> HNSW | IVFFlat:
+    """The HNSW/IVFFlat spec of an index in the database (m, ef_construction; lists is
+    left to the row-count rule), quantized as its operator class says."""
+    options = dict(re.findall(r"(\w+)='?(\d+)'?", existing.definition.rsplit(" WITH ", 1)[-1]))
+    parsed = Metric.from_opclass(existing.opclass)
+    quantize = None
+    if parsed is not None and parsed[1] is not storage:
+        quantize = "binary" if parsed[1] is Storage.BIT else "halfvec"
+    if existing.method == IndexMethod.IVFFLAT.value:
+        return IVFFlat(quantize=quantize)
+    m = int(options.get("m", 16))
+    return HNSW(m=m, ef_construction=int(options.get("ef_construction", 64)), quantize=quantize)
+
+
+def _plain_index(
+    conn: Connection, col: Column[Any], metric: str | Metric | None, index: HNSW | IVFFlat | None
+) -> Index:
+    """The index to build on a column vecalchemy did not declare (a reflected table's,
+    say): its metric and parameters from ``metric``/``index``, else from the column's
+    index in the database; named like that index, else ``ix_<table>_<column>_<method>``."""
+    table = col.table
+    if not isinstance(table, Table):
+        raise InvalidArgument(f"{describe(col)} is not attached to a table")
+    found = storage_of(col.type)
+    if found is None:
+        raise UnknownMetric(
+            f"{describe(col)} is not a pgvector column (type {col.type!r}); reflect the "
+            "table after installing pgvector-python, or declare the column with Vector(dim)"
+        )
+    storage, dim = found
+    if not dim:
+        raise UnsupportedIndex(f"{describe(col)} has no dimension: pgvector cannot index it")
+    wanted = Metric.parse(metric) if metric is not None else None
+    mine = [
+        i
+        for i in _database_indexes(conn, table)
+        if i.valid and not i.partial and on_column(i, col.name) and i.metric is not None
+    ]
+    for i in mine:
+        if index is not None and i.method != index.method.value:
+            continue
+        if wanted is not None and i.metric is not wanted and i.metric is not Metric.HAMMING:
+            continue
+        existing: IndexInfo | None = i
+        break
+    else:
+        existing = None
+    if wanted is None:
+        if existing is None or (existing.metric is Metric.HAMMING and storage is not Storage.BIT):
+            raise MetricRequired(
+                f"{describe(col)} has no vector index to read the metric from; pass "
+                "metric='cosine' (or l2, inner_product, ...; on the command line --metric)"
+            )
+        wanted = existing.metric
+    assert wanted is not None
+    if index is None:
+        index = _index_spec(existing, storage) if existing is not None else HNSW()
+    if existing is not None and index.name is None:
+        index = dataclasses.replace(index, name=existing.name)
+    copy = Table(
+        table.name,
+        MetaData(),
+        embedding_column(col.name, dim, metric=wanted, storage=storage, index=index),
+        schema=table.schema,
+    )
+    return vector_indexes(copy)[0]
+
+
+def _resolve(
+    conn: Connection, target: Any, metric: str | Metric | None, index: HNSW | IVFFlat | None
+) -> tuple[Index, bool]:
+    """The Index object for ``target``, and whether vecalchemy declared it."""
+    if index is not None and not isinstance(index, (HNSW, IVFFlat)):
+        raise UnsupportedIndex(f"index must be vecalchemy.HNSW(...) or IVFFlat(...), got {index!r}")
+    if isinstance(target, Index):
+        if not isinstance(target.info.get(INFO_KEY), VectorSpec):
+            raise InvalidArgument(
+                f"index {target.name} was not declared by vecalchemy; pass its column with "
+                "metric= and index= instead"
+            )
+        declared_ix = target
+    else:
+        col = column_of(target)
+        spec = col.info.get(INFO_KEY)
+        if not isinstance(spec, VectorSpec):
+            return _plain_index(conn, col, metric, index), False
+        declared_ix = _declared_index(col, spec)
+    if metric is not None or index is not None:
+        raise InvalidArgument(
+            f"index {declared_ix.name} is declared with Embedding(...): its metric and "
+            "parameters come from the declaration; change the declaration, or drop "
+            "metric= and index="
+        )
+    return declared_ix, True
+
+
+# -- building -------------------------------------------------------------------------
+
+
+def _hint(exc: DBAPIError) -> str:
+    code = getattr(exc.orig, "sqlstate", None)
+    message = str(exc.orig)
+    if code == "57014":
+        return (
+            "it was cancelled (statement_timeout, or pg_cancel_backend): build with a larger "
+            "statement_timeout (or 0) and call build_index again"
+        )
+    if code == "55P03":
+        return "a lock wait timed out (lock_timeout): retry when the table's long transactions end"
+    if code == "40P01":
+        return "it deadlocked with another transaction: call build_index again"
+    if code in ("53100", "53200") or "shared memory" in message:
+        return (
+            "the server ran out of memory or disk: pass a smaller max_memory, or "
+            "parallel_workers=0 (a parallel HNSW build allocates maintenance_work_mem in "
+            "dynamic shared memory)"
+        )
+    return "fix the cause and call build_index again"
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return (
+        str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    )
+
+
+def _drop_leftover(
+    bind: Engine | Connection, conn: Connection, schema: str | None, name: str
+) -> bool:
+    """Drop the INVALID index a failed CREATE INDEX CONCURRENTLY left; True if there was one."""
+
+    def drop(c: Connection) -> bool:
+        if _validity(c, schema, name) is not False:
+            return False
+        with _session_settings(c, {"statement_timeout": "0", "lock_timeout": "0"}):
+            c.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
+        return True
+
+    if not conn.invalidated and not conn.closed:
+        try:
+            return drop(conn)
+        except DBAPIError:
+            log.warning("cannot drop the invalid index %s on the build's connection", name)
+    with bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as fresh:
+        return drop(fresh)
+
+
+def _rows(conn: Connection, ix: Index) -> int:
+    table = ix.table
+    assert table is not None
+    col = next(iter(ix.columns))
+    count: int = conn.execute(
+        select(func.count()).select_from(table).where(col.is_not(None))
+    ).scalar_one()
+    return count
+
+
+def _existing(
+    conn: Connection, ix: Index, spec: VectorSpec, *, declared: bool, same_method: bool
+) -> IndexInfo | None:
+    """The database's index that already is ``ix`` (same column, operator class and, for
+    :func:`build_index`, method), or None. Raises when the name is taken otherwise."""
     table = ix.table
     assert table is not None
     assert spec.index is not None
     col = next(iter(ix.columns))
-    if spec.index.where is not None and _exists(conn, ix):
-        return IndexResult(name=name, action="exists")
-    if spec.index.where is None:
-        # The same index under another name (hand-made, or by an older version) is not
-        # built twice; an index for another metric means the model and the database
-        # disagree, and a second index would hide that: refuse, saying how to fix it.
+    name = str(ix.name)
+    indexes = _database_indexes(conn, table)
+    schema = table.schema
+    partial = spec.index.where is not None
+    if partial:
+        same = next((i for i in indexes if i.name == name and i.valid), None)
+        if same is not None:
+            return same
+    elif declared:
+        # An index for another metric means the model and the database disagree, and a
+        # second index would hide that: refuse, saying how to fix it.
         same = check_metric(
             describe(col),
             col.name,
             spec.opclass,
             spec.index_metric,
-            [i for i in _database_indexes(conn, table) if not i.partial],
+            [i for i in indexes if not i.partial],
         )
+        if same is not None and not same_method:
+            return same
+    for i in [] if partial else indexes:
+        if (
+            i.valid
+            and not i.partial
+            and on_column(i, col.name)
+            and i.opclass == spec.opclass
+            and (i.method == spec.index.method.value or not same_method)
+        ):
+            return i
+    validity = _validity(conn, schema, name)
+    if validity is False:
+        raise IndexBuildError(
+            f"not building {name}: an INVALID index of that name exists (a CREATE INDEX "
+            f"CONCURRENTLY that failed, or one still running); drop it (DROP INDEX "
+            f"CONCURRENTLY {qualified(schema, name)}) or rebuild it (rebuild=True)"
+        )
+    if validity is not None:  # a non-vector index (or one on another column) of that name
+        raise IndexBuildError(
+            f"not building {name}: an index of that name exists in the database but "
+            f"does not index {describe(col)} for {spec.index_metric.value}; drop or "
+            "rename it, or name the index with HNSW(name=...)"
+        )
+    return None
+
+
+def _to_replace(conn: Connection, ix: Index, spec: VectorSpec) -> IndexInfo | None:
+    """For a rebuild: the index of that name, else the column's index of the same kind."""
+    table = ix.table
+    assert table is not None
+    assert spec.index is not None
+    col = next(iter(ix.columns))
+    indexes = _database_indexes(conn, table)
+    for i in indexes:
+        if i.name == str(ix.name):
+            return i
+    if spec.index.where is not None:
+        return None
+    for i in indexes:
+        if (
+            not i.partial
+            and on_column(i, col.name)
+            and i.opclass == spec.opclass
+            and i.method == spec.index.method.value
+        ):
+            return i
+    return None
+
+
+def _build_one(
+    bind: Engine | Connection,
+    conn: Connection,
+    ix: Index,
+    opts: _Options,
+    *,
+    declared: bool = True,
+    same_method: bool = False,
+) -> IndexResult:
+    spec: VectorSpec = ix.info[INFO_KEY]
+    name = str(ix.name)
+    table = ix.table
+    assert table is not None
+    assert spec.index is not None
+    schema = table.schema
+    replacing: IndexInfo | None = None
+    if opts.rebuild:
+        replacing = _to_replace(conn, ix, spec)
+    else:
+        same = _existing(conn, ix, spec, declared=declared, same_method=same_method)
         if same is not None:
             if same.name != name:
                 log.info("%s is served by the existing index %s; not building it", name, same.name)
             return IndexResult(name=same.name, action="exists")
-        if _exists(conn, ix):  # a non-vector index (or one on another column) of that name
-            raise IndexBuildError(
-                f"not building {name}: an index of that name exists in the database but "
-                f"does not index {describe(col)} for {spec.index_metric.value}; drop or "
-                "rename it, or name the index with HNSW(name=...)"
-            )
-    rows = conn.execute(
-        select(func.count()).select_from(table).where(col.is_not(None))
-    ).scalar_one()
-    opts = ix.dialect_options["postgresql"]
-    saved = opts["with"]
+
+    rows = _rows(conn, ix)
+    with_: dict[str, int] = (
+        dict(spec.index.with_options(rows=rows)) if isinstance(spec.index, HNSW) else {}
+    )
     if isinstance(spec.index, IVFFlat):
         if rows == 0:
             raise IndexBuildError(
@@ -113,38 +700,233 @@ def _build_one(conn: Connection, ix: Index) -> IndexResult:
                 f"{rows} rows in {table.name}; use IVFFlat(lists=None) to derive lists from "
                 "the row count, or load more rows"
             )
-        opts["with"] = with_
-    used = dict(opts["with"] or {})
+    final = replacing.name if replacing is not None else name
+    build_name = fit_identifier(final, "rebuild") if replacing is not None else final
+    if replacing is not None:
+        leftover = _validity(conn, schema, build_name)
+        if leftover is True:
+            raise IndexBuildError(
+                f"not rebuilding {final}: {build_name} exists, from a rebuild still running or "
+                f"interrupted before its swap; drop it (DROP INDEX CONCURRENTLY "
+                f"{qualified(schema, build_name)}) and call again"
+            )
+        if leftover is False:
+            log.info("dropping %s, left by a failed rebuild", build_name)
+            conn.exec_driver_sql(
+                f"DROP INDEX {'CONCURRENTLY ' if opts.concurrently else ''}"
+                f"{qualified(schema, build_name)}"
+            )
+
+    settings = _plan(_server(conn), spec, rows, with_, opts)
+    values = {
+        "maintenance_work_mem": f"{settings.maintenance_work_mem // 1024}kB",
+        "max_parallel_maintenance_workers": str(settings.parallel_workers),
+    }
+    pg = ix.dialect_options["postgresql"]
+    saved = pg["with"], pg["concurrently"], ix.name
     started = time.perf_counter()
     try:
-        with building_indexes():
-            conn.execute(CreateIndex(ix, if_not_exists=True))
+        pg["with"], pg["concurrently"] = with_ or None, opts.concurrently
+        ix.name = build_name  # type: ignore[assignment]
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_session_settings(conn, values))
+            spilled = stack.enter_context(_spill_notice(conn))
+            report = stack.enter_context(progress_reporter(opts.progress))
+            if report is not None:
+                pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                stack.enter_context(ProgressPoller(conn.engine, pid, report, rows=rows))
+            with building_indexes():
+                conn.execute(CreateIndex(ix, if_not_exists=True))
+    except DBAPIError as exc:
+        if not opts.concurrently:
+            if "shared memory" in str(exc.orig):
+                raise IndexBuildError(
+                    f"building {name} failed: {_first_line(exc)}; {_hint(exc)}"
+                ) from exc
+            raise
+        dropped = _drop_leftover(bind, conn, schema, build_name)
+        left = (
+            "the invalid index it left was dropped, so nothing half-built stays"
+            if dropped
+            else "it left no index behind"
+        )
+        raise IndexBuildError(
+            f"CREATE INDEX CONCURRENTLY {build_name} failed: {_first_line(exc)}; {left}. "
+            f"{_hint(exc)[0].upper()}{_hint(exc)[1:]}"
+        ) from exc
     finally:
-        opts["with"] = saved
+        pg["with"], pg["concurrently"], ix.name = saved
+    if replacing is not None:
+        _swap(conn, schema, final, build_name, concurrently=opts.concurrently)
     seconds = time.perf_counter() - started
-    log.info("built %s on %s rows in %.1f s", name, rows, seconds)
-    return IndexResult(name=name, action="built", rows=rows, seconds=seconds, options=used or None)
+    settings = dataclasses.replace(settings, spilled_after=spilled[0] if spilled else None)
+    if spilled:
+        log.warning(
+            "the graph of %s no longer fitted in maintenance_work_mem (%s) after %s tuples",
+            final,
+            format_bytes(settings.maintenance_work_mem),
+            spilled[0],
+        )
+    log.info("built %s on %s rows in %.1f s (%s)", final, rows, seconds, settings.as_dict())
+    return IndexResult(
+        name=final,
+        action="rebuilt" if replacing is not None else "built",
+        rows=rows,
+        seconds=seconds,
+        options=with_ or None,
+        settings=settings,
+    )
 
 
-def build_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
+def _swap(conn: Connection, schema: str | None, old: str, new: str, *, concurrently: bool) -> None:
+    """Put the rebuilt index ``new`` in the place of ``old``, under ``old``'s name."""
+    try:
+        conn.exec_driver_sql(
+            f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}{qualified(schema, old)}"
+        )
+        conn.exec_driver_sql(
+            f"ALTER INDEX {qualified(schema, new)} RENAME TO {qualified(None, old)}"
+        )
+    except DBAPIError as exc:
+        if not concurrently:
+            raise
+        raise IndexBuildError(
+            f"the new index {new} is built, but replacing {old} with it failed: "
+            f"{_first_line(exc)}; finish by hand: DROP INDEX CONCURRENTLY IF EXISTS "
+            f"{qualified(schema, old)}; ALTER INDEX {qualified(schema, new)} RENAME TO "
+            f"{qualified(None, old)};"
+        ) from exc
+
+
+def _forget(bind: Engine | Connection, table: Table) -> None:
+    engine_state(bind.engine).forget(qualified(table.schema, table.name))
+
+
+def build_index(
+    bind: Engine | Connection,
+    target: Any,
+    *,
+    metric: str | Metric | None = None,
+    index: HNSW | IVFFlat | None = None,
+    concurrently: bool = False,
+    rebuild: bool = False,
+    max_memory: int | str = DEFAULT_MAX_MEMORY,
+    maintenance_work_mem: int | str | None = None,
+    parallel_workers: int | None = None,
+    progress: Progress | bool | None = None,
+) -> IndexResult:
+    """Build one vector index, with the session sized for it; or rebuild it in place.
+
+    ``target`` is a declared :func:`~vecalchemy.Embedding` column (``Doc.embedding``),
+    one of :func:`~vecalchemy.vector_indexes` (a partial index, say), or the column of a
+    table vecalchemy did not create (a reflected ``Table``): then ``metric`` and
+    ``index`` (``HNSW(m=..., ef_construction=...)`` or ``IVFFlat(lists=...)``) say what
+    to build, and default to those of the column's index in the database (whose name
+    is kept), else ``MetricRequired`` / ``HNSW()``.
+
+    Settings, for this build only and put back afterwards (never left on a pooled
+    connection): ``maintenance_work_mem`` to hold pgvector's graph (HNSW) or k-means
+    (IVFFlat), estimated from the row count, dimensions, storage and ``m`` with 20%
+    headroom, but at most ``max_memory`` (default 4GB), never less than the session
+    already has, at most half the server's memory when the server runs on this machine
+    and at most what the server accepts; ``maintenance_work_mem=`` sets it outright.
+    ``max_parallel_maintenance_workers`` to this machine's cores less one (the leader
+    builds too) when the server is local, else the server's setting, within
+    ``max_parallel_workers``; ``parallel_workers=`` sets it outright. The result's
+    :class:`BuildSettings` say what was chosen and whether the graph fitted.
+
+    ``concurrently=True`` runs ``CREATE INDEX CONCURRENTLY`` (writes go on during the
+    build) on an AUTOCOMMIT connection of its own (``bind`` must be an Engine, or an
+    AUTOCOMMIT Connection); if it fails, the INVALID index it leaves is dropped and
+    :class:`IndexBuildError` says why. ``rebuild=True`` builds a new index under a
+    temporary name (IVFFlat ``lists`` from the current row count, unless declared),
+    then drops the old one and gives the new one its name; without an old index it
+    builds. ``progress`` is a callable ``(phase, done, total)``, called from another
+    thread as ``pg_stat_progress_create_index`` advances, or True for a bar on stderr.
+
+    An index that exists already (same column, operator class and method) is left
+    alone (``action="exists"``). IVFFlat on a table without rows raises
+    :class:`IndexBuildError` before anything is written.
+
+    Example::
+
+        result = vecalchemy.build_index(engine, Doc.embedding, concurrently=True, progress=True)
+        result.action, result.seconds, result.settings.as_dict()
+
+        items = sa.Table("items", sa.MetaData(), autoload_with=engine)
+        vecalchemy.build_index(engine, items.c.embedding, metric="cosine", index=HNSW(m=16))
+        vecalchemy.build_index(engine, items.c.embedding, rebuild=True)  # IVFFlat: new lists
+    """
+    opts = _Options.make(
+        concurrently=concurrently,
+        rebuild=rebuild,
+        maintenance_work_mem=maintenance_work_mem,
+        max_memory=max_memory,
+        parallel_workers=parallel_workers,
+        progress=progress,
+    )
+    if not isinstance(target, (Index, InstrumentedAttribute, Column)):
+        raise InvalidArgument(
+            f"build_index builds one index: pass a vector column (Doc.embedding, "
+            f"table.c.embedding) or one of vecalchemy.vector_indexes(table), got {target!r}; "
+            "for every declared index of a model use build_indexes()"
+        )
+
+    def run(conn: Connection) -> IndexResult:
+        ix, declared = _resolve(conn, target, metric, index)
+        assert ix.table is not None
+        _forget(bind, ix.table)
+        return _build_one(bind, conn, ix, opts, declared=declared, same_method=True)
+
+    if concurrently:
+        if isinstance(bind, Engine):
+            with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return run(conn)
+        if not _autocommit(bind):
+            raise IndexBuildError(
+                "concurrently=True runs CREATE INDEX CONCURRENTLY, which cannot run inside a "
+                "transaction: pass the Engine (build_index then uses an AUTOCOMMIT connection "
+                "of its own), or a Connection with execution_options(isolation_level="
+                "'AUTOCOMMIT')"
+            )
+        return run(bind)
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            return run(conn)
+    return run(bind)
+
+
+def build_indexes(
+    bind: Engine | Connection,
+    target: Any,
+    *,
+    max_memory: int | str = DEFAULT_MAX_MEMORY,
+    parallel_workers: int | None = None,
+    progress: Progress | bool | None = None,
+) -> list[IndexResult]:
     """Create the vector indexes declared on ``target`` (a mapped class or Table) that are missing.
 
     IVFFlat ``lists`` is derived from the row count when it was left ``None``. Raises
     :class:`IndexBuildError` (and builds nothing more) for an IVFFlat index on a table
     without rows. With an ``Engine`` the work is committed; with a ``Connection`` it
-    joins the caller's transaction.
+    joins the caller's transaction. Each build gets ``maintenance_work_mem`` and
+    ``max_parallel_maintenance_workers`` sized as :func:`build_index` sizes them (with
+    ``SET LOCAL``, put back after each build).
 
     Example::
 
         results = vecalchemy.build_indexes(engine, Doc)
         [(r.name, r.action) for r in results]   # [('ix_docs_embedding_hnsw', 'built')]
     """
+    opts = _Options.make(
+        max_memory=max_memory, parallel_workers=parallel_workers, progress=progress
+    )
     table = table_of(target)
-    engine_state(bind.engine).forget(qualified(table.schema, table.name))
+    _forget(bind, table)
     if isinstance(bind, Engine):
         with bind.begin() as conn:
-            return [_build_one(conn, ix) for ix in vector_indexes(table)]
-    return [_build_one(bind, ix) for ix in vector_indexes(table)]
+            return [_build_one(bind, conn, ix, opts) for ix in vector_indexes(table)]
+    return [_build_one(bind, bind, ix, opts) for ix in vector_indexes(table)]
 
 
 def drop_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
@@ -157,7 +939,7 @@ def drop_indexes(bind: Engine | Connection, target: Any) -> list[IndexResult]:
         vecalchemy.build_indexes(engine, Doc)
     """
     table = table_of(target)
-    engine_state(bind.engine).forget(qualified(table.schema, table.name))
+    _forget(bind, table)
 
     def run(conn: Connection) -> list[IndexResult]:
         out = []
