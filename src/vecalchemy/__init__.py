@@ -52,7 +52,14 @@ from vecalchemy.errors import (
 )
 from vecalchemy.filters import compile_filter, parse_filter
 from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
-from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.indexes import (
+    DEFAULT_MAX_MEMORY,
+    BuildSettings,
+    IndexResult,
+    build_index,
+    build_indexes,
+    drop_indexes,
+)
 from vecalchemy.load import ConflictMode, IndexMode, LoadResult, aload, load
 from vecalchemy.metrics import (
     INDEX_DIM_LIMITS,
@@ -142,6 +149,7 @@ from vecalchemy import sync
 __all__ = [
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_LANGUAGE",
     "DEFAULT_RRF_K",
     "HNSW",
@@ -151,6 +159,7 @@ __all__ = [
     "RRF",
     "STORAGE_DIM_LIMITS",
     "AddResult",
+    "BuildSettings",
     "Collection",
     "CollectionHit",
     "ConfigurationError",
@@ -220,6 +229,7 @@ __all__ = [
     "apply_rerank",
     "arun",
     "asearch",
+    "build_index",
     "build_indexes",
     "compile_filter",
     "create_async_engine",

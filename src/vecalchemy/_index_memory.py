@@ -33,6 +33,9 @@ from vecalchemy.errors import InvalidArgument
 from vecalchemy.metrics import Storage
 
 __all__ = [
+    "HEADROOM",
+    "MB",
+    "PARALLEL_RESERVE",
     "format_bytes",
     "hnsw_graph_bytes",
     "ivfflat_build_bytes",
