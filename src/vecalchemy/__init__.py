@@ -149,8 +149,8 @@ from vecalchemy import sync
 __all__ = [
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
-    "DEFAULT_MAX_MEMORY",
     "DEFAULT_LANGUAGE",
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_RRF_K",
     "HNSW",
     "INDEX_DIM_LIMITS",

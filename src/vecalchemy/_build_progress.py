@@ -1,6 +1,8 @@
 """Progress of a running ``CREATE INDEX``, read from ``pg_stat_progress_create_index``.
 
-A thread polls the view from a connection of its own (the building one is busy) and
+A thread polls the view from a connection of its own (the building one is busy), from a
+pool of its own (``engine.pool.recreate()``: same driver, URL and connect events), so a
+caller's pool of one connection does not make it wait; it
 reports ``(phase, done, total)``: tuples while pgvector loads them (HNSW reports tuples
 done, not the total, so the total is the row count counted before the build), else
 blocks. A failing poll or callback never stops the build: it is logged and polling stops.
@@ -15,7 +17,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from vecalchemy._progress import Progress
 
@@ -23,9 +25,10 @@ __all__ = ["ProgressPoller"]
 
 log = logging.getLogger("vecalchemy.indexes")
 
-_QUERY = text(
+# DBAPI paramstyle: the psycopg and psycopg2 drivers both read %s.
+_QUERY = (
     "SELECT phase, blocks_total, blocks_done, tuples_total, tuples_done "
-    "FROM pg_stat_progress_create_index WHERE pid = :pid"
+    "FROM pg_stat_progress_create_index WHERE pid = %s"
 )
 
 
@@ -87,11 +90,18 @@ class ProgressPoller:
         return str(phase), 0, 0
 
     def _run(self) -> None:
+        pool = self.engine.pool.recreate()
         try:
-            # AUTOCOMMIT: a backend's progress is read afresh by each transaction only.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                while not self._stop.wait(self.interval):
-                    row = conn.execute(_QUERY, {"pid": self.pid}).first()
+            conn = pool.connect()
+            try:
+                wait = min(0.05, self.interval)  # quick first looks: short builds show too
+                while not self._stop.wait(wait):
+                    wait = min(wait * 2, self.interval)
+                    cursor = conn.cursor()
+                    cursor.execute(_QUERY, (self.pid,))
+                    row = cursor.fetchone()
+                    cursor.close()
+                    conn.rollback()  # a backend's progress is read afresh by each transaction
                     if row is None:
                         continue
                     values = self._values(row)
@@ -100,5 +110,9 @@ class ProgressPoller:
                     self._last = values
                     if not self._call(*values):
                         return
+            finally:
+                conn.close()
         except Exception:
             log.warning("cannot read the index build's progress", exc_info=True)
+        finally:
+            pool.dispose()

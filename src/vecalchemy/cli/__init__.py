@@ -16,9 +16,9 @@ Example::
 
 from __future__ import annotations
 
-from vecalchemy.cli import commands, db, doctor, sync
+from vecalchemy.cli import commands, db, doctor, index, sync
 from vecalchemy.cli._group import CliError, VecalchemyGroup, main
 
 __all__ = ["CliError", "VecalchemyGroup", "main"]
 
-del commands, db, doctor, sync  # imported for the commands they register on main
+del commands, db, doctor, index, sync  # imported for the commands they register on main
