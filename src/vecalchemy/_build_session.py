@@ -318,9 +318,10 @@ _SPILL = re.compile(r"hnsw graph no longer fits into maintenance_work_mem after 
 def spill_notice(conn: Connection) -> Iterator[list[int]]:
     """Collect pgvector's "graph no longer fits" notice (psycopg; other drivers: nothing)."""
     found: list[int] = []
-    dbapi: Any = conn.connection.dbapi_connection
-    add = getattr(dbapi, "add_notice_handler", None)
-    if add is None:
+    driver: Any = conn.connection.driver_connection  # psycopg's own, also under asyncio
+    add = getattr(driver, "add_notice_handler", None)
+    remove = getattr(driver, "remove_notice_handler", None)
+    if add is None or remove is None:
         yield found
         return
 
@@ -333,7 +334,7 @@ def spill_notice(conn: Connection) -> Iterator[list[int]]:
     try:
         yield found
     finally:
-        dbapi.remove_notice_handler(handler)
+        remove(handler)
 
 
 def failure_hint(exc: DBAPIError) -> str:
