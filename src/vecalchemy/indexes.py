@@ -56,12 +56,17 @@ from vecalchemy._engine_state import engine_state
 from vecalchemy._index_memory import format_bytes
 from vecalchemy._names import describe, fit_identifier, qualified
 from vecalchemy._progress import Progress, progress_reporter
-from vecalchemy._sql import INFO_KEY, building_indexes, column_of, storage_of, table_of
+from vecalchemy._sql import (
+    INFO_KEY,
+    building_indexes,
+    column_of,
+    dimensioned_storage,
+    table_of,
+)
 from vecalchemy.errors import (
     IndexBuildError,
     InvalidArgument,
     MetricRequired,
-    UnknownMetric,
     UnsupportedIndex,
 )
 from vecalchemy.metrics import IndexMethod, Metric, Storage
@@ -165,15 +170,7 @@ def _plain_index(
     table = col.table
     if not isinstance(table, Table):
         raise InvalidArgument(f"{describe(col)} is not attached to a table")
-    found = storage_of(col.type)
-    if found is None:
-        raise UnknownMetric(
-            f"{describe(col)} is not a pgvector column (type {col.type!r}); reflect the "
-            "table after installing pgvector-python, or declare the column with Vector(dim)"
-        )
-    storage, dim = found
-    if not dim:
-        raise UnsupportedIndex(f"{describe(col)} has no dimension: pgvector cannot index it")
+    storage, dim = dimensioned_storage(col)
     wanted = Metric.parse(metric) if metric is not None else None
     mine = [
         i

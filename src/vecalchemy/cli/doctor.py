@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from vecalchemy.cli._group import URL_OPTION, CliError, main
+from vecalchemy.cli._group import URL_OPTION, CliError, main, reflect_column
 
 __all__: list[str] = []
 
@@ -116,24 +116,17 @@ def tune_command(
 ) -> None:
     """Find the smallest ef_search (HNSW) or probes (IVFFlat) whose recall@k reaches the
     target on sampled queries, checked on held-out ones, with the latency of each step."""
-    import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table
 
     from vecalchemy.engine import create_engine
     from vecalchemy.search import tune
 
-    schema, _, name = table.rpartition(".")
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            reflected = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
-            if column not in reflected.c:
-                raise CliError(f"table {table} has no column {column}")
-            col = reflected.c[column]
+            col = reflect_column(conn, table, column)
             result = tune(conn, col, target=target_recall, k=k, sample=sample, metric=metric)
-    except sa.exc.NoSuchTableError:
-        raise CliError(f"no table {table}") from None
     finally:
         engine.dispose()
     if as_json:

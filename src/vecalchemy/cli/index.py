@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from vecalchemy.cli._group import URL_OPTION, CliError, main
+from vecalchemy.cli._group import URL_OPTION, CliError, main, reflect_column
 
 __all__: list[str] = []
 
@@ -78,22 +78,17 @@ def build_command(
     """Build (or --rebuild) the vector index of TABLE.COLUMN, with maintenance_work_mem
     sized for its graph and parallel workers for the cores, a progress bar on stderr, and
     the settings chosen and the time printed."""
-    import sqlalchemy as sa
-
     from vecalchemy.engine import create_engine
     from vecalchemy.indexes import build_index
 
     index = _index(method, m, ef_construction, lists, name)
-    schema, _, bare = table.rpartition(".")
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            reflected = sa.Table(bare, sa.MetaData(), schema=schema or None, autoload_with=conn)
-        if column not in reflected.c:
-            raise CliError(f"table {table} has no column {column}")
+            col = reflect_column(conn, table, column)
         result = build_index(
             engine,
-            reflected.c[column],
+            col,
             metric=metric,
             index=index,
             concurrently=concurrently,
@@ -103,8 +98,6 @@ def build_command(
             parallel_workers=parallel_workers,
             progress=True,
         )
-    except sa.exc.NoSuchTableError:
-        raise CliError(f"no table {table}") from None
     finally:
         engine.dispose()
     settings = result.settings.as_dict() if result.settings is not None else None
