@@ -27,7 +27,9 @@ from vecalchemy import (
     IVFFlat,
     MetricRequired,
     Storage,
+    _build_session,
 )
+from vecalchemy._build_session import BuildOptions, Server, failure_hint, plan
 from vecalchemy._index_memory import (
     format_bytes,
     hnsw_graph_bytes,
@@ -36,6 +38,7 @@ from vecalchemy._index_memory import (
     parse_bytes,
 )
 from vecalchemy.cli import main
+from vecalchemy.schema import resolve_spec
 
 DIM = 64
 ROWS = 8_000  # a build of a second or so: long enough to be seen in progress
@@ -393,6 +396,76 @@ def test_the_estimate_follows_storage_m_and_rows() -> None:
     assert format_bytes(memory_for(vec)) == "30MB"
     with pytest.raises(InvalidArgument, match="must be positive"):
         parse_bytes(0)
+
+
+MB = 2**20
+
+
+def _server(**changes: object) -> Server:
+    facts: dict[str, object] = {
+        "work_mem": 64 * MB,
+        "work_mem_max": 2**31 * 1024,
+        "workers": 2,
+        "max_parallel_workers": 8,
+        "dsm": "posix",
+        "local": True,
+    }
+    facts.update(changes)
+    return Server(**facts)  # type: ignore[arg-type]
+
+
+def test_the_plan_stays_within_what_the_server_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The choice for a 1.4 GB graph on an 8-core machine, then each limit in turn: the
+    server's max_parallel_workers, an unknown (remote) machine, a small /dev/shm, half
+    the machine's memory, the setting's maximum; each says so in a note."""
+    monkeypatch.setattr(_build_session, "_cores", lambda: 8)
+    monkeypatch.setattr(_build_session, "_free_shm", lambda: None)
+    monkeypatch.setattr(_build_session, "_physical_memory", lambda: None)
+    spec = resolve_spec(Doc.embedding)[1]
+    with_ = {"m": 8, "ef_construction": 32}
+    opts = BuildOptions.make()
+    rows = 2_000_000
+
+    s = plan(_server(), spec, rows, with_, opts)
+    assert (s.maintenance_work_mem, s.parallel_workers, s.fits, s.notes) == (
+        memory_for(hnsw_graph_bytes(rows, DIM, Storage.VECTOR, 8)),
+        7,
+        True,
+        (),
+    )
+    s = plan(_server(max_parallel_workers=3), spec, rows, with_, opts)
+    assert s.parallel_workers == 3
+    assert s.notes == ("parallel workers capped by max_parallel_workers (3)",)
+    assert plan(_server(local=False), spec, rows, with_, opts).parallel_workers == 2
+
+    monkeypatch.setattr(_build_session, "_free_shm", lambda: 64 * MB)
+    s = plan(_server(), spec, rows, with_, opts)
+    assert s.parallel_workers == 0
+    assert s.notes[0].startswith("serial build: /dev/shm has 64MB free")
+
+    monkeypatch.setattr(_build_session, "_free_shm", lambda: None)
+    monkeypatch.setattr(_build_session, "_physical_memory", lambda: 1024 * MB)
+    s = plan(_server(), spec, rows, with_, opts)
+    assert (s.maintenance_work_mem, s.fits) == (512 * MB, False)
+    assert "capped at half the server's memory (512MB)" in s.notes[0]
+
+    monkeypatch.setattr(_build_session, "_physical_memory", lambda: None)
+    s = plan(_server(work_mem_max=256 * MB), spec, rows, with_, opts)
+    assert s.maintenance_work_mem == 256 * MB
+    assert "capped at the server's maximum (256MB)" in s.notes[0]
+
+
+def test_failure_hints_follow_the_sqlstate() -> None:
+    """A cancelled or timed-out build, a lock timeout, memory: each hint says what to do."""
+
+    def failed(sqlstate: str, message: str) -> sa.exc.DBAPIError:
+        orig = type("DriverError", (Exception,), {"sqlstate": sqlstate})(message)
+        return sa.exc.DBAPIError("CREATE INDEX", None, orig)
+
+    assert "larger statement_timeout" in failure_hint(failed("57014", "canceling statement"))
+    assert "lock_timeout" in failure_hint(failed("55P03", "lock timeout"))
+    assert "parallel_workers=0" in failure_hint(failed("53100", "could not resize shared memory"))
+    assert failure_hint(failed("XX000", "other")) == "fix the cause and call build_index again"
 
 
 # -- the command line -----------------------------------------------------------------

@@ -430,11 +430,7 @@ def _build_one(
                 conn.execute(CreateIndex(ix, if_not_exists=True))
     except DBAPIError as exc:
         if not opts.concurrently:
-            if "shared memory" in str(exc.orig):
-                raise IndexBuildError(
-                    f"building {name} failed: {first_line(exc)}; {failure_hint(exc)}"
-                ) from exc
-            raise
+            raise  # rolled back with the transaction: nothing stays
         dropped = _drop_leftover(bind, conn, schema, build_name)
         left = (
             "the invalid index it left was dropped, so nothing half-built stays"
