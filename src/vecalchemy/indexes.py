@@ -301,13 +301,7 @@ def _existing(
         if same is not None and not same_method:
             return same
     for i in [] if partial else indexes:
-        if (
-            i.valid
-            and not i.partial
-            and on_column(i, col.name)
-            and i.opclass == spec.opclass
-            and (i.method == spec.index.method.value or not same_method)
-        ):
+        if i.valid and _same_kind(i, col.name, spec, method=same_method):
             return i
     validity = _validity(conn, schema, name)
     if validity is False:
@@ -338,14 +332,21 @@ def _to_replace(conn: Connection, ix: Index, spec: VectorSpec) -> IndexInfo | No
     if spec.index.where is not None:
         return None
     for i in indexes:
-        if (
-            not i.partial
-            and on_column(i, col.name)
-            and i.opclass == spec.opclass
-            and i.method == spec.index.method.value
-        ):
+        if _same_kind(i, col.name, spec):
             return i
     return None
+
+
+def _same_kind(i: IndexInfo, column: str, spec: VectorSpec, *, method: bool = True) -> bool:
+    """Whether ``i`` is a whole-table index on ``column`` with ``spec``'s operator class
+    (and, with ``method``, its method)."""
+    assert spec.index is not None
+    return (
+        not i.partial
+        and on_column(i, column)
+        and i.opclass == spec.opclass
+        and (not method or i.method == spec.index.method.value)
+    )
 
 
 def _build_one(
