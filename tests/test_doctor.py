@@ -266,7 +266,7 @@ def test_hnsw_graph_over_maintenance_work_mem(plain: sa.Engine, table: str) -> N
         [f] = vecalchemy.doctor(conn, table=table)
     assert (f.code, f.severity) == ("VA305", "info")
     assert "more than maintenance_work_mem (1 MB)" in f.message
-    assert f.fix.startswith("SET maintenance_work_mem = '4MB'")
+    assert f.fix.startswith("SET maintenance_work_mem = '8MB'")
 
 
 def test_index_against_the_declared_metric(plain: sa.Engine, table: str) -> None:

@@ -111,8 +111,8 @@ def test_bad_arguments(conn: Connection) -> None:
         vecalchemy.tune(conn, Point.embedding, holdout=1.0)
     with pytest.raises(InvalidSearch, match=r"confidence must be in \[0.5, 1\)"):
         vecalchemy.tune(conn, Point.embedding, confidence=1.0)
+    q = list(rng.normal(size=(2, DIM)).astype(np.float32))
     with pytest.raises(InvalidSearch, match="query_keys has 1 keys for 2 queries"):
-        q = list(rng.normal(size=(2, DIM)).astype(np.float32))
         vecalchemy.measure_recall(conn, Point.embedding, queries=q, query_keys=[(1,)])
     with pytest.raises(InvalidSearch, match="sample must be a positive integer"):
         vecalchemy.measure_recall(conn, Point.embedding, sample=0)

@@ -53,7 +53,14 @@ from vecalchemy.errors import (
 )
 from vecalchemy.filters import compile_filter, parse_filter
 from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
-from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
+from vecalchemy.indexes import (
+    DEFAULT_MAX_MEMORY,
+    BuildSettings,
+    IndexResult,
+    build_index,
+    build_indexes,
+    drop_indexes,
+)
 from vecalchemy.load import ConflictMode, IndexMode, LoadResult, aload, load
 from vecalchemy.metrics import (
     INDEX_DIM_LIMITS,
@@ -147,6 +154,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
     "DEFAULT_LANGUAGE",
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_RRF_K",
     "HNSW",
     "INDEX_DIM_LIMITS",
@@ -158,6 +166,7 @@ __all__ = [
     "BenchFiles",
     "BenchResult",
     "BenchStep",
+    "BuildSettings",
     "Collection",
     "CollectionHit",
     "ColumnStorage",
@@ -229,6 +238,7 @@ __all__ = [
     "apply_rerank",
     "arun",
     "asearch",
+    "build_index",
     "build_indexes",
     "clear_tuning",
     "compile_filter",

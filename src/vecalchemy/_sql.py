@@ -41,8 +41,9 @@ from sqlalchemy.sql.elements import ColumnClause, Grouping, TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
+from vecalchemy._names import describe
 from vecalchemy._vectors import bits_text
-from vecalchemy.errors import InvalidArgument
+from vecalchemy.errors import InvalidArgument, UnknownMetric, UnsupportedIndex
 from vecalchemy.metrics import Storage
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ __all__ = [
     "ScanNeed",
     "building_indexes",
     "column_of",
+    "dimensioned_storage",
     "is_vector_type",
     "plain_type",
     "storage_of",
@@ -352,6 +354,24 @@ def storage_of(type_: TypeEngine[Any]) -> tuple[Storage, int | None] | None:
         length = getattr(type_.impl, "length", None)
         return Storage.BIT, length
     return None
+
+
+def dimensioned_storage(col: Column[Any]) -> tuple[Storage, int]:
+    """The storage and dimension of a pgvector column; :class:`UnknownMetric` for another
+    type, :class:`UnsupportedIndex` for one without a dimension."""
+    found = storage_of(col.type)
+    if found is None:
+        raise UnknownMetric(
+            f"{describe(col)} is not a pgvector column (type {col.type!r}); declare it "
+            "with vecalchemy.Embedding(dim, ...) or pgvector.sqlalchemy.Vector(dim)"
+        )
+    storage, dim = found
+    if not dim:
+        raise UnsupportedIndex(
+            f"{describe(col)} has no dimension; declare it as Vector(dim) (pgvector cannot "
+            "index a column without dimensions)"
+        )
+    return storage, dim
 
 
 def is_vector_type(type_: TypeEngine[Any]) -> bool:

@@ -67,8 +67,8 @@ from vecalchemy._sql import (
     Distance,
     Scan,
     column_of,
+    dimensioned_storage,
     plain_type,
-    storage_of,
 )
 from vecalchemy._vectors import as_query_value
 from vecalchemy.errors import (
@@ -76,7 +76,6 @@ from vecalchemy.errors import (
     InvalidArgument,
     MetricMismatch,
     MetricRequired,
-    UnknownMetric,
     UnsupportedIndex,
 )
 from vecalchemy.metrics import (
@@ -940,18 +939,7 @@ def resolve_spec(column: Any, metric: str | Metric | None = None) -> tuple[Colum
         name = index_name(table, col, declared) if (declared.index and table is not None) else None
         return col, dataclasses.replace(declared, index_name=name)
 
-    found = storage_of(col.type)
-    if found is None:
-        raise UnknownMetric(
-            f"{describe(col)} is not a pgvector column (type {col.type!r}); declare it "
-            "with vecalchemy.Embedding(dim, ...) or pgvector.sqlalchemy.Vector(dim)"
-        )
-    storage, dim = found
-    if not dim:
-        raise UnsupportedIndex(
-            f"{describe(col)} has no dimension; declare it as Vector(dim) (pgvector cannot "
-            "index a column without dimensions)"
-        )
+    storage, dim = dimensioned_storage(col)
     # A hand-written index on this column tells which metric it can serve.
     indexed: tuple[Metric, Storage, IndexSpec, str] | None = None
     table = col.table if isinstance(col.table, Table) else None

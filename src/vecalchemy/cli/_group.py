@@ -14,6 +14,7 @@ __all__ = [
     "CliError",
     "VecalchemyGroup",
     "main",
+    "reflect_column",
     "tail",
 ]
 
@@ -57,6 +58,26 @@ class VecalchemyGroup(click.Group):
 @click.version_option(package_name="vecalchemy", prog_name="vecalchemy")
 def main() -> None:
     """vecalchemy: semantic search on PostgreSQL + pgvector through SQLAlchemy."""
+
+
+def reflect_column(conn: Any, table: str, column: str) -> Any:
+    """The column ``column`` of ``table`` (``schema.table`` or ``table``), reflected from
+    the database; :class:`CliError` when either is missing.
+
+    Example::
+
+        col = reflect_column(conn, "public.items", "embedding")
+    """
+    import sqlalchemy as sa
+
+    schema, _, name = table.rpartition(".")
+    try:
+        reflected = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+    except sa.exc.NoSuchTableError:
+        raise CliError(f"no table {table}") from None
+    if column not in reflected.c:
+        raise CliError(f"table {table} has no column {column}")
+    return reflected.c[column]
 
 
 def tail(text: str, width: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from vecalchemy.cli._group import URL_OPTION, CliError, main
+from vecalchemy.cli._group import URL_OPTION, CliError, main, reflect_column
 from vecalchemy.cli._sizes import sizes_command
 
 __all__: list[str] = []
@@ -209,7 +209,6 @@ def tune_command(
     """
     import dataclasses
 
-    import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table
 
@@ -221,14 +220,10 @@ def tune_command(
     from vecalchemy.bench._datasets import read_queries
 
     queries = read_queries(queries_file) if queries_file is not None else None
-    schema, _, name = table.rpartition(".")
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            reflected = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
-            if column not in reflected.c:
-                raise CliError(f"table {table} has no column {column}")
-            col = reflected.c[column]
+            col = reflect_column(conn, table, column)
             if show or clear:
                 found = stored_tuning(conn, col, metric=metric)
                 if clear:
@@ -244,8 +239,6 @@ def tune_command(
                     metric=metric,
                     store=store,
                 )
-    except sa.exc.NoSuchTableError:
-        raise CliError(f"no table {table}") from None
     finally:
         engine.dispose()
     if show or clear:

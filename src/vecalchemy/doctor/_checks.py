@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -11,11 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from vecalchemy._catalog import version_tuple
+from vecalchemy._index_memory import format_bytes, hnsw_graph_bytes, memory_for
 from vecalchemy._names import qualified
 from vecalchemy.doctor._base import CODES, Catalog, Finding, expression_of, indexes_on
 from vecalchemy.doctor._queries import check_queries
 from vecalchemy.errors import InvalidArgument, VecalchemyError
-from vecalchemy.metrics import INDEX_DIM_LIMITS, Storage
+from vecalchemy.metrics import INDEX_DIM_LIMITS, Metric, Storage
+from vecalchemy.schema import ivfflat_lists_for
 
 __all__ = ["CODES", "Finding", "doctor"]
 
@@ -247,7 +248,7 @@ def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
     options = dict(o.split("=", 1) for o in (r.reloptions or ()))
     lists = int(options.get("lists", 100))
     rows = int(r.rows)
-    rule = max(1, rows // 1000 if rows <= 1_000_000 else math.isqrt(rows))
+    rule = ivfflat_lists_for(rows)
     if rows < 10 * lists or not rule / 4 <= lists <= rule * 4:
         yield Finding(
             "VA303",
@@ -264,19 +265,18 @@ def _ivfflat(r: Any, rel: str, idx: str) -> Iterator[Finding]:
 
 def _hnsw_memory(r: Any, idx: str, work_mem: int) -> Iterator[Finding]:
     """pgvector builds an HNSW graph fast while it fits in maintenance_work_mem, and
-    much slower once it spills. Estimate: per row the vector plus its neighbour lists
-    (2m on layer 0, about m above) and the element's bookkeeping."""
+    much slower once it spills (see vecalchemy._index_memory for the estimate)."""
     options = dict(o.split("=", 1) for o in (r.reloptions or ()))
     m = int(options.get("m", 16))
     dim = _dim_of(r.definition, r.typmod)
-    if dim is None:
+    parsed = Metric.from_opclass(r.opcname)
+    if dim is None or parsed is None or parsed[1] is Storage.SPARSEVEC:
         return
-    per_row = 8 + dim * 4 + (3 * m) * 16 + 96
-    need = int(r.rows) * per_row
+    need = hnsw_graph_bytes(int(r.rows), dim, parsed[1], m)
     if need <= work_mem:
         return
     gib = need / 2**30
-    want = f"{math.ceil(need / 2**20 * 1.2)}MB"
+    want = format_bytes(memory_for(need))
     yield Finding(
         "VA305",
         "info",
@@ -286,7 +286,8 @@ def _hnsw_memory(r: Any, idx: str, work_mem: int) -> Iterator[Finding]:
         "a build that does not fit in memory spills and runs many times slower "
         "(REINDEX, a new index, or vecalchemy.build_indexes)",
         f"SET maintenance_work_mem = '{want}'; -- in the session that builds, within the "
-        "server's memory; also SET max_parallel_maintenance_workers",
+        "server's memory; also SET max_parallel_maintenance_workers (or: vecalchemy index "
+        "build, which sets both)",
     )
 
 
