@@ -7,7 +7,6 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -178,15 +177,13 @@ def test_documents_are_frozen() -> None:
         doc.text = "changed"  # type: ignore[misc]
 
 
-def test_deterministic_and_fast() -> None:
-    """A fresh walk gives the same documents in the same order, in a few seconds."""
+def test_deterministic() -> None:
+    """A fresh walk gives the same documents in the same order (its speed is the demo's
+    and the ingest benchmark's to measure, not a test's)."""
     before = stdlib_corpus()  # from the cache when an earlier test walked already
     corpus._cache.clear()
-    started = time.perf_counter()
     fresh = stdlib_corpus()
-    took = time.perf_counter() - started
     assert fresh == before
-    assert took < 10
 
 
 def test_never_imports_the_modules() -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -261,13 +260,14 @@ async def test_async_twins_match_sync() -> None:
         await embedder.aembed_documents(["ok", ""])
 
 
-def test_fast_enough() -> None:
-    """5,000 texts of 300 words (stdlib docstrings) embed in well under 10 s on one core."""
+def test_many_long_texts() -> None:
+    """5,000 texts of 300 words (stdlib docstrings) embed to unit vectors, each the same
+    as embedding it alone (batching changes nothing). Speed is benchmarked, not tested."""
     words = " ".join(d.text for d in stdlib_corpus()).split()
     texts = [" ".join(words[i * 300 : i * 300 + 300]) for i in range(len(words) // 300)]
     texts = (texts * (5000 // len(texts) + 1))[:5000]
-    started = time.perf_counter()
-    vectors = HashingEmbedder().embed_documents(texts)
-    took = time.perf_counter() - started
+    embedder = HashingEmbedder()
+    vectors = embedder.embed_documents(texts)
     assert vectors.shape == (5000, 384)
-    assert took < 10, f"{5000 / took:.0f} docs/s"
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(vectors[7], embedder.embed_documents([texts[7]])[0])
