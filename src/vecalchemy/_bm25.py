@@ -1,0 +1,744 @@
+"""BM25 ranking computed by PostgreSQL, with no extension: analyser, storage, statistics.
+
+Design (docs/design.md, "BM25"):
+
+* **Analyser** (:class:`Analyzer`), in Python, the same for documents and queries:
+  lower-case, split with the regex ``(?u)\\b\\w\\w+\\b`` (words of two or more word
+  characters), drop the stop words (bm25s's English list), stem with the Snowball
+  stemmer of PyStemmer. It is bm25s's ``tokenize(..., stopwords="en", stemmer=...)``
+  step for step, so the same text gives the same terms.
+* **Storage**: one ``jsonb`` column per document, ``{"<term>": tf, ..., "": length}``
+  (the key ``""`` holds the document length; the analyser never makes an empty term),
+  with a GIN index (``jsonb_ops``) that finds the candidates: ``doc ?| :terms``. The
+  write path fills it (:func:`BM25` columns: an insert default and an ORM flush hook;
+  Core updates pass :func:`bm25_document` themselves).
+* **Corpus statistics** (document count, total length, document frequency per term)
+  live in an append-only delta table ``<table>_<column>_bm25(term, df, len)``:
+  statement-level ``AFTER INSERT/UPDATE/DELETE`` triggers with transition tables append
+  one row per changed term per statement (and one ``term = ''`` row carrying the change
+  of the document count in ``df`` and of the total length in ``len``). Reads sum the
+  rows of the query's terms. Writers only append, so they never wait for each other on
+  a statistics row, never deadlock, and no update can be lost; a rolled-back write
+  takes its delta rows with it. :func:`compact_bm25` folds the deltas into one row per
+  term.
+* **Scoring** at query time from the live statistics (:func:`bm25_query`): bm25s's
+  default method ``lucene``: ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf part
+  = tf / (tf + k1 * (1 - b + b * dl / avgdl))``, summed over the query's terms (a term
+  the query repeats counts once per occurrence, as in bm25s), OR semantics.
+
+Private: the public names are re-exported by :mod:`vecalchemy.bm25`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import Stemmer
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, Mapper, mapped_column
+
+from vecalchemy._names import fit_identifier, qualified
+from vecalchemy.errors import InvalidArgument, InvalidSearch
+
+__all__ = [
+    "BM25",
+    "BM25_INFO_KEY",
+    "DEFAULT_B",
+    "DEFAULT_K1",
+    "ENGLISH_STOP_WORDS",
+    "LENGTH_KEY",
+    "TOKEN_PATTERN",
+    "Analyzer",
+    "BM25Spec",
+    "BM25Statistics",
+    "bm25_column",
+    "bm25_document",
+    "bm25_query",
+    "bm25_statistics",
+    "compact_bm25",
+    "install_bm25",
+    "resolve_bm25",
+    "uninstall_bm25",
+]
+
+#: Key under which a column's :class:`BM25Spec` is kept in ``Column.info``.
+BM25_INFO_KEY = "vecalchemy_bm25"
+
+#: The document's key holding its length (number of terms after analysis).
+LENGTH_KEY = ""
+
+#: bm25s's defaults (``bm25s.BM25(k1=1.5, b=0.75, method="lucene")``).
+DEFAULT_K1 = 1.5
+DEFAULT_B = 0.75
+
+#: The token regex (bm25s's and scikit-learn's default): two or more word characters.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+#: bm25s's English stop words (``stopwords="en"``: NLTK's/Lucene's short list).
+ENGLISH_STOP_WORDS: frozenset[str] = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "such",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "will",
+        "with",
+    ]
+)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """Turns text into BM25 terms: lower-case, split, drop stop words, stem.
+
+    ``language`` is a Snowball stemmer of PyStemmer (``english``, ``german``, ...; see
+    ``Stemmer.algorithms()``) or ``None`` for no stemming. ``stop_words`` defaults to
+    bm25s's English list for English and to none otherwise. ``pattern`` is the token
+    regex; stop words are matched on the lower-cased token before stemming, as bm25s does.
+
+    Example::
+
+        >>> Analyzer().tokens("The Cats are running")
+        ['cat', 'run']
+        >>> Analyzer().document("cats and cats")
+        {'cat': 2, '': 2}
+    """
+
+    language: str | None = "english"
+    stop_words: frozenset[str] | None = None
+    pattern: str = TOKEN_PATTERN
+    lowercase: bool = True
+    _local: threading.local = field(
+        default_factory=threading.local, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.language is not None and self.language not in Stemmer.algorithms():
+            raise InvalidArgument(
+                f"no snowball stemmer for language {self.language!r}; use one of "
+                f"{', '.join(sorted(Stemmer.algorithms()))}, or language=None for no stemming"
+            )
+        try:
+            compiled = re.compile(self.pattern)
+        except (re.error, TypeError) as exc:
+            raise InvalidArgument(
+                f"analyser token pattern {self.pattern!r} is not a valid regex: {exc}"
+            ) from exc
+        if compiled.groups:
+            raise InvalidArgument(
+                f"analyser token pattern {self.pattern!r} has a capturing group; use "
+                "(?:...) so that findall() returns whole tokens"
+            )
+        if self.stop_words is None:
+            words = ENGLISH_STOP_WORDS if self.language == "english" else frozenset()
+            object.__setattr__(self, "stop_words", words)
+
+    def _stemmer(self) -> Any:
+        # PyStemmer's objects are not thread-safe: one per thread.
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None and self.language is not None:
+            stemmer = self._local.stemmer = Stemmer.Stemmer(self.language)
+        return stemmer
+
+    def tokens(self, text: str) -> list[str]:
+        """The terms of ``text`` in order, repeats kept.
+
+        Example::
+
+            >>> Analyzer().tokens("Indexing indexes, and an index!")
+            ['index', 'index', 'index']
+        """
+        if not isinstance(text, str):
+            raise InvalidArgument(f"text to analyse must be a string, got {type(text).__name__}")
+        if self.lowercase:
+            text = text.lower()
+        stop = self.stop_words or frozenset()
+        words = [w for w in re.findall(self.pattern, text) if w not in stop]
+        stemmer = self._stemmer()
+        if stemmer is None:
+            return [w for w in words if w]
+        return [w for w in stemmer.stemWords(words) if w]
+
+    def document(self, text: str) -> dict[str, int]:
+        """``text`` as stored in a BM25 column: ``{term: frequency, "": length}``.
+
+        Example::
+
+            >>> Analyzer().document("vacuum the vacuum")
+            {'vacuum': 2, '': 2}
+        """
+        terms = self.tokens(text)
+        doc: dict[str, int] = dict(Counter(terms))
+        doc[LENGTH_KEY] = len(terms)
+        return doc
+
+
+_DEFAULT_ANALYZER = Analyzer()
+
+
+def bm25_document(text: str, analyzer: Analyzer | None = None) -> dict[str, int]:
+    """The value of a BM25 column for ``text`` (for Core inserts and updates).
+
+    Example::
+
+        conn.execute(docs.update().where(docs.c.id == 1).values(
+            body=new_body, body_bm25=bm25_document(new_body)))
+    """
+    return (analyzer or _DEFAULT_ANALYZER).document(text)
+
+
+def _check_source(name: object) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise InvalidArgument(
+            f"BM25 source column {name!r} must be a column name of letters, digits and "
+            "underscores (at most 63), not starting with a digit, e.g. BM25('title', 'body')"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class BM25Spec:
+    """What vecalchemy knows about a BM25 column: its source columns and analyser.
+
+    Stored in ``Column.info["vecalchemy_bm25"]`` by :func:`BM25`.
+
+    Example::
+
+        spec = Doc.__table__.c.body_bm25.info["vecalchemy_bm25"]
+        spec.sources, spec.analyzer.language     # (('title', 'body'), 'english')
+    """
+
+    sources: tuple[str, ...]
+    analyzer: Analyzer = field(default_factory=Analyzer)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise InvalidArgument("BM25 needs at least one source column, e.g. BM25('body')")
+        for name in self.sources:
+            _check_source(name)
+        if not isinstance(self.analyzer, Analyzer):
+            raise InvalidArgument(
+                f"analyzer must be a vecalchemy.bm25.Analyzer, got {type(self.analyzer).__name__}"
+            )
+
+    def document(self, values: Mapping[str, Any]) -> dict[str, int]:
+        """The stored value for a row whose source columns hold ``values``."""
+        text = " ".join(str(values[s]) for s in self.sources if values.get(s) is not None)
+        return self.analyzer.document(text)
+
+
+def _insert_default(spec: BM25Spec) -> Any:
+    def default(context: Any) -> dict[str, int]:
+        return spec.document(context.get_current_parameters())
+
+    return default
+
+
+def BM25(
+    *source_columns: str,
+    language: str | None = "english",
+    analyzer: Analyzer | None = None,
+    **kw: Any,
+) -> MappedColumn[Any]:
+    """Declare a BM25 column over ``source_columns``: a ``jsonb`` of terms, GIN-indexed.
+
+    Inserts fill it from the source columns (Core and ORM); ORM flushes that change a
+    source column refill it. ``metadata.create_all()`` creates its GIN index
+    ``ix_<table>_<column>_gin`` and installs the statistics table and triggers
+    (:func:`install_bm25`); ``drop_all()`` removes them. ``analyzer`` (or ``language``,
+    a Snowball stemmer name) fixes the analysis for documents and queries.
+
+    Example::
+
+        class Doc(Base):
+            __tablename__ = "docs"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            body: Mapped[str]
+            body_bm25 = BM25("body")
+
+        session.execute(bm25_query(Doc.body_bm25, "vacuum tuning", k=10)).all()
+    """
+    spec = BM25Spec(tuple(source_columns), analyzer or Analyzer(language=language))
+    info = dict(kw.pop("info", None) or {})
+    info[BM25_INFO_KEY] = spec
+    kw.setdefault("nullable", True)
+    return mapped_column(JSONB, default=_insert_default(spec), info=info, **kw)
+
+
+def bm25_column(
+    name: str,
+    *source_columns: str,
+    language: str | None = "english",
+    analyzer: Analyzer | None = None,
+    **kw: Any,
+) -> sa.Column[Any]:
+    """The Core twin of :func:`BM25`: a ``Column`` for a ``sqlalchemy.Table``.
+
+    Example::
+
+        docs = Table("docs", metadata, Column("id", Integer, primary_key=True),
+                     Column("body", Text), bm25_column("body_bm25", "body"))
+    """
+    spec = BM25Spec(tuple(source_columns), analyzer or Analyzer(language=language))
+    info = dict(kw.pop("info", None) or {})
+    info[BM25_INFO_KEY] = spec
+    return sa.Column(name, JSONB, default=_insert_default(spec), info=info, **kw)
+
+
+# --- names and DDL -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Names:
+    schema: str | None
+    table: str
+    column: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.table}_{self.column}_bm25"
+
+    def q(self, name: str) -> str:
+        return qualified(self.schema, name)
+
+    @property
+    def stats(self) -> str:
+        return fit_identifier(self.base)
+
+    @property
+    def index(self) -> str:
+        return fit_identifier(f"ix_{self.table}_{self.column}_gin")
+
+    def function(self, op: str) -> str:
+        return fit_identifier(self.base, op)
+
+
+def _names(table: sa.Table, column: sa.Column[Any]) -> _Names:
+    return _Names(table.schema, table.name, column.name)
+
+
+def _delta_sql(names: _Names, sides: Sequence[tuple[str, int]]) -> str:
+    """One INSERT of the statistics change that the transition tables ``sides`` make."""
+    col = qualified(None, names.column)
+    parts = []
+    for rows, sign in sides:
+        parts.append(
+            f"SELECT k.key AS term, {sign} AS df, 0 AS len FROM {rows} r, "
+            f"jsonb_object_keys(r.{col}) AS k(key) WHERE k.key <> ''"
+        )
+        parts.append(
+            f"SELECT ''::text, {sign}, {sign} * coalesce((r.{col} ->> ''), '0')::bigint "
+            f"FROM {rows} r WHERE r.{col} IS NOT NULL"
+        )
+    union = " UNION ALL ".join(parts)
+    # Sorted: the index insertions of one statement go in key order (cheaper), and the
+    # HAVING drops terms whose change nets to zero (an update that kept a term).
+    return (
+        f"INSERT INTO {names.q(names.stats)} (term, df, len) "
+        f"SELECT term, sum(df), sum(len) FROM ({union}) AS d GROUP BY term "
+        "HAVING sum(df) <> 0 OR sum(len) <> 0 ORDER BY term"
+    )
+
+
+def _install_statements(names: _Names) -> list[str]:
+    stats = names.q(names.stats)
+    table = names.q(names.table)
+    stmts = [
+        f"CREATE TABLE IF NOT EXISTS {stats} (term text NOT NULL, df bigint NOT NULL, "
+        "len bigint NOT NULL DEFAULT 0)",
+        f'CREATE INDEX IF NOT EXISTS "{fit_identifier(names.stats, "term")}" ON {stats} '
+        "(term) INCLUDE (df, len)",
+        f"COMMENT ON TABLE {stats} IS 'vecalchemy BM25 statistics of "
+        f"{names.table}.{names.column}: append-only deltas, summed per term (term '''' "
+        "holds the document count in df and the total length in len)'",
+    ]
+    ops = {
+        "ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows", [("new_rows", 1)]),
+        "del": ("DELETE", "REFERENCING OLD TABLE AS old_rows", [("old_rows", -1)]),
+        "upd": (
+            "UPDATE",
+            "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            [("new_rows", 1), ("old_rows", -1)],
+        ),
+    }
+    for op, (event_, referencing, sides) in ops.items():
+        fn = names.q(names.function(op))
+        stmts.append(
+            f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $bm25$ "
+            f"BEGIN {_delta_sql(names, sides)}; RETURN NULL; END $bm25$"
+        )
+        stmts.append(
+            f'CREATE OR REPLACE TRIGGER "{names.function(op)}" AFTER {event_} ON {table} '
+            f"{referencing} FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"
+        )
+    fn = names.q(names.function("trunc"))
+    stmts.append(
+        f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $bm25$ "
+        f"BEGIN DELETE FROM {stats}; RETURN NULL; END $bm25$"
+    )
+    stmts.append(
+        f'CREATE OR REPLACE TRIGGER "{names.function("trunc")}" AFTER TRUNCATE ON {table} '
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"
+    )
+    return stmts
+
+
+def _uninstall_statements(names: _Names) -> list[str]:
+    table = names.q(names.table)
+    stmts = []
+    for op in ("ins", "del", "upd", "trunc"):
+        stmts.append(f'DROP TRIGGER IF EXISTS "{names.function(op)}" ON {table}')
+        stmts.append(f"DROP FUNCTION IF EXISTS {names.q(names.function(op))}()")
+    stmts.append(f"DROP TABLE IF EXISTS {names.q(names.stats)}")
+    return stmts
+
+
+def _resolve(column: Any) -> tuple[sa.Table, sa.Column[Any], BM25Spec]:
+    col: Any = column
+    if isinstance(column, InstrumentedAttribute):
+        cols = getattr(column.property, "columns", None)
+        col = cols[0] if cols else None
+    if not isinstance(col, sa.Column) or not isinstance(col.table, sa.Table):
+        raise InvalidArgument(
+            f"expected a BM25 column of a table (Doc.body_bm25 or table.c.body_bm25), "
+            f"got {column!r}"
+        )
+    spec = col.info.get(BM25_INFO_KEY)
+    if not isinstance(spec, BM25Spec):
+        raise InvalidArgument(
+            f"column {col.table.name}.{col.name} is not a BM25 column; declare it with "
+            "vecalchemy.bm25.BM25('body') (or bm25_column for a Core table)"
+        )
+    return col.table, col, spec
+
+
+def resolve_bm25(column: Any) -> tuple[sa.Table, sa.Column[Any], BM25Spec]:
+    """The table, column and :class:`BM25Spec` behind a BM25 column (ORM or Core).
+
+    Raises :class:`~vecalchemy.errors.InvalidArgument` for any other column.
+
+    Example::
+
+        table, col, spec = resolve_bm25(Doc.body_bm25)
+    """
+    return _resolve(column)
+
+
+def install_bm25(conn: sa.Connection, column: Any) -> None:
+    """Create the statistics table and triggers of a BM25 column, and count its rows.
+
+    Idempotent. Takes ``SHARE ROW EXCLUSIVE`` on the table for the rest of the
+    transaction (writers wait; readers do not), so the statistics computed from the
+    rows already there and the triggers that follow every later write never miss or
+    double count a row. ``create_all()`` runs it for tables with a :func:`BM25` column.
+
+    Example::
+
+        with engine.begin() as conn:
+            install_bm25(conn, Doc.body_bm25)
+    """
+    table, col, _ = _resolve(column)
+    names = _names(table, col)
+    conn.exec_driver_sql(f"LOCK TABLE {names.q(names.table)} IN SHARE ROW EXCLUSIVE MODE")
+    for stmt in _install_statements(names):
+        conn.exec_driver_sql(stmt)
+    conn.exec_driver_sql(f"DELETE FROM {names.q(names.stats)}")
+    conn.exec_driver_sql(_delta_sql(names, [(names.q(names.table), 1)]))
+
+
+def uninstall_bm25(conn: sa.Connection, column: Any) -> None:
+    """Drop the triggers, functions and statistics table of a BM25 column (idempotent).
+
+    The column and its GIN index stay; :func:`install_bm25` recounts them.
+
+    Example::
+
+        with engine.begin() as conn:
+            uninstall_bm25(conn, Doc.body_bm25)
+    """
+    table, col, _ = _resolve(column)
+    for stmt in _uninstall_statements(_names(table, col)):
+        conn.exec_driver_sql(stmt)
+
+
+def compact_bm25(conn: sa.Connection, column: Any) -> int:
+    """Fold a BM25 column's statistics deltas into one row per term; returns rows removed.
+
+    Safe while others write: the rows folded are the ones this statement's snapshot
+    sees, and deltas committed meanwhile stay. Compactions of one column take turns
+    (an advisory lock). Reads are exact before, during and after.
+
+    Example::
+
+        with engine.begin() as conn:
+            compact_bm25(conn, Doc.body_bm25)
+    """
+    table, col, _ = _resolve(column)
+    names = _names(table, col)
+    stats = names.q(names.stats)
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
+        {"n": f"vecalchemy:bm25:{stats}"},
+    )
+    before = conn.exec_driver_sql(f"SELECT count(*) FROM {stats}").scalar_one()
+    conn.exec_driver_sql(
+        f"WITH gone AS (DELETE FROM {stats} RETURNING term, df, len) "
+        f"INSERT INTO {stats} (term, df, len) SELECT term, sum(df), sum(len) FROM gone "
+        "GROUP BY term HAVING sum(df) <> 0 OR sum(len) <> 0 ORDER BY term"
+    )
+    after = conn.exec_driver_sql(f"SELECT count(*) FROM {stats}").scalar_one()
+    return int(before) - int(after)
+
+
+@dataclass(frozen=True)
+class BM25Statistics:
+    """A BM25 column's corpus statistics as the current snapshot sees them.
+
+    Example::
+
+        stats = bm25_statistics(conn, Doc.body_bm25)
+        stats.documents, stats.avgdl, stats.df["vacuum"]
+    """
+
+    documents: int
+    total_length: int
+    df: dict[str, int]
+
+    @property
+    def avgdl(self) -> float:
+        """The average document length (0.0 for an empty corpus)."""
+        return self.total_length / self.documents if self.documents else 0.0
+
+
+def bm25_statistics(
+    conn: sa.Connection, column: Any, terms: Sequence[str] | None = None
+) -> BM25Statistics:
+    """Document count, total length and document frequencies (of ``terms``, or all).
+
+    Example::
+
+        bm25_statistics(conn, Doc.body_bm25, ["vacuum"]).df    # {'vacuum': 12}
+    """
+    table, col, _ = _resolve(column)
+    stats = _stats_table(_names(table, col))
+    query = sa.select(
+        stats.c.term, sa.func.sum(stats.c.df).label("df"), sa.func.sum(stats.c.len).label("len")
+    ).group_by(stats.c.term)
+    if terms is not None:
+        query = query.where(stats.c.term == sa.any_(_text_array(["", *terms])))
+    documents = length = 0
+    df: dict[str, int] = {}
+    for term, count, total in conn.execute(query):
+        if term == LENGTH_KEY:
+            documents, length = int(count), int(total)
+        elif count:
+            df[term] = int(count)
+    return BM25Statistics(documents, length, df)
+
+
+# --- the query -----------------------------------------------------------------------
+
+
+def _stats_table(names: _Names) -> sa.Table:
+    return sa.Table(
+        names.stats,
+        sa.MetaData(),
+        sa.Column("term", sa.Text),
+        sa.Column("df", sa.BigInteger),
+        sa.Column("len", sa.BigInteger),
+        schema=names.schema,
+    )
+
+
+def _text_array(values: Sequence[str]) -> sa.BindParameter[Any]:
+    return sa.bindparam(None, list(values), type_=ARRAY(sa.Text))
+
+
+def _check_param(what: str, value: object, *, upper: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidSearch(f"{what} must be a number, got {value!r}")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"between 0 and {upper}" if upper is not None else "0 or more"
+        raise InvalidSearch(f"{what} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def bm25_query(
+    column: Any,
+    query_text: str,
+    k: int | None = 10,
+    *,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
+) -> sa.Select[Any]:
+    """``SELECT <row>, score``: the rows matching any term of ``query_text``, best first.
+
+    Real BM25 (bm25s's default ``lucene`` variant) from the live statistics:
+    ``sum over query terms of ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 -
+    b + b * dl / avgdl))``. The query is analysed with the column's analyser; a row
+    qualifies if it has ANY of the terms (GIN index), so queries of any length work. A
+    query with no terms (empty, or only stop words) selects no rows. ``k=None``: no
+    LIMIT. Extend the statement with ``.where()`` to filter. For an ORM column the row
+    is the mapped entity, for a Core column the table's columns.
+
+    Example::
+
+        for doc, score in session.execute(bm25_query(Doc.body_bm25, "vacuum tuning")):
+            print(doc.id, round(score, 3))
+    """
+    table, col, spec = _resolve(column)
+    if not isinstance(query_text, str):
+        raise InvalidSearch(
+            f"query text must be a string, got {type(query_text).__name__}; pass the words "
+            "to search for"
+        )
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InvalidSearch(f"k must be a positive integer or None, got {k!r}")
+    k1 = _check_param("k1", k1)
+    b = _check_param("b", b, upper=1.0)
+    entity: Any = column.class_ if isinstance(column, InstrumentedAttribute) else table
+    pk = list(table.primary_key.columns)
+    counts = Counter(spec.analyzer.tokens(query_text))
+    if not counts:
+        empty = sa.select(entity, sa.literal(0.0, sa.Float).label("score")).where(sa.false())
+        return empty.limit(k) if k is not None else empty
+    terms = sorted(counts)
+    names = _names(table, col)
+    stats = _stats_table(names)
+    f8 = sa.Float(precision=53)
+    sums = (
+        sa.select(
+            stats.c.term,
+            sa.cast(sa.func.sum(stats.c.df), f8).label("df"),
+            sa.cast(sa.func.sum(stats.c.len), f8).label("len"),
+        )
+        .where(stats.c.term == sa.any_(_text_array(["", *terms])))
+        .group_by(stats.c.term)
+        .cte("bm25_sums")
+    )
+    corpus = sa.select(sums.c.df.label("n"), sums.c.len.label("total")).where(
+        sums.c.term == LENGTH_KEY
+    )
+    corpus_sq = corpus.subquery("bm25_corpus")
+    query_terms = (
+        sa.func.unnest(
+            _text_array(terms),
+            sa.bindparam(None, [counts[t] for t in terms], type_=ARRAY(sa.Integer)),
+        )
+        .table_valued("term", "qtf", name="bm25_q")
+        .render_derived()
+    )
+    n, df = corpus_sq.c.n, sums.c.df
+    weights = (
+        sa.select(
+            query_terms.c.term,
+            (query_terms.c.qtf * sa.func.ln(1.0 + (n - df + 0.5) / (df + 0.5))).label("idf"),
+            sa.literal(k1 * (1.0 - b), f8).label("c0"),
+            (sa.literal(k1 * b, f8) * n / sa.func.nullif(corpus_sq.c.total, 0.0, type_=f8)).label(
+                "c1"
+            ),
+        )
+        .select_from(query_terms)
+        .join(sums, sums.c.term == query_terms.c.term)
+        .join(corpus_sq, sa.true())
+        .where(df > 0)
+        .cte("bm25_weights")
+    )
+    tf = sa.cast(col.op("->>")(weights.c.term), f8)
+    dl = sa.cast(col.op("->>")(sa.literal(LENGTH_KEY)), f8)
+    per_term = weights.c.idf * tf / (tf + weights.c.c0 + sa.func.coalesce(weights.c.c1, 0.0) * dl)
+    score = (
+        sa.select(sa.func.coalesce(sa.func.sum(per_term), 0.0))
+        .select_from(weights)
+        .scalar_subquery()
+        .label("score")
+    )
+    stmt = (
+        sa.select(entity, score)
+        .where(col.op("?|")(_text_array(terms)))
+        .order_by(sa.desc("score"), *pk)
+    )
+    return stmt.limit(k) if k is not None else stmt
+
+
+# --- wiring: index, DDL on create/drop, ORM flush hook --------------------------------
+
+
+@event.listens_for(sa.Column, "after_parent_attach")
+def _attach(column: sa.Column[Any], parent: Any) -> None:
+    spec = column.info.get(BM25_INFO_KEY)
+    if not isinstance(spec, BM25Spec) or not isinstance(parent, sa.Table):
+        return
+    names = _names(parent, column)
+    if not any(ix.name == names.index for ix in parent.indexes):
+        sa.Index(names.index, column, postgresql_using="gin", _column_flag=True)
+
+    def after_create(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
+        install_bm25(connection, target.c[column.name])
+
+    def before_drop(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
+        uninstall_bm25(connection, target.c[column.name])
+
+    event.listen(parent, "after_create", after_create)
+    event.listen(parent, "before_drop", before_drop)
+
+
+def _bm25_columns(mapper: Mapper[Any]) -> list[tuple[str, BM25Spec, list[str]]]:
+    found = []
+    for prop_col in mapper.columns:
+        spec = prop_col.info.get(BM25_INFO_KEY)
+        if isinstance(spec, BM25Spec):
+            key = mapper.get_property_by_column(prop_col).key
+            sources = [
+                mapper.get_property_by_column(mapper.local_table.c[s]).key for s in spec.sources
+            ]
+            found.append((key, spec, sources))
+    return found
+
+
+@event.listens_for(Mapper, "before_update")
+def _refresh_on_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    columns = _bm25_columns(mapper)
+    if not columns:
+        return
+    state = sa.inspect(target)
+    for key, spec, sources in columns:
+        if any(state.attrs[s].history.has_changes() for s in sources):
+            values = {c: getattr(target, s) for c, s in zip(spec.sources, sources, strict=True)}
+            setattr(target, key, spec.document(values))
