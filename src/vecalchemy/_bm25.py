@@ -8,19 +8,20 @@ Design (docs/design.md, "BM25"):
   stemmer of PyStemmer. It is bm25s's ``tokenize(..., stopwords="en", stemmer=...)``
   step for step, so the same text gives the same terms.
 * **Storage**: one ``jsonb`` column per document, ``{"<term>": tf, ..., "": length}``
-  (the key ``""`` holds the document length; the analyser never makes an empty term),
-  with a GIN index (``jsonb_ops``) that finds the candidates: ``doc ?| :terms``. The
-  write path fills it (:func:`BM25` columns: an insert default and an ORM flush hook;
-  Core updates pass :func:`bm25_document` themselves).
-* **Corpus statistics** (document count, total length, document frequency per term)
-  live in an append-only delta table ``<table>_<column>_bm25(term, df, len)``:
-  statement-level ``AFTER INSERT/UPDATE/DELETE`` triggers with transition tables append
-  one row per changed term per statement (and one ``term = ''`` row carrying the change
-  of the document count in ``df`` and of the total length in ``len``). Reads sum the
-  rows of the query's terms. Writers only append, so they never wait for each other on
-  a statistics row, never deadlock, and no update can be lost; a rolled-back write
-  takes its delta rows with it. :func:`compact_bm25` folds the deltas into one row per
-  term.
+  (the key ``""`` holds the document length; the analyser never makes an empty term).
+  The write path fills it (:func:`BM25` columns: an insert default and an ORM flush
+  hook; Core updates pass :func:`bm25_document` themselves).
+* **Postings** ``<table>_<column>_bm25_postings(term, key_0.., tf, dl)``, primary key
+  ``(term, key..) INCLUDE (tf, dl)``: one row per term per row, written by
+  statement-level ``AFTER INSERT/UPDATE/DELETE`` triggers from the transition tables
+  (an update rewrites only the rows whose key or terms changed). A query reads the
+  postings of its terms by index-only scans: the candidates, their ``tf`` and ``dl``,
+  and each term's document frequency (``count(*)``, exact under MVCC).
+* **Corpus** ``<table>_<column>_bm25_corpus(n, len)``: append-only deltas of the
+  document count and total length, one row per write statement, summed when read and
+  folded by :func:`compact_bm25`. Writers only append, so they never wait for each
+  other on a shared counter row, never deadlock, and no update can be lost; a
+  rolled-back write takes its rows with it.
 * **Scoring** at query time from the live statistics (:func:`bm25_query`): bm25s's
   default method ``lucene``: ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf part
   = tf / (tf + k1 * (1 - b + b * dl / avgdl))``, summed over the query's terms (a term
@@ -41,6 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 import Stemmer
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, Mapper, mapped_column
 
@@ -61,6 +63,7 @@ __all__ = [
     "bm25_column",
     "bm25_document",
     "bm25_query",
+    "bm25_scores",
     "bm25_statistics",
     "compact_bm25",
     "install_bm25",
@@ -276,12 +279,12 @@ def BM25(
     analyzer: Analyzer | None = None,
     **kw: Any,
 ) -> MappedColumn[Any]:
-    """Declare a BM25 column over ``source_columns``: a ``jsonb`` of terms, GIN-indexed.
+    """Declare a BM25 column over ``source_columns``: a ``jsonb`` of the row's terms.
 
     Inserts fill it from the source columns (Core and ORM); ORM flushes that change a
-    source column refill it. ``metadata.create_all()`` creates its GIN index
-    ``ix_<table>_<column>_gin`` and installs the statistics table and triggers
-    (:func:`install_bm25`); ``drop_all()`` removes them. ``analyzer`` (or ``language``,
+    source column refill it. ``metadata.create_all()`` installs the postings and corpus
+    tables and the triggers that keep them (:func:`install_bm25`); ``drop_all()``
+    removes them. ``analyzer`` (or ``language``,
     a Snowball stemmer name) fixes the analysis for documents and queries.
 
     Example::
@@ -329,6 +332,8 @@ class _Names:
     schema: str | None
     table: str
     column: str
+    #: The table's primary key: (column name, SQL type) in order.
+    key: tuple[tuple[str, str], ...]
 
     @property
     def base(self) -> str:
@@ -338,70 +343,135 @@ class _Names:
         return qualified(self.schema, name)
 
     @property
-    def stats(self) -> str:
-        return fit_identifier(self.base)
+    def postings(self) -> str:
+        return fit_identifier(self.base, "postings")
 
     @property
-    def index(self) -> str:
-        return fit_identifier(f"ix_{self.table}_{self.column}_gin")
+    def corpus(self) -> str:
+        return fit_identifier(self.base, "corpus")
 
     def function(self, op: str) -> str:
         return fit_identifier(self.base, op)
 
+    @property
+    def keys(self) -> list[str]:
+        """The postings' copies of the primary key: ``key_0, key_1, ...``."""
+        return [f"key_{i}" for i in range(len(self.key))]
+
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
 
 def _names(table: sa.Table, column: sa.Column[Any]) -> _Names:
-    return _Names(table.schema, table.name, column.name)
+    pk = list(table.primary_key.columns)
+    if not pk:
+        raise InvalidArgument(
+            f"table {table.name} has no primary key; a BM25 column needs one (its postings "
+            "point at rows by primary key)"
+        )
+    key = tuple((c.name, c.type.compile(dialect=_DIALECT)) for c in pk)
+    return _Names(table.schema, table.name, column.name, key)
 
 
-def _delta_sql(names: _Names, sides: Sequence[tuple[str, int]]) -> str:
-    """One INSERT of the statistics change that the transition tables ``sides`` make."""
+def _postings_select(names: _Names, rows: str) -> str:
+    """``(term, key_0.., tf, dl)`` of every term of every row of ``rows``."""
     col = qualified(None, names.column)
-    parts = []
-    for rows, sign in sides:
-        parts.append(
-            f"SELECT k.key AS term, {sign} AS df, 0 AS len FROM {rows} r, "
-            f"jsonb_object_keys(r.{col}) AS k(key) WHERE k.key <> ''"
-        )
-        parts.append(
-            f"SELECT ''::text, {sign}, {sign} * coalesce((r.{col} ->> ''), '0')::bigint "
-            f"FROM {rows} r WHERE r.{col} IS NOT NULL"
-        )
-    union = " UNION ALL ".join(parts)
-    # Sorted: the index insertions of one statement go in key order (cheaper), and the
-    # HAVING drops terms whose change nets to zero (an update that kept a term).
+    keys = ", ".join(f"r.{qualified(None, n)}" for n, _ in names.key)
     return (
-        f"INSERT INTO {names.q(names.stats)} (term, df, len) "
-        f"SELECT term, sum(df), sum(len) FROM ({union}) AS d GROUP BY term "
-        "HAVING sum(df) <> 0 OR sum(len) <> 0 ORDER BY term"
+        f"SELECT k.key AS term, {keys}, k.value::int AS tf, (r.{col} ->> '')::int AS dl "
+        f"FROM {rows} r, jsonb_each_text(r.{col}) AS k WHERE k.key <> ''"
+    )
+
+
+def _corpus_delta(names: _Names, sides: Sequence[tuple[str, int]]) -> str:
+    """Append the change of the document count and total length that ``sides`` make."""
+    col = qualified(None, names.column)
+    parts = " UNION ALL ".join(
+        f"SELECT {sign} AS n, {sign} * coalesce((r.{col} ->> ''), '0')::bigint AS len "
+        f"FROM {rows} r WHERE r.{col} IS NOT NULL"
+        for rows, sign in sides
+    )
+    return (
+        f"INSERT INTO {names.q(names.corpus)} (n, len) SELECT sum(n), sum(len) FROM ({parts}) d "
+        "HAVING sum(n) <> 0 OR sum(len) <> 0"
+    )
+
+
+def _delete_postings(names: _Names, rows: str) -> str:
+    col = qualified(None, names.column)
+    match = " AND ".join(
+        f"p.{k} = d.{qualified(None, n)}" for k, (n, _) in zip(names.keys, names.key, strict=True)
+    )
+    keys = ", ".join(f"r.{qualified(None, n)}" for n, _ in names.key)
+    return (
+        f"DELETE FROM {names.q(names.postings)} p USING (SELECT k.key AS term, {keys} "
+        f"FROM {rows} r, jsonb_object_keys(r.{col}) AS k(key) WHERE k.key <> '') d "
+        f"WHERE p.term = d.term AND {match}"
+    )
+
+
+def _insert_postings(names: _Names, rows: str) -> str:
+    cols = ", ".join(["term", *names.keys, "tf", "dl"])
+    return (
+        f"INSERT INTO {names.q(names.postings)} ({cols}) {_postings_select(names, rows)} "
+        f"ORDER BY 1, {', '.join(str(i + 2) for i in range(len(names.key)))}"
     )
 
 
 def _install_statements(names: _Names) -> list[str]:
-    stats = names.q(names.stats)
+    postings = names.q(names.postings)
+    corpus = names.q(names.corpus)
     table = names.q(names.table)
+    col = qualified(None, names.column)
+    key_defs = ", ".join(
+        f"{k} {t} NOT NULL" for k, (_, t) in zip(names.keys, names.key, strict=True)
+    )
+    pk_list = ", ".join(qualified(None, n) for n, _ in names.key)
     stmts = [
-        f"CREATE TABLE IF NOT EXISTS {stats} (term text NOT NULL, df bigint NOT NULL, "
-        "len bigint NOT NULL DEFAULT 0)",
-        f'CREATE INDEX IF NOT EXISTS "{fit_identifier(names.stats, "term")}" ON {stats} '
-        "(term) INCLUDE (df, len)",
-        f"COMMENT ON TABLE {stats} IS 'vecalchemy BM25 statistics of "
-        f"{names.table}.{names.column}: append-only deltas, summed per term (term '''' "
-        "holds the document count in df and the total length in len)'",
+        f"CREATE TABLE IF NOT EXISTS {postings} (term text NOT NULL, {key_defs}, "
+        f"tf int NOT NULL, dl int NOT NULL, PRIMARY KEY (term, {', '.join(names.keys)}) "
+        "INCLUDE (tf, dl))",
+        f"CREATE TABLE IF NOT EXISTS {corpus} (n bigint NOT NULL, len bigint NOT NULL)",
+        f"COMMENT ON TABLE {postings} IS 'vecalchemy BM25 postings of "
+        f"{names.table}.{names.column}: one row per term per row, kept by triggers'",
+        f"COMMENT ON TABLE {corpus} IS 'vecalchemy BM25 corpus of "
+        f"{names.table}.{names.column}: append-only deltas of the document count and total "
+        "length, summed when read'",
     ]
-    ops = {
-        "ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows", [("new_rows", 1)]),
-        "del": ("DELETE", "REFERENCING OLD TABLE AS old_rows", [("old_rows", -1)]),
+    # An update rewrites the postings only of the rows whose key or terms changed.
+    changed_old = (
+        f"(SELECT {pk_list}, {col} FROM old_rows EXCEPT ALL SELECT {pk_list}, {col} FROM new_rows)"
+    )
+    changed_new = (
+        f"(SELECT {pk_list}, {col} FROM new_rows EXCEPT ALL SELECT {pk_list}, {col} FROM old_rows)"
+    )
+    bodies = {
+        "ins": (
+            "INSERT",
+            "REFERENCING NEW TABLE AS new_rows",
+            [_insert_postings(names, "new_rows"), _corpus_delta(names, [("new_rows", 1)])],
+        ),
+        "del": (
+            "DELETE",
+            "REFERENCING OLD TABLE AS old_rows",
+            [_delete_postings(names, "old_rows"), _corpus_delta(names, [("old_rows", -1)])],
+        ),
         "upd": (
             "UPDATE",
             "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
-            [("new_rows", 1), ("old_rows", -1)],
+            [
+                _delete_postings(names, changed_old),
+                _insert_postings(names, changed_new),
+                _corpus_delta(names, [("new_rows", 1), ("old_rows", -1)]),
+            ],
         ),
     }
-    for op, (event_, referencing, sides) in ops.items():
+    for op, (event_, referencing, sql) in bodies.items():
         fn = names.q(names.function(op))
+        body = "; ".join(sql)
         stmts.append(
             f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $bm25$ "
-            f"BEGIN {_delta_sql(names, sides)}; RETURN NULL; END $bm25$"
+            f"BEGIN {body}; RETURN NULL; END $bm25$"
         )
         stmts.append(
             f'CREATE OR REPLACE TRIGGER "{names.function(op)}" AFTER {event_} ON {table} '
@@ -410,7 +480,7 @@ def _install_statements(names: _Names) -> list[str]:
     fn = names.q(names.function("trunc"))
     stmts.append(
         f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $bm25$ "
-        f"BEGIN DELETE FROM {stats}; RETURN NULL; END $bm25$"
+        f"BEGIN DELETE FROM {postings}; DELETE FROM {corpus}; RETURN NULL; END $bm25$"
     )
     stmts.append(
         f'CREATE OR REPLACE TRIGGER "{names.function("trunc")}" AFTER TRUNCATE ON {table} '
@@ -425,7 +495,8 @@ def _uninstall_statements(names: _Names) -> list[str]:
     for op in ("ins", "del", "upd", "trunc"):
         stmts.append(f'DROP TRIGGER IF EXISTS "{names.function(op)}" ON {table}')
         stmts.append(f"DROP FUNCTION IF EXISTS {names.q(names.function(op))}()")
-    stmts.append(f"DROP TABLE IF EXISTS {names.q(names.stats)}")
+    stmts.append(f"DROP TABLE IF EXISTS {names.q(names.postings)}")
+    stmts.append(f"DROP TABLE IF EXISTS {names.q(names.corpus)}")
     return stmts
 
 
@@ -461,12 +532,12 @@ def resolve_bm25(column: Any) -> tuple[sa.Table, sa.Column[Any], BM25Spec]:
 
 
 def install_bm25(conn: sa.Connection, column: Any) -> None:
-    """Create the statistics table and triggers of a BM25 column, and count its rows.
+    """Create the postings and corpus tables and the triggers of a BM25 column, and fill them.
 
     Idempotent. Takes ``SHARE ROW EXCLUSIVE`` on the table for the rest of the
-    transaction (writers wait; readers do not), so the statistics computed from the
-    rows already there and the triggers that follow every later write never miss or
-    double count a row. ``create_all()`` runs it for tables with a :func:`BM25` column.
+    transaction (writers wait; readers do not), so the postings built from the rows
+    already there and the triggers that follow every later write never miss or double
+    count a row. ``create_all()`` runs it for tables with a :func:`BM25` column.
 
     Example::
 
@@ -478,14 +549,17 @@ def install_bm25(conn: sa.Connection, column: Any) -> None:
     conn.exec_driver_sql(f"LOCK TABLE {names.q(names.table)} IN SHARE ROW EXCLUSIVE MODE")
     for stmt in _install_statements(names):
         conn.exec_driver_sql(stmt)
-    conn.exec_driver_sql(f"DELETE FROM {names.q(names.stats)}")
-    conn.exec_driver_sql(_delta_sql(names, [(names.q(names.table), 1)]))
+    conn.exec_driver_sql(f"DELETE FROM {names.q(names.postings)}")
+    conn.exec_driver_sql(f"DELETE FROM {names.q(names.corpus)}")
+    existing = names.q(names.table)
+    conn.exec_driver_sql(_insert_postings(names, existing))
+    conn.exec_driver_sql(_corpus_delta(names, [(existing, 1)]))
 
 
 def uninstall_bm25(conn: sa.Connection, column: Any) -> None:
-    """Drop the triggers, functions and statistics table of a BM25 column (idempotent).
+    """Drop the triggers, functions, postings and corpus tables of a BM25 column.
 
-    The column and its GIN index stay; :func:`install_bm25` recounts them.
+    Idempotent. The column stays; :func:`install_bm25` rebuilds the rest from it.
 
     Example::
 
@@ -498,8 +572,10 @@ def uninstall_bm25(conn: sa.Connection, column: Any) -> None:
 
 
 def compact_bm25(conn: sa.Connection, column: Any) -> int:
-    """Fold a BM25 column's statistics deltas into one row per term; returns rows removed.
+    """Fold a BM25 column's corpus deltas into one row; returns the rows removed.
 
+    Every write statement appends one delta row (so that writers never wait for each
+    other); reads sum them, so compact now and then (the postings need nothing).
     Safe while others write: the rows folded are the ones this statement's snapshot
     sees, and deltas committed meanwhile stay. Compactions of one column take turns
     (an advisory lock). Reads are exact before, during and after.
@@ -511,18 +587,18 @@ def compact_bm25(conn: sa.Connection, column: Any) -> int:
     """
     table, col, _ = _resolve(column)
     names = _names(table, col)
-    stats = names.q(names.stats)
+    corpus = names.q(names.corpus)
     conn.execute(
         sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
-        {"n": f"vecalchemy:bm25:{stats}"},
+        {"n": f"vecalchemy:bm25:{corpus}"},
     )
-    before = conn.exec_driver_sql(f"SELECT count(*) FROM {stats}").scalar_one()
+    before = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
     conn.exec_driver_sql(
-        f"WITH gone AS (DELETE FROM {stats} RETURNING term, df, len) "
-        f"INSERT INTO {stats} (term, df, len) SELECT term, sum(df), sum(len) FROM gone "
-        "GROUP BY term HAVING sum(df) <> 0 OR sum(len) <> 0 ORDER BY term"
+        f"WITH gone AS (DELETE FROM {corpus} RETURNING n, len) "
+        f"INSERT INTO {corpus} (n, len) SELECT sum(n), sum(len) FROM gone "
+        "HAVING sum(n) <> 0 OR sum(len) <> 0"
     )
-    after = conn.exec_driver_sql(f"SELECT count(*) FROM {stats}").scalar_one()
+    after = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
     return int(before) - int(after)
 
 
@@ -556,31 +632,41 @@ def bm25_statistics(
         bm25_statistics(conn, Doc.body_bm25, ["vacuum"]).df    # {'vacuum': 12}
     """
     table, col, _ = _resolve(column)
-    stats = _stats_table(_names(table, col))
-    query = sa.select(
-        stats.c.term, sa.func.sum(stats.c.df).label("df"), sa.func.sum(stats.c.len).label("len")
-    ).group_by(stats.c.term)
+    names = _names(table, col)
+    postings, corpus = _postings_table(names), _corpus_table(names)
+    documents, length = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(corpus.c.n), 0),
+            sa.func.coalesce(sa.func.sum(corpus.c.len), 0),
+        )
+    ).one()
+    query = sa.select(postings.c.term, sa.func.count()).group_by(postings.c.term)
     if terms is not None:
-        query = query.where(stats.c.term == sa.any_(_text_array(["", *terms])))
-    documents = length = 0
-    df: dict[str, int] = {}
-    for term, count, total in conn.execute(query):
-        if term == LENGTH_KEY:
-            documents, length = int(count), int(total)
-        elif count:
-            df[term] = int(count)
-    return BM25Statistics(documents, length, df)
+        query = query.where(postings.c.term == sa.any_(_text_array(terms)))
+    df = {term: int(count) for term, count in conn.execute(query)}
+    return BM25Statistics(int(documents), int(length), df)
 
 
 # --- the query -----------------------------------------------------------------------
 
 
-def _stats_table(names: _Names) -> sa.Table:
+def _postings_table(names: _Names) -> sa.Table:
     return sa.Table(
-        names.stats,
+        names.postings,
         sa.MetaData(),
         sa.Column("term", sa.Text),
-        sa.Column("df", sa.BigInteger),
+        *(sa.Column(k, sa.types.NullType()) for k in names.keys),
+        sa.Column("tf", sa.Integer),
+        sa.Column("dl", sa.Integer),
+        schema=names.schema,
+    )
+
+
+def _corpus_table(names: _Names) -> sa.Table:
+    return sa.Table(
+        names.corpus,
+        sa.MetaData(),
+        sa.Column("n", sa.BigInteger),
         sa.Column("len", sa.BigInteger),
         schema=names.schema,
     )
@@ -599,30 +685,7 @@ def _check_param(what: str, value: object, *, upper: float | None = None) -> flo
     return float(value)
 
 
-def bm25_query(
-    column: Any,
-    query_text: str,
-    k: int | None = 10,
-    *,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-) -> sa.Select[Any]:
-    """``SELECT <row>, score``: the rows matching any term of ``query_text``, best first.
-
-    Real BM25 (bm25s's default ``lucene`` variant) from the live statistics:
-    ``sum over query terms of ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 -
-    b + b * dl / avgdl))``. The query is analysed with the column's analyser; a row
-    qualifies if it has ANY of the terms (GIN index), so queries of any length work. A
-    query with no terms (empty, or only stop words) selects no rows. ``k=None``: no
-    LIMIT. Extend the statement with ``.where()`` to filter. For an ORM column the row
-    is the mapped entity, for a Core column the table's columns.
-
-    Example::
-
-        for doc, score in session.execute(bm25_query(Doc.body_bm25, "vacuum tuning")):
-            print(doc.id, round(score, 3))
-    """
-    table, col, spec = _resolve(column)
+def _check_query(query_text: object, k: object) -> None:
     if not isinstance(query_text, str):
         raise InvalidSearch(
             f"query text must be a string, got {type(query_text).__name__}; pass the words "
@@ -630,32 +693,53 @@ def bm25_query(
         )
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InvalidSearch(f"k must be a positive integer or None, got {k!r}")
+
+
+def bm25_scores(
+    column: Any,
+    query_text: str,
+    limit: int | None = None,
+    *,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
+) -> sa.Subquery | None:
+    """``(key_0, ..., score)`` of every row sharing a term with ``query_text``.
+
+    The building block of :func:`bm25_query` (and of a hybrid query's text leg):
+    ``key_<i>`` is the row's i-th primary key column. ``limit``: only the best rows
+    (ties by key). None when the query has no terms.
+
+    Example::
+
+        scores = bm25_scores(Doc.body_bm25, "vacuum", limit=40)
+        select(Doc.id, scores.c.score).join(scores, Doc.id == scores.c.key_0)
+    """
+    table, col, spec = _resolve(column)
+    _check_query(query_text, limit)
     k1 = _check_param("k1", k1)
     b = _check_param("b", b, upper=1.0)
-    entity: Any = column.class_ if isinstance(column, InstrumentedAttribute) else table
-    pk = list(table.primary_key.columns)
     counts = Counter(spec.analyzer.tokens(query_text))
     if not counts:
-        empty = sa.select(entity, sa.literal(0.0, sa.Float).label("score")).where(sa.false())
-        return empty.limit(k) if k is not None else empty
+        return None
     terms = sorted(counts)
     names = _names(table, col)
-    stats = _stats_table(names)
+    postings, corpus = _postings_table(names), _corpus_table(names)
     f8 = sa.Float(precision=53)
-    sums = (
-        sa.select(
-            stats.c.term,
-            sa.cast(sa.func.sum(stats.c.df), f8).label("df"),
-            sa.cast(sa.func.sum(stats.c.len), f8).label("len"),
-        )
-        .where(stats.c.term == sa.any_(_text_array(["", *terms])))
-        .group_by(stats.c.term)
-        .cte("bm25_sums")
+    hits = (
+        sa.select(postings)
+        .where(postings.c.term == sa.any_(_text_array(terms)))
+        .cte("bm25_hits")
+        .prefix_with("MATERIALIZED")
     )
-    corpus = sa.select(sums.c.df.label("n"), sums.c.len.label("total")).where(
-        sums.c.term == LENGTH_KEY
+    df = (
+        sa.select(hits.c.term, sa.cast(sa.func.count(), f8).label("df"))
+        .group_by(hits.c.term)
+        .subquery("bm25_df")
     )
-    corpus_sq = corpus.subquery("bm25_corpus")
+    totals = sa.select(
+        sa.cast(sa.func.sum(corpus.c.n), f8).label("n"),
+        sa.cast(sa.func.sum(corpus.c.len), f8).label("total"),
+    ).subquery("bm25_corpus")
     query_terms = (
         sa.func.unnest(
             _text_array(terms),
@@ -664,40 +748,82 @@ def bm25_query(
         .table_valued("term", "qtf", name="bm25_q")
         .render_derived()
     )
-    n, df = corpus_sq.c.n, sums.c.df
+    n = totals.c.n
     weights = (
         sa.select(
-            query_terms.c.term,
-            (query_terms.c.qtf * sa.func.ln(1.0 + (n - df + 0.5) / (df + 0.5))).label("idf"),
-            sa.literal(k1 * (1.0 - b), f8).label("c0"),
-            (sa.literal(k1 * b, f8) * n / sa.func.nullif(corpus_sq.c.total, 0.0, type_=f8)).label(
+            df.c.term,
+            (query_terms.c.qtf * sa.func.ln(1.0 + (n - df.c.df + 0.5) / (df.c.df + 0.5))).label(
+                "idf"
+            ),
+            (sa.literal(k1 * b, f8) * n / sa.func.nullif(totals.c.total, 0.0, type_=f8)).label(
                 "c1"
             ),
         )
-        .select_from(query_terms)
-        .join(sums, sums.c.term == query_terms.c.term)
-        .join(corpus_sq, sa.true())
-        .where(df > 0)
-        .cte("bm25_weights")
+        .select_from(df)
+        .join(query_terms, query_terms.c.term == df.c.term)
+        .join(totals, sa.true())
+        .subquery("bm25_weights")
     )
-    tf = sa.cast(col.op("->>")(weights.c.term), f8)
-    dl = sa.cast(col.op("->>")(sa.literal(LENGTH_KEY)), f8)
-    per_term = weights.c.idf * tf / (tf + weights.c.c0 + sa.func.coalesce(weights.c.c1, 0.0) * dl)
-    score = (
-        sa.select(sa.func.coalesce(sa.func.sum(per_term), 0.0))
-        .select_from(weights)
-        .scalar_subquery()
-        .label("score")
-    )
+    tf = sa.cast(hits.c.tf, f8)
+    norm = tf + sa.literal(k1 * (1.0 - b), f8) + sa.func.coalesce(weights.c.c1, 0.0) * hits.c.dl
+    score = sa.func.sum(weights.c.idf * tf / norm).label("score")
+    keys = [hits.c[k] for k in names.keys]
     stmt = (
-        sa.select(entity, score)
-        .where(col.op("?|")(_text_array(terms)))
-        .order_by(sa.desc("score"), *pk)
+        sa.select(*keys, score)
+        .select_from(hits)
+        .join(weights, weights.c.term == hits.c.term)
+        .group_by(*keys)
+    )
+    if limit is not None:
+        stmt = stmt.order_by(sa.desc("score"), *keys).limit(limit)
+    return stmt.subquery("bm25_scores")
+
+
+def bm25_query(
+    column: Any,
+    query_text: str,
+    k: int | None = 10,
+    *,
+    where: Any = None,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
+) -> sa.Select[Any]:
+    """``SELECT <row>, score``: the rows sharing any term with ``query_text``, best first.
+
+    Real BM25 (bm25s's default ``lucene`` variant) from the live statistics:
+    ``sum over query terms of ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 -
+    b + b * dl / avgdl))``. The query is analysed with the column's analyser; a row
+    qualifies if it has ANY of the terms, so queries of any length work. A query with
+    no terms (empty, or only stop words) selects no rows. ``k=None``: every match.
+    ``where``: a filter on the table (an expression or a list), applied before the
+    top ``k`` are taken. For an ORM column the row is the mapped entity, for a Core
+    column the table's columns.
+
+    Example::
+
+        for doc, score in session.execute(bm25_query(Doc.body_bm25, "vacuum tuning")):
+            print(doc.id, round(score, 3))
+    """
+    table, _, _ = _resolve(column)
+    _check_query(query_text, k)
+    entity: Any = column.class_ if isinstance(column, InstrumentedAttribute) else table
+    pk = list(table.primary_key.columns)
+    filters = [] if where is None else list(where) if isinstance(where, (list, tuple)) else [where]
+    scores = bm25_scores(column, query_text, None if filters else k, k1=k1, b=b)
+    if scores is None:
+        empty = sa.select(entity, sa.literal(0.0, sa.Float).label("score")).where(sa.false())
+        return empty.limit(k) if k is not None else empty
+    on = sa.and_(*(c == scores.c[f"key_{i}"] for i, c in enumerate(pk)))
+    stmt = (
+        sa.select(entity, scores.c.score)
+        .join(scores, on)
+        .where(*filters)
+        .order_by(scores.c.score.desc(), *pk)
     )
     return stmt.limit(k) if k is not None else stmt
 
 
-# --- wiring: index, DDL on create/drop, ORM flush hook --------------------------------
+# --- wiring: DDL on create/drop, ORM flush hook ---------------------------------------
 
 
 @event.listens_for(sa.Column, "after_parent_attach")
@@ -705,9 +831,6 @@ def _attach(column: sa.Column[Any], parent: Any) -> None:
     spec = column.info.get(BM25_INFO_KEY)
     if not isinstance(spec, BM25Spec) or not isinstance(parent, sa.Table):
         return
-    names = _names(parent, column)
-    if not any(ix.name == names.index for ix in parent.indexes):
-        sa.Index(names.index, column, postgresql_using="gin", _column_flag=True)
 
     def after_create(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
         install_bm25(connection, target.c[column.name])

@@ -1,8 +1,8 @@
 """BM25 ranking inside PostgreSQL, with no extension.
 
 :func:`BM25` declares a ``jsonb`` column holding each row's analysed terms
-(``{term: frequency, "": length}``) with a GIN index; ``create_all()`` installs an
-append-only statistics table kept exact by statement-level triggers, and
+(``{term: frequency, "": length}``); ``create_all()`` installs a postings table and an
+append-only corpus table that statement-level triggers keep exact, and
 :func:`bm25_query` scores the rows that share a term with the query by real BM25
 (bm25s's default ``lucene`` variant, ``k1=1.5``, ``b=0.75``) from the live statistics.
 The :class:`Analyzer` (lower-case, ``(?u)\\b\\w\\w+\\b`` tokens, English stop words,
@@ -32,6 +32,7 @@ from vecalchemy._bm25 import (
     bm25_column,
     bm25_document,
     bm25_query,
+    bm25_scores,
     bm25_statistics,
     compact_bm25,
     install_bm25,
@@ -46,6 +47,7 @@ __all__ = [
     "bm25_column",
     "bm25_document",
     "bm25_query",
+    "bm25_scores",
     "bm25_statistics",
     "compact_bm25",
     "install_bm25",
