@@ -3,17 +3,18 @@
 Three tables of the same documents (``id``, ``body``):
 
 * ``plain``: no BM25 at all;
-* ``column``: a :func:`vecalchemy.bm25.BM25` column and its GIN index, statistics
-  triggers uninstalled (the analyser and the index alone);
-* ``bm25``: the full declaration (column, GIN index, statistics triggers).
+* ``column``: a :func:`vecalchemy.bm25.BM25` column with its triggers uninstalled
+  (the analyser and the ``jsonb`` alone);
+* ``bm25``: the full declaration (column, postings and corpus triggers).
 
 Measured per table: batched inserts (``executemany`` of ``--batch`` rows per
 transaction), single-row insert transactions, single-row update transactions (a new
 body) and single-row delete transactions, each as rows/s (wall clock, client and server
 together); and, on ``bm25``, ``bm25_query`` latency (p50/p95 of ``--queries`` queries
-made from document titles, k=10) with the statistics deltas as the writes left them and
-after :func:`~vecalchemy.bm25.compact_bm25`, plus concurrent single-row inserts from
-``--threads`` threads (rows/s), with and without triggers.
+made from document titles, k=10) with the corpus deltas as the writes left them (one
+row per write statement) and after :func:`~vecalchemy.bm25.compact_bm25`, plus
+concurrent single-row inserts from ``--threads`` threads (rows/s), with and without
+triggers.
 
 Usage::
 
@@ -165,20 +166,24 @@ def run(
             "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
         }
 
-    stats_table = "bench_bm25_full_terms_bm25"
+    corpus = "bench_bm25_full_terms_bm25_corpus"
     with engine.connect() as conn:
-        delta_rows = conn.exec_driver_sql(f"SELECT count(*) FROM {stats_table}").scalar_one()
+        delta_rows = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
         docs = conn.execute(sa.select(sa.func.count()).select_from(Full)).scalar_one()
+        postings = conn.exec_driver_sql(
+            "SELECT count(*) FROM bench_bm25_full_terms_bm25_postings"
+        ).scalar_one()
     before = latencies()
     with engine.begin() as conn:
         compact_bm25(conn, Full.terms)
     with engine.connect() as conn:
-        compacted_rows = conn.exec_driver_sql(f"SELECT count(*) FROM {stats_table}").scalar_one()
+        compacted_rows = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
     after = latencies()
     results["query"] = {
         "documents": docs,
-        "delta_rows_before_compaction": delta_rows,
-        "rows_after_compaction": compacted_rows,
+        "postings": postings,
+        "corpus_rows_before_compaction": delta_rows,
+        "corpus_rows_after_compaction": compacted_rows,
         "before_compaction": before,
         "after_compaction": after,
     }

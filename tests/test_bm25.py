@@ -18,9 +18,10 @@ import pytest
 import sqlalchemy as sa
 import Stemmer
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tests.bm25_writer_proc import Base, Doc, random_text, writer
+from vecalchemy import Embedding, hybrid_search
 from vecalchemy.bm25 import (
     BM25,
     Analyzer,
@@ -517,3 +518,74 @@ def test_statistics_stay_exact_under_concurrent_writers(
         assert stored_statistics(conn, Doc.terms) == scratch_statistics(list(texts.values()))
         stored = conn.execute(sa.select(Doc.id, Doc.terms)).all()
         assert all(t == ANALYZER.document(texts[i]) for i, t in stored)
+
+
+# -- the text leg of hybrid search ----------------------------------------------------------
+
+
+class HybridBase(DeclarativeBase):
+    pass
+
+
+class Note(HybridBase):
+    __tablename__ = "bm25_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str]
+    tag: Mapped[str]
+    embedding = Embedding(4)
+    terms = BM25("body")
+
+
+@pytest.fixture(scope="module")
+def notes(module_db: Engine) -> Iterator[Engine]:
+    rng = random.Random(9)
+    HybridBase.metadata.create_all(module_db)
+    with Session(module_db) as session:
+        session.add_all(
+            Note(
+                id=i,
+                body=random_text(rng),
+                tag="a" if i % 3 else "b",
+                embedding=[rng.random() + 0.01 for _ in range(4)],
+            )
+            for i in range(80)
+        )
+        session.commit()
+    yield module_db
+    HybridBase.metadata.drop_all(module_db)
+
+
+def test_hybrid_search_ranks_the_text_leg_by_bm25(notes: Engine) -> None:
+    """With a BM25 column as text_column, the text leg's ranks are bm25_query's ranks,
+    filters apply inside the leg, and the BM25 column is not loaded with the rows."""
+    query, vector = "deadlock rollback wal", [0.3, 0.1, 0.5, 0.2]
+    with Session(notes) as session:
+        for where, k in ((None, 10), (Note.tag == "b", 5)):
+            ranking = session.execute(bm25_query(Note.terms, query, k=None, where=where)).all()
+            text_rank = {n.id: r for r, (n, _) in enumerate(ranking, 1)}
+            session.expunge_all()
+            hits = hybrid_search(
+                session, Note.embedding, Note.terms, query, vector, k=k, where=where
+            )
+            assert len(hits) == k
+            with_text = [h for h in hits if h.ranks[1] is not None]
+            assert with_text
+            assert all(h.ranks[1] == text_rank[h.row.id] for h in with_text)
+            if where is not None:
+                assert all(h.row.tag == "b" for h in hits)
+            assert all("terms" not in h.row.__dict__ for h in hits)
+
+
+def test_hybrid_search_with_a_stop_word_query_is_the_vector_leg(notes: Engine) -> None:
+    with Session(notes) as session:
+        hits = hybrid_search(session, Note.embedding, Note.terms, "the of and", [1, 0, 0, 0], k=5)
+        assert len(hits) == 5
+        assert all(h.ranks[1] is None and h.ranks[0] is not None for h in hits)
+
+
+def test_hybrid_search_rejects_another_language_for_a_bm25_column(notes: Engine) -> None:
+    with (
+        Session(notes) as session,
+        pytest.raises(InvalidSearch, match="analysed with language 'english'"),
+    ):
+        hybrid_search(session, Note.embedding, Note.terms, "wal", [1, 0, 0, 0], language="german")
