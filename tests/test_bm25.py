@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tests.bm25_writer_proc import Base, Doc, random_text, writer
-from vecalchemy import Embedding, hybrid_search
+from vecalchemy import Collection, Embedding, hybrid_search
 from vecalchemy.bm25 import (
     BM25,
     Analyzer,
@@ -33,7 +33,7 @@ from vecalchemy.bm25 import (
     install_bm25,
     uninstall_bm25,
 )
-from vecalchemy.errors import InvalidArgument, InvalidSearch
+from vecalchemy.errors import ConfigurationError, InvalidArgument, InvalidSearch
 
 core_meta = sa.MetaData()
 core_docs = sa.Table(
@@ -589,3 +589,61 @@ def test_hybrid_search_rejects_another_language_for_a_bm25_column(notes: Engine)
         pytest.raises(InvalidSearch, match="analysed with language 'english'"),
     ):
         hybrid_search(session, Note.embedding, Note.terms, "wal", [1, 0, 0, 0], language="german")
+
+
+# -- collections ------------------------------------------------------------------------------
+
+
+def test_collection_declared_bm25_ranks_text_and_hybrid_by_bm25(module_db: Engine) -> None:
+    """text_ranking="bm25": writes (COPY) fill the terms, mode="text" is bm25 over the
+    chunks after adds, upserts and deletes, hybrid uses it, open() keeps it, drop()
+    removes the postings."""
+    name = "bm25_coll"
+    docs = Collection(
+        name, embedder="hashing", engine=module_db, splitter="none", text_ranking="bm25"
+    )
+    rng = random.Random(12)
+    texts = {f"d{i}": random_text(rng) for i in range(40)}
+    docs.add(list(texts.values()), ids=list(texts), metadata=[{"n": i % 2} for i in range(40)])
+    texts["d3"] = "wal wal checkpoint"
+    docs.upsert([texts["d3"]], ids=["d3"], metadata=[{"n": 1}])
+    docs.delete(["d5", "d6"])
+    del texts["d5"], texts["d6"]
+    query = "wal checkpoint lock"
+    hits = docs.search(query, k=50, mode="text")
+    expected = reference_scores(dict(enumerate(texts.values())), query)
+    by_id = {f: expected.get(n) for n, f in enumerate(texts)}
+    assert len(hits) == len([s for s in by_id.values() if s is not None])
+    assert all(h.similarity == pytest.approx(by_id[h.id], rel=1e-12) for h in hits)
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+    filtered = docs.search(query, k=50, mode="text", where={"n": 1})
+    assert filtered
+    assert {h.id for h in filtered} == {h.id for h in hits if h.metadata["n"] == 1}
+    assert docs.search("the of", k=5, mode="text") == []
+    hybrid = Collection.open(name, engine=module_db).search(query, k=5, mode="hybrid")
+    assert len(hybrid) == 5
+    with pytest.raises(ConfigurationError, match="ranks its text with 'bm25', not 'tsvector'"):
+        Collection(name, embedder="hashing", engine=module_db, splitter="none").search("wal")
+    docs.drop()
+    with module_db.connect() as conn:
+        assert (
+            conn.execute(sa.text(f"SELECT to_regclass('{name}_terms_bm25_postings')")).scalar()
+            is None
+        )
+
+
+def test_collection_text_mode_with_tsvector_ranking(module_db: Engine) -> None:
+    """The default ranking: mode="text" orders by ts_rank_cd over the tsv column."""
+    docs = Collection("bm25_tsv_coll", embedder="hashing", engine=module_db, splitter="none")
+    docs.add(["wal wal wal checkpoint", "wal vacuum", "vacuum"], ids=["a", "b", "c"])
+    hits = docs.search("wal", k=5, mode="text")
+    assert [h.id for h in hits] == ["a", "b"]
+    assert hits[0].similarity > hits[1].similarity > 0
+    docs.drop()
+
+
+def test_collection_rejects_an_unknown_ranking(module_db: Engine) -> None:
+    with pytest.raises(InvalidArgument, match="text_ranking 'okapi' is not one of tsvector, bm25"):
+        Collection("bm25_bad", embedder="hashing", engine=module_db, text_ranking="okapi")
+    with module_db.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('bm25_bad')")).scalar() is None
