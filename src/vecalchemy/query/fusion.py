@@ -9,6 +9,9 @@ A fused query has *legs*, each a ranked list that its own index serves:
 * a full-text leg is ``SELECT pk, ts_rank_cd(tsv, q) AS score FROM t WHERE tsv @@ q AND
   <filters> ORDER BY score DESC LIMIT :candidates`` with
   ``q = websearch_to_tsquery('<language>'::regconfig, :query_text)`` (GIN index).
+* a BM25 text leg (a :func:`vecalchemy.bm25.BM25` column) is
+  :func:`vecalchemy.bm25.bm25_scores`: ``(pk, score)`` from the column's postings, the
+  filters applied before the candidates are cut.
 
 Each leg is ranked with ``row_number()``, the legs are combined with ``UNION ALL`` and
 ``GROUP BY`` primary key, scored by the fusion, cut to the best ``k`` and joined back to
@@ -397,7 +400,6 @@ def _text_leg(
 
 def _bm25_leg(
     col: Column[Any],
-    spec: BM25Spec,
     query_text: str,
     *,
     candidates: int,
@@ -644,7 +646,6 @@ def plan_hybrid(
         legs.append(
             _bm25_leg(
                 bm25[0],
-                bm25[1],
                 query_text,
                 candidates=n,
                 clauses=clauses,
