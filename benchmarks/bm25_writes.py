@@ -14,7 +14,10 @@ together); and, on ``bm25``, ``bm25_query`` latency (p50/p95 of ``--queries`` qu
 made from document titles, k=10) with the corpus deltas as the writes left them (one
 row per write statement) and after :func:`~vecalchemy.bm25.compact_bm25`, plus
 concurrent single-row inserts from ``--threads`` threads (rows/s), with and without
-triggers.
+triggers. On a fourth table (``HashingEmbedder`` vectors with HNSW, a ``FullText`` and a
+``BM25`` column, loaded with COPY): the top-10 agreement of ``bm25_query`` with
+``bm25s`` given the same tokens, the largest relative score difference, and p50 of a
+dense search, a BM25 query and hybrid searches (BM25 and ``ts_rank_cd`` text legs).
 
 Usage::
 
@@ -34,15 +37,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bm25s
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
-from vecalchemy.bm25 import BM25, bm25_query, compact_bm25, uninstall_bm25
+from vecalchemy import HNSW, Embedding, HashingEmbedder, hybrid_search, load, search
+from vecalchemy.bm25 import BM25, Analyzer, bm25_query, compact_bm25, uninstall_bm25
 from vecalchemy.cli._corpus import stdlib_corpus
+from vecalchemy.fulltext import FullText
 from vecalchemy.server import EmbeddedServer
 
 REPO = Path(__file__).resolve().parents[1]
+HASH_DIM = 256
 
 
 class Base(DeclarativeBase):
@@ -70,6 +77,79 @@ class Full(Base):
 
 
 MODELS: dict[str, type[Any]] = {"plain": Plain, "column": Column, "bm25": Full}
+
+
+class Hybrid(Base):
+    __tablename__ = "bench_bm25_hybrid"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str]
+    embedding = Embedding(HASH_DIM, index=HNSW())
+    tsv = FullText("body")
+    terms = BM25("body")
+
+
+def median_ms(fn: Callable[[str], object], queries: list[str]) -> float:
+    fn(queries[0])
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def legs(engine: sa.Engine, texts: list[str], titles: list[str]) -> dict[str, Any]:
+    """Top-10 agreement with bm25s (same tokens), and p50 of dense / hybrid searches."""
+    analyzer = Analyzer()
+    embedder = HashingEmbedder(HASH_DIM)
+    with engine.begin() as conn:
+        load(
+            conn,
+            Hybrid.__table__,
+            {
+                "id": list(range(len(texts))),
+                "body": texts,
+                "embedding": embedder.embed_documents(texts),
+                "terms": [analyzer.document(t) for t in texts],
+            },
+        )
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    retriever = bm25s.BM25()
+    retriever.index([analyzer.tokens(t) for t in texts], show_progress=False)
+    agree = []
+    max_diff = 0.0
+    with Session(engine) as session:
+        for q in titles:
+            tokens = analyzer.tokens(q)
+            ours = session.execute(bm25_query(Hybrid.terms, q, k=10)).all()
+            if not tokens:
+                continue
+            scores = retriever.get_scores(tokens)
+            theirs = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[:10]
+            theirs = [i for i in theirs if scores[i] > 0]
+            agree.append(len({d.id for d, _ in ours} & set(theirs)) / max(len(theirs), 1))
+            for d, score in ours:
+                max_diff = max(max_diff, abs(score - float(scores[d.id])) / max(score, 1e-9))
+        vectors = {q: embedder.embed_query(q) for q in titles}
+        return {
+            "top10_agreement_with_bm25s": round(statistics.mean(agree), 4),
+            "max_relative_score_difference": float(f"{max_diff:.2e}"),
+            "p50_ms_dense": median_ms(
+                lambda q: search(session, Hybrid.embedding, vectors[q], k=10), titles
+            ),
+            "p50_ms_bm25": median_ms(
+                lambda q: session.execute(bm25_query(Hybrid.terms, q, k=10)).all(), titles
+            ),
+            "p50_ms_hybrid_bm25": median_ms(
+                lambda q: hybrid_search(session, Hybrid.embedding, Hybrid.terms, q, vectors[q]),
+                titles,
+            ),
+            "p50_ms_hybrid_tsvector": median_ms(
+                lambda q: hybrid_search(session, Hybrid.embedding, Hybrid.tsv, q, vectors[q]),
+                titles,
+            ),
+        }
 
 
 def rate(n: int, seconds: float) -> float:
@@ -179,6 +259,7 @@ def run(
     with engine.connect() as conn:
         compacted_rows = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
     after = latencies()
+    results["legs"] = legs(engine, texts, titles)
     results["query"] = {
         "documents": docs,
         "postings": postings,
@@ -237,6 +318,7 @@ def main() -> None:
     for name in MODELS:
         print(f"{name:12}" + "".join(f"{results[name][k]:>34}" for k in keys))
     print(json.dumps(results["query"], indent=2))
+    print(json.dumps(results["legs"], indent=2))
 
 
 if __name__ == "__main__":

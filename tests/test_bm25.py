@@ -382,6 +382,34 @@ def test_rolled_back_writes_leave_statistics_unchanged(empty: Engine) -> None:
         assert stored_statistics(conn, Doc.terms) == before == (2, 3, {"vacuum": 1, "wal": 1})
 
 
+def test_statistics_of_chosen_terms(empty: Engine) -> None:
+    """terms= limits df to those terms (any text, quotes and percent signs included)."""
+    with Session(empty) as session:
+        session.add_all([Doc(id=1, body="vacuum wal"), Doc(id=2, body="wal")])
+        session.commit()
+    with empty.connect() as conn:
+        stats = bm25_statistics(conn, Doc.terms, ["wal", "it's 50%", "nope"])
+        assert (stats.documents, stats.total_length, stats.df) == (2, 3, {"wal": 2})
+        assert stats.avgdl == 1.5
+        assert bm25_statistics(conn, Doc.terms, []).df == {}
+
+
+def test_orm_updates_of_other_columns_keep_the_terms(empty: Engine) -> None:
+    """The flush hook re-analyses only when a source column changed."""
+    with Session(empty) as session:
+        doc = Doc(id=1, body="vacuum wal")
+        session.add(doc)
+        session.commit()
+        session.execute(sa.update(Doc).values(terms={"forged": 1, "": 1}))
+        session.commit()
+        doc.lang = "de"
+        session.commit()
+        assert session.scalar(sa.select(Doc.terms)) == {"forged": 1, "": 1}
+        doc.body = "lock"
+        session.commit()
+        assert session.scalar(sa.select(Doc.terms)) == {"lock": 1, "": 1}
+
+
 def test_truncate_clears_the_statistics(empty: Engine) -> None:
     with Session(empty) as session:
         session.add(Doc(id=1, body="vacuum"))

@@ -640,6 +640,8 @@ def bm25_statistics(
             sa.func.coalesce(sa.func.sum(corpus.c.len), 0),
         )
     ).one()
+    if terms is not None and not list(terms):
+        return BM25Statistics(int(documents), int(length), {})
     query = sa.select(postings.c.term, sa.func.count()).group_by(postings.c.term)
     if terms is not None:
         query = query.where(postings.c.term == sa.any_(_text_array(terms)))
