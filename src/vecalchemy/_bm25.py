@@ -688,11 +688,11 @@ def _corpus_table(names: _Names) -> sa.Table:
     )
 
 
-def _text_array(values: Sequence[str]) -> sa.BindParameter[Any]:
+def _text_array(values: Sequence[str], key: str | None = None) -> sa.BindParameter[Any]:
     # Rendered into the SQL at execution (the compiled form stays cached): with the
     # terms as parameters, a prepared statement's generic plan cannot see how many
     # postings they have, and was measured 80 times slower than the custom plan.
-    return sa.bindparam(None, list(values), type_=ARRAY(sa.Text), literal_execute=True)
+    return sa.bindparam(key, list(values), type_=ARRAY(sa.Text), literal_execute=True)
 
 
 def _check_param(what: str, value: object, *, upper: float | None = None) -> float:
@@ -742,62 +742,47 @@ def bm25_scores(
         return None
     terms = sorted(counts)
     names = _names(table, col)
-    postings, corpus = _side_tables(col, names)
-    f8 = sa.Float(precision=53)
-    hits = (
-        sa.select(postings)
-        .where(postings.c.term == sa.any_(_text_array(terms)))
-        .cte("bm25_hits")
-        .prefix_with("MATERIALIZED")
+    pk = list(table.primary_key.columns)
+    # Plain SQL text: the same statement built from SQLAlchemy constructs cost more
+    # client time per query than the server spent running it.
+    stmt = sa.text(_scores_sql(names, limited=limit is not None)).bindparams(
+        _text_array(terms, "bm25_terms"),
+        sa.bindparam(
+            "bm25_qtf", [counts[t] for t in terms], type_=ARRAY(sa.Integer), literal_execute=True
+        ),
+        sa.bindparam("bm25_k1b", k1 * b, type_=sa.Float(precision=53)),
+        sa.bindparam("bm25_c0", k1 * (1.0 - b), type_=sa.Float(precision=53)),
+        *([] if limit is None else [sa.bindparam("bm25_limit", limit, type_=sa.Integer)]),
     )
-    df = (
-        sa.select(hits.c.term, sa.cast(sa.func.count(), f8).label("df"))
-        .group_by(hits.c.term)
-        .subquery("bm25_df")
+    columns = [sa.column(k, c.type) for k, c in zip(names.keys, pk, strict=True)]
+    return stmt.columns(*columns, sa.column("score", sa.Float(precision=53))).subquery(
+        "bm25_scores"
     )
-    totals = sa.select(
-        sa.cast(sa.func.sum(corpus.c.n), f8).label("n"),
-        sa.cast(sa.func.sum(corpus.c.len), f8).label("total"),
-    ).subquery("bm25_corpus")
-    query_terms = (
-        sa.func.unnest(
-            _text_array(terms),
-            sa.bindparam(
-                None, [counts[t] for t in terms], type_=ARRAY(sa.Integer), literal_execute=True
-            ),
-        )
-        .table_valued("term", "qtf", name="bm25_q")
-        .render_derived()
+
+
+def _scores_sql(names: _Names, *, limited: bool) -> str:
+    """The SQL of :func:`bm25_scores` for a column (see docs/design.md, "BM25")."""
+    keys = ", ".join(names.keys)
+    h_keys = ", ".join(f"h.{k}" for k in names.keys)
+    sql = (
+        "WITH bm25_hits AS MATERIALIZED ("
+        f"SELECT term, {keys}, tf, dl FROM {names.q(names.postings)} "
+        "WHERE term = ANY(:bm25_terms)), "
+        "bm25_corpus AS (SELECT sum(n)::float8 AS n, sum(len)::float8 AS total "
+        f"FROM {names.q(names.corpus)}), "
+        "bm25_weights AS (SELECT d.term, "
+        "q.qtf * ln(1.0 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf, "
+        "coalesce(:bm25_k1b * c.n / nullif(c.total, 0.0), 0.0) AS c1 "
+        "FROM (SELECT term, count(*)::float8 AS df FROM bm25_hits GROUP BY term) AS d "
+        "JOIN unnest(:bm25_terms, :bm25_qtf) AS q(term, qtf) ON q.term = d.term "
+        "CROSS JOIN bm25_corpus AS c) "
+        f"SELECT {h_keys}, sum(w.idf * h.tf / (h.tf + :bm25_c0 + w.c1 * h.dl)) AS score "
+        "FROM bm25_hits AS h JOIN bm25_weights AS w ON w.term = h.term "
+        f"GROUP BY {h_keys}"
     )
-    n = totals.c.n
-    weights = (
-        sa.select(
-            df.c.term,
-            (query_terms.c.qtf * sa.func.ln(1.0 + (n - df.c.df + 0.5) / (df.c.df + 0.5))).label(
-                "idf"
-            ),
-            (sa.literal(k1 * b, f8) * n / sa.func.nullif(totals.c.total, 0.0, type_=f8)).label(
-                "c1"
-            ),
-        )
-        .select_from(df)
-        .join(query_terms, query_terms.c.term == df.c.term)
-        .join(totals, sa.true())
-        .subquery("bm25_weights")
-    )
-    tf = sa.cast(hits.c.tf, f8)
-    norm = tf + sa.literal(k1 * (1.0 - b), f8) + sa.func.coalesce(weights.c.c1, 0.0) * hits.c.dl
-    score = sa.func.sum(weights.c.idf * tf / norm).label("score")
-    keys = [hits.c[k] for k in names.keys]
-    stmt = (
-        sa.select(*keys, score)
-        .select_from(hits)
-        .join(weights, weights.c.term == hits.c.term)
-        .group_by(*keys)
-    )
-    if limit is not None:
-        stmt = stmt.order_by(sa.desc("score"), *keys).limit(limit)
-    return stmt.subquery("bm25_scores")
+    if limited:
+        sql += f" ORDER BY score DESC, {h_keys} LIMIT :bm25_limit"
+    return sql
 
 
 def bm25_query(
