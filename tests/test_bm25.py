@@ -18,10 +18,11 @@ import pytest
 import sqlalchemy as sa
 import Stemmer
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tests.bm25_writer_proc import Base, Doc, random_text, writer
-from vecalchemy import Collection, Embedding, hybrid_search
+from vecalchemy import Collection, Embedding, ahybrid_search, create_async_engine, hybrid_search
 from vecalchemy.bm25 import (
     BM25,
     Analyzer,
@@ -675,3 +676,27 @@ def test_collection_rejects_an_unknown_ranking(module_db: Engine) -> None:
         Collection("bm25_bad", embedder="hashing", engine=module_db, text_ranking="okapi")
     with module_db.connect() as conn:
         assert conn.execute(sa.text("SELECT to_regclass('bm25_bad')")).scalar() is None
+
+
+@pytest.mark.parametrize("driver", ["psycopg_async", "asyncpg"])
+async def test_async_drivers_run_bm25_queries_and_hybrid(
+    notes: Engine, module_db_url: sa.URL, driver: str
+) -> None:
+    """The statements run on both async drivers (the terms are rendered into the SQL)
+    and give the sync ranking."""
+    query, vector = "deadlock rollback wal", [0.3, 0.1, 0.5, 0.2]
+    with Session(notes) as session:
+        expected = [(n.id, s) for n, s in session.execute(bm25_query(Note.terms, query))]
+        fused = [
+            h.row.id for h in hybrid_search(session, Note.embedding, Note.terms, query, vector)
+        ]
+    engine = create_async_engine(module_db_url.set(drivername=f"postgresql+{driver}"))
+    try:
+        async with AsyncSession(engine) as session:
+            got = [(n.id, s) for n, s in await session.execute(bm25_query(Note.terms, query))]
+            hits = await ahybrid_search(session, Note.embedding, Note.terms, query, vector)
+    finally:
+        await engine.dispose()
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-12)
+    assert [h.row.id for h in hits] == fused
