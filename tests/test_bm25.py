@@ -431,6 +431,13 @@ def test_compaction_keeps_statistics_and_scores(empty: Engine) -> None:
     with empty.begin() as conn:
         before = stored_statistics(conn, Doc.terms)
         scores = conn.execute(bm25_query(Doc.terms, "lock vacuum", k=None)).all()
+        with empty.begin() as other:  # another compaction holds the lock: no wait
+            other.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
+                {"n": 'vecalchemy:bm25:"bm25_docs_terms_bm25_corpus"'},
+            )
+            with empty.begin() as third:
+                assert compact_bm25(third, Doc.terms, wait=False) == 0
         removed = compact_bm25(conn, Doc.terms)
         assert removed == 30  # 31 deltas (30 inserts, 1 delete) folded into 1
         assert stored_statistics(conn, Doc.terms) == before
@@ -638,6 +645,9 @@ def test_collection_declared_bm25_ranks_text_and_hybrid_by_bm25(module_db: Engin
     docs.upsert([texts["d3"]], ids=["d3"], metadata=[{"n": 1}])
     docs.delete(["d5", "d6"])
     del texts["d5"], texts["d6"]
+    with module_db.connect() as conn:  # every write folded its corpus delta
+        corpus = conn.exec_driver_sql(f"SELECT n, len FROM {name}_terms_bm25_corpus").all()
+    assert corpus == [(len(texts), sum(len(ANALYZER.tokens(t)) for t in texts.values()))]
     query = "wal checkpoint lock"
     hits = docs.search(query, k=50, mode="text")
     expected = reference_scores(dict(enumerate(texts.values())), query)

@@ -571,14 +571,15 @@ def uninstall_bm25(conn: sa.Connection, column: Any) -> None:
         conn.exec_driver_sql(stmt)
 
 
-def compact_bm25(conn: sa.Connection, column: Any) -> int:
+def compact_bm25(conn: sa.Connection, column: Any, *, wait: bool = True) -> int:
     """Fold a BM25 column's corpus deltas into one row; returns the rows removed.
 
     Every write statement appends one delta row (so that writers never wait for each
-    other); reads sum them, so compact now and then (the postings need nothing).
-    Safe while others write: the rows folded are the ones this statement's snapshot
-    sees, and deltas committed meanwhile stay. Compactions of one column take turns
-    (an advisory lock). Reads are exact before, during and after.
+    other); reads sum them, so compact now and then (the postings need nothing;
+    collections compact after each write). Safe while others write: the rows folded
+    are the ones this statement's snapshot sees, and deltas committed meanwhile stay.
+    Compactions of one column take turns (an advisory lock); ``wait=False`` returns 0
+    at once when another one holds it. Reads are exact before, during and after.
 
     Example::
 
@@ -588,10 +589,13 @@ def compact_bm25(conn: sa.Connection, column: Any) -> int:
     table, col, _ = _resolve(column)
     names = _names(table, col)
     corpus = names.q(names.corpus)
-    conn.execute(
-        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
-        {"n": f"vecalchemy:bm25:{corpus}"},
-    )
+    key = {"n": f"vecalchemy:bm25:{corpus}"}
+    if wait:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"), key)
+    elif not conn.execute(
+        sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:n, 0))"), key
+    ).scalar_one():
+        return 0
     before = conn.exec_driver_sql(f"SELECT count(*) FROM {corpus}").scalar_one()
     conn.exec_driver_sql(
         f"WITH gone AS (DELETE FROM {corpus} RETURNING n, len) "

@@ -61,7 +61,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
 
-from vecalchemy._bm25 import Analyzer, bm25_query
+from vecalchemy._bm25 import Analyzer, bm25_query, compact_bm25
 from vecalchemy._fulltext import (
     DEFAULT_LANGUAGE,
     FULLTEXT_INFO_KEY,
@@ -644,6 +644,7 @@ class Collection:
                 },
                 indexes=self._index_mode(conn, len(pieces), created, defer_index),
             )
+        self._compact()
         result.seconds["load"] = time.perf_counter() - started
         if progress is not None:
             progress("loading", len(pieces), len(pieces))
@@ -769,7 +770,17 @@ class Collection:
         with self.engine.begin() as conn:
             if clean:
                 lock_documents(conn, self.name, clean)
-            return int(conn.execute(stmt).rowcount)
+            deleted = int(conn.execute(stmt).rowcount)
+        self._compact()
+        return deleted
+
+    def _compact(self) -> None:
+        """Fold the corpus delta of a BM25 collection's write, in a short transaction of
+        its own (concurrent writers never wait for each other; skipped while another
+        fold runs)."""
+        if self._analyzer is not None:
+            with self.engine.begin() as conn:
+                compact_bm25(conn, self.table.c[TERMS], wait=False)
 
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The stored chunks of the given documents, in id and chunk order.
