@@ -26,6 +26,7 @@ from vecalchemy import Collection, Embedding, ahybrid_search, create_async_engin
 from vecalchemy.bm25 import (
     BM25,
     Analyzer,
+    BM25Spec,
     bm25_column,
     bm25_document,
     bm25_query,
@@ -710,3 +711,30 @@ async def test_async_drivers_run_bm25_queries_and_hybrid(
     assert [i for i, _ in got] == [i for i, _ in expected]
     assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-12)
     assert [h.row.id for h in hits] == fused
+
+
+def test_more_bad_input_is_refused_before_any_sql(module_db: Engine, notes: Engine) -> None:
+    """A spec with a foreign analyser, a keyless table, a non-text hybrid query and a bad
+    k for a collection's text search each get a clear error; nothing is created."""
+    with pytest.raises(InvalidArgument, match=r"analyzer must be a vecalchemy\.bm25\.Analyzer"):
+        BM25Spec(("body",), analyzer="english")  # type: ignore[arg-type]
+    keyless = sa.Table(
+        "bm25_keyless", sa.MetaData(), sa.Column("body", sa.Text), bm25_column("t", "body")
+    )
+    with module_db.connect() as conn, pytest.raises(InvalidArgument, match="has no primary key"):
+        install_bm25(conn, keyless.c.t)
+    with module_db.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT to_regclass('bm25_keyless_t_bm25_postings')")).scalar()
+            is None
+        )
+    with (
+        Session(notes) as session,
+        pytest.raises(InvalidSearch, match="query text must be a string, got dict"),
+    ):
+        hybrid_search(session, Note.embedding, Note.terms, {"wal": 1}, [1, 0, 0, 0])
+    docs = Collection("bm25_k", embedder="hashing", engine=module_db, text_ranking="bm25")
+    with pytest.raises(InvalidSearch, match="k must be a positive integer, got 0"):
+        docs.search("wal", k=0, mode="text")
+    with module_db.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('bm25_k')")).scalar() is None
