@@ -283,10 +283,10 @@ def BM25(
 
     Inserts fill it from the source columns (Core and ORM); ORM flushes that change a
     source column refill it. UPDATE statements (Core, or ORM bulk ``update()``) run no
-    Python per row: set the column with :func:`bm25_document` in the same statement. ``metadata.create_all()`` installs the postings and corpus
-    tables and the triggers that keep them (:func:`install_bm25`); ``drop_all()``
-    removes them. ``analyzer`` (or ``language``,
-    a Snowball stemmer name) fixes the analysis for documents and queries.
+    Python per row: set the column with :func:`bm25_document` in the same statement.
+    ``metadata.create_all()`` installs the postings and corpus tables and the triggers
+    that keep them (:func:`install_bm25`); ``drop_all()`` removes them. ``analyzer`` (or
+    ``language``, a Snowball stemmer name) fixes the analysis for documents and queries.
 
     Example::
 
