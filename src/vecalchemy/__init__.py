@@ -20,6 +20,20 @@ Declare the metric once, and the index and the query follow from it::
 from __future__ import annotations
 
 from vecalchemy.bench import BenchFiles, BenchResult, BenchStep, run_bench
+from vecalchemy.bm25 import (
+    BM25,
+    Analyzer,
+    BM25Spec,
+    BM25Statistics,
+    bm25_column,
+    bm25_document,
+    bm25_query,
+    bm25_scores,
+    bm25_statistics,
+    compact_bm25,
+    install_bm25,
+    uninstall_bm25,
+)
 from vecalchemy.collection import AddResult, Collection, CollectionHit, Record
 from vecalchemy.doctor import ColumnStorage, Finding, doctor, storage_report
 from vecalchemy.embedders import Embedder, HashingEmbedder, get_embedder
@@ -151,6 +165,7 @@ __version__ = "0.1.0"
 from vecalchemy import sync
 
 __all__ = [
+    "BM25",
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
     "DEFAULT_LANGUAGE",
@@ -163,6 +178,9 @@ __all__ = [
     "RRF",
     "STORAGE_DIM_LIMITS",
     "AddResult",
+    "Analyzer",
+    "BM25Spec",
+    "BM25Statistics",
     "BenchFiles",
     "BenchResult",
     "BenchStep",
@@ -238,9 +256,15 @@ __all__ = [
     "apply_rerank",
     "arun",
     "asearch",
+    "bm25_column",
+    "bm25_document",
+    "bm25_query",
+    "bm25_scores",
+    "bm25_statistics",
     "build_index",
     "build_indexes",
     "clear_tuning",
+    "compact_bm25",
     "compile_filter",
     "create_async_engine",
     "create_engine",
@@ -259,6 +283,7 @@ __all__ = [
     "hybrid_query",
     "hybrid_search",
     "index_used",
+    "install_bm25",
     "ivfflat_lists_for",
     "load",
     "measure_recall",
@@ -281,5 +306,6 @@ __all__ = [
     "stored_tuning",
     "sync",
     "tune",
+    "uninstall_bm25",
     "vector_indexes",
 ]

@@ -18,8 +18,9 @@ ConflictMode = Literal["error", "ignore", "update"]
 
 #: How :func:`vecalchemy.search` finds the nearest rows: ``"auto"``, ``"index"``, ``"exact"``.
 Strategy = Literal["auto", "index", "exact"]
-#: How :meth:`vecalchemy.Collection.search` searches: by ``"vector"`` or ``"hybrid"``.
-SearchMode = Literal["vector", "hybrid"]
+#: How :meth:`vecalchemy.Collection.search` searches: by ``"vector"``, ``"hybrid"``, or
+#: by its words alone (``"text"``).
+SearchMode = Literal["vector", "hybrid", "text"]
 #: How an iterative HNSW scan orders its rows: ``"strict"`` (exact distance order, for
 #: statements whose rows are used as they come) or ``"relaxed"`` (better recall; the
 #: runner re-sorts).

@@ -19,12 +19,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from vecalchemy._bm25 import Analyzer, bm25_column
 from vecalchemy._fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
 from vecalchemy._names import fit_identifier, qualified
 from vecalchemy.metrics import Metric
 from vecalchemy.schema import HNSW, IVFFlat, embedding_column
 
 __all__ = [
+    "RANKINGS",
+    "TERMS",
     "TSV",
     "TableState",
     "add_fulltext",
@@ -37,14 +40,29 @@ __all__ = [
 #: The generated full-text column of every collection table.
 TSV = "tsv"
 
+#: The BM25 terms column of a collection declared with ``text_ranking="bm25"``.
+TERMS = "terms"
+
+#: How a collection ranks its text leg: PostgreSQL's ``ts_rank_cd`` over ``tsv``, or
+#: BM25 over ``terms`` (:mod:`vecalchemy.bm25`).
+RANKINGS = ("tsvector", "bm25")
+
 #: The key under which a collection's configuration lives in its table's comment.
 _CONFIG_KEY = "vecalchemy"
 
 
 def collection_table(
-    name: str, dim: int, metric: Metric, index: HNSW | IVFFlat | None, language: str
+    name: str,
+    dim: int,
+    metric: Metric,
+    index: HNSW | IVFFlat | None,
+    language: str,
+    analyzer: Analyzer | None = None,
 ) -> sa.Table:
-    """The ``Table`` of a collection (see :class:`~vecalchemy.Collection` for the columns)."""
+    """The ``Table`` of a collection (see :class:`~vecalchemy.Collection` for the columns).
+
+    With an ``analyzer`` the table also has the BM25 ``terms`` column of ``text``."""
+    extra = [] if analyzer is None else [bm25_column(TERMS, "text", analyzer=analyzer)]
     return sa.Table(
         name,
         sa.MetaData(),
@@ -58,6 +76,7 @@ def collection_table(
         sa.Column("embedder", sa.Text, nullable=False),
         embedding_column("embedding", dim, metric=metric, index=index, nullable=False),
         fulltext_column(TSV, "text", language=language),
+        *extra,
         sa.Index(fit_identifier(f"ix_{name}_metadata"), "metadata", postgresql_using="gin"),
     )
 

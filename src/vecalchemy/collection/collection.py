@@ -13,6 +13,8 @@ A :class:`Collection` owns one table. Each row is a chunk of a document::
     embedding     vector   with the index derived from the metric (HNSW by default)
     tsv           tsvector generated from ``text`` in the collection's language (GIN
                            index), for ``search(..., mode="hybrid")``
+    terms         jsonb    (``text_ranking="bm25"`` only) the chunk's BM25 terms, with
+                           the postings and corpus tables of :mod:`vecalchemy.bm25`
 
 Documents are split (:mod:`vecalchemy.chunking`), embedded in batches, and written with
 binary COPY (:func:`vecalchemy.load.load`). ``search`` runs through
@@ -59,7 +61,14 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
 
-from vecalchemy._fulltext import DEFAULT_LANGUAGE, check_language, check_query_text
+from vecalchemy._bm25 import Analyzer, bm25_query, compact_bm25
+from vecalchemy._fulltext import (
+    DEFAULT_LANGUAGE,
+    FULLTEXT_INFO_KEY,
+    check_language,
+    check_query_text,
+    ts_rank_cd,
+)
 from vecalchemy._progress import Progress, progress_reporter
 from vecalchemy._typing import SearchMode
 from vecalchemy.chunking import (
@@ -70,6 +79,8 @@ from vecalchemy.chunking import (
     get_splitter,
 )
 from vecalchemy.collection._table import (
+    RANKINGS,
+    TERMS,
     TSV,
     TableState,
     add_fulltext,
@@ -105,7 +116,7 @@ _DEFER_MIN_ROWS = 10_000
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: The ways :meth:`Collection.search` can search.
-SEARCH_MODES: tuple[SearchMode, ...] = ("vector", "hybrid")
+SEARCH_MODES: tuple[SearchMode, ...] = ("vector", "hybrid", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +220,10 @@ class Collection:
     ``engine`` defaults to :func:`vecalchemy.create_engine` (the
     embedded server unless configured). ``language`` is the text search configuration
     of the full-text column (``"english"``, ``"simple"``, ...; see ``mode="hybrid"``).
+    ``text_ranking`` ranks the text leg (``mode="text"`` and ``mode="hybrid"``):
+    ``"tsvector"`` (default: PostgreSQL's ``ts_rank_cd``, what collections always did)
+    or ``"bm25"`` (real BM25, :mod:`vecalchemy.bm25`: the analyser stems with the Snowball
+    stemmer of ``language``, none for ``"simple"``). It is fixed when the table is made.
 
     The table is created by the first write (or :meth:`create`). An existing table must
     have been made by vecalchemy, with this embedder's dimension, metric and language;
@@ -231,6 +246,7 @@ class Collection:
         splitter: str | Splitter | None = "markdown",
         index: HNSW | IVFFlat | None = HNSW(),  # noqa: B008 - frozen, immutable default
         language: str = DEFAULT_LANGUAGE,
+        text_ranking: str = "tsvector",
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidArgument(
@@ -248,12 +264,22 @@ class Collection:
         )
         self._chunker: tuple[Splitter, int | None, Callable[[str], int] | None] | None = None
         self.language = check_language(language)
+        if text_ranking not in RANKINGS:
+            raise InvalidArgument(
+                f"text_ranking {text_ranking!r} is not one of {', '.join(RANKINGS)}; use "
+                "'bm25' for BM25 ranking or 'tsvector' for ts_rank_cd"
+            )
+        self.text_ranking = text_ranking
+        self._analyzer: Analyzer | None = None
+        if text_ranking == "bm25":
+            self._analyzer = Analyzer(language=None if language == "simple" else language)
         # Recorded in the table's comment so that open() can rebuild the collection.
         self._config = {
             "embedder": embedder if isinstance(embedder, str) else None,
             "metric": self.metric.value,
             "splitter": splitter if isinstance(splitter, str) or splitter is None else None,
             "language": self.language,
+            "text_ranking": self.text_ranking,
         }
         self._engine = engine
         self._index = index
@@ -280,7 +306,12 @@ class Collection:
         """The collection's ``sqlalchemy.Table`` (for your own queries)."""
         if self._table is None:
             self._table = collection_table(
-                self.name, self.embedder.dim, self.metric, self._index, self.language
+                self.name,
+                self.embedder.dim,
+                self.metric,
+                self._index,
+                self.language,
+                self._analyzer,
             )
         return self._table
 
@@ -315,6 +346,7 @@ class Collection:
             "splitter": config.get("splitter", "markdown"),
             # Collections made before hybrid search record no language: they get the default.
             "language": config.get("language", DEFAULT_LANGUAGE),
+            "text_ranking": config.get("text_ranking", "tsvector"),
         }
         kwargs.update(overrides)
         return cls(name, engine=eng, **kwargs)
@@ -338,6 +370,13 @@ class Collection:
                 f"collection {self.name!r} was created with metric {stored_metric!r}, not "
                 f"{self.metric.value!r}: its index serves {stored_metric!r} queries only; "
                 f"open it with Collection.open({self.name!r}) or metric={stored_metric!r}"
+            )
+        ranking = config.get("text_ranking", "tsvector")
+        if ranking != self.text_ranking:
+            raise ConfigurationError(
+                f"collection {self.name!r} ranks its text with {ranking!r}, not "
+                f"{self.text_ranking!r}; open it with Collection.open({self.name!r}) or "
+                f"text_ranking={ranking!r}"
             )
         built = state.language
         if built is not None and built != self.language:
@@ -597,9 +636,15 @@ class Collection:
                     "content_hash": [hashes[n] for n in which],
                     "embedder": [self.embedder.name] * len(pieces),
                     "embedding": vectors,
+                    **(
+                        {TERMS: [self._analyzer.document(c.text) for _, c in pieces]}
+                        if self._analyzer is not None
+                        else {}
+                    ),
                 },
                 indexes=self._index_mode(conn, len(pieces), created, defer_index),
             )
+        self._compact()
         result.seconds["load"] = time.perf_counter() - started
         if progress is not None:
             progress("loading", len(pieces), len(pieces))
@@ -725,7 +770,17 @@ class Collection:
         with self.engine.begin() as conn:
             if clean:
                 lock_documents(conn, self.name, clean)
-            return int(conn.execute(stmt).rowcount)
+            deleted = int(conn.execute(stmt).rowcount)
+        self._compact()
+        return deleted
+
+    def _compact(self) -> None:
+        """Fold the corpus delta of a BM25 collection's write, in a short transaction of
+        its own (concurrent writers never wait for each other; skipped while another
+        fold runs)."""
+        if self._analyzer is not None:
+            with self.engine.begin() as conn:
+                compact_bm25(conn, self.table.c[TERMS], wait=False)
 
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The stored chunks of the given documents, in id and chunk order.
@@ -771,7 +826,7 @@ class Collection:
             if state.exists and not state.ours:
                 raise ConfigurationError(_not_ours(self.name))
             if state.exists:
-                self.table.drop(conn)
+                self.table.drop(conn)  # and, for BM25, its postings (a before_drop hook)
         self._state = None
 
     # -- reading -----------------------------------------------------------------------
@@ -826,7 +881,7 @@ class Collection:
                 f"unknown search mode {mode!r}; use one of: {', '.join(SEARCH_MODES)}"
             )
         clause = compile_filter(self.table.c.metadata, where) if where is not None else None
-        if mode == "hybrid":
+        if mode in ("hybrid", "text"):
             vector_only = {
                 "min_similarity": min_similarity,
                 "max_distance": max_distance,
@@ -836,13 +891,17 @@ class Collection:
             given = [name for name, value in vector_only.items() if value is not None]
             if given:
                 raise InvalidSearch(
-                    f"{', '.join(given)} apply to mode='vector' only; drop them for a hybrid search"
+                    f"{', '.join(given)} apply to mode='vector' only; drop them for a {mode} search"
                 )
             if not isinstance(query, str):
                 raise InvalidSearch(
-                    "mode='hybrid' searches the query's words too, so it needs the query "
+                    f"mode={mode!r} searches the query's words, so it needs the query "
                     "text; pass a string, or use mode='vector' to search by a vector"
                 )
+            if mode == "text":
+                if fusion is not None or candidates is not None:
+                    raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
+                return self._text(query, k, clause)
             return self._hybrid(query, k, clause, fusion or RRF(), candidates)
         if fusion is not None or candidates is not None:
             raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
@@ -877,7 +936,7 @@ class Collection:
         # Built (and so checked) before the table is touched, then run as it is.
         fused = plan_hybrid(
             table.c.embedding,
-            table.c[TSV],
+            table.c[TERMS] if self._analyzer is not None else table.c[TSV],
             query,
             vector,
             k,
@@ -901,6 +960,44 @@ class Collection:
             )
             for h in hits
         ]
+
+    def _text(
+        self, query: str, k: int, clause: sa.ColumnElement[bool] | None
+    ) -> list[CollectionHit]:
+        """Rank by the words alone: BM25 (``text_ranking="bm25"``) or ``ts_rank_cd``."""
+        table = self.table
+        hit_columns = [table.c[n] for n in ("id", "chunk", "text", "metadata", "start", "end")]
+        if self._analyzer is not None:
+            found = bm25_query(table.c[TERMS], query, _check_text_k(k), where=clause)
+            stmt = found.with_only_columns(*hit_columns, found.selected_columns.score)
+        else:
+            query = check_query_text(query)
+            spec = table.c[TSV].info[FULLTEXT_INFO_KEY]
+            tsq = spec.tsquery(query)
+            score = ts_rank_cd(table.c[TSV], tsq).label("score")
+            stmt = (
+                select(*hit_columns, score)
+                .where(table.c[TSV].bool_op("@@")(tsq))
+                .where(*([] if clause is None else [clause]))
+                .order_by(score.desc(), table.c.id, table.c.chunk)
+                .limit(_check_text_k(k))
+            )
+        if self._for_reading().tsv is None and self._analyzer is None:
+            self._state = None
+            raise ConfigurationError(
+                f"collection {self.name!r} was made before full-text search and has no "
+                f"full-text column; run Collection.open({self.name!r}).upgrade() once"
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            conn.rollback()
+        return [_collection_hit(r, math.nan, float(r.score)) for r in rows]
+
+
+def _check_text_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidSearch(f"k must be a positive integer, got {k!r}")
+    return k
 
 
 def _not_ours(name: str) -> str:

@@ -9,6 +9,9 @@ A fused query has *legs*, each a ranked list that its own index serves:
 * a full-text leg is ``SELECT pk, ts_rank_cd(tsv, q) AS score FROM t WHERE tsv @@ q AND
   <filters> ORDER BY score DESC LIMIT :candidates`` with
   ``q = websearch_to_tsquery('<language>'::regconfig, :query_text)`` (GIN index).
+* a BM25 text leg (a :func:`vecalchemy.bm25.BM25` column) is
+  :func:`vecalchemy.bm25.bm25_scores`: ``(pk, score)`` from the column's postings, the
+  filters applied before the candidates are cut.
 
 Each leg is ranked with ``row_number()``, the legs are combined with ``UNION ALL`` and
 ``GROUP BY`` primary key, scored by the fusion, cut to the best ``k`` and joined back to
@@ -56,6 +59,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    false,
     func,
     literal,
     literal_column,
@@ -67,6 +71,7 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Label
 
+from vecalchemy._bm25 import BM25_INFO_KEY, BM25Spec, bm25_scores
 from vecalchemy._fulltext import (
     QUERY_TEXT_PARAM,
     FullTextSpec,
@@ -393,6 +398,39 @@ def _text_leg(
     return Leg(kind="text", column_name=column_name, select=stmt, weight=weight, text=spec)
 
 
+def _bm25_leg(
+    col: Column[Any],
+    query_text: str,
+    *,
+    candidates: int,
+    clauses: Sequence[ColumnElement[bool]],
+    weight: float,
+    column_name: str,
+) -> Leg:
+    """The BM25 text leg: :func:`vecalchemy.bm25.bm25_scores` over the column's postings."""
+    table = col.table
+    assert isinstance(table, Table)
+    pk = _primary_key(table, "a fused search")
+    labels = _key_labels(pk)
+    scores = bm25_scores(col, query_text, None if clauses else candidates)
+    if scores is None:  # no terms: the leg returns nothing
+        nothing = [cast(null(), c.type).label(n) for c, n in zip(pk, labels, strict=True)]
+        stmt = select(*nothing, literal(0.0, Float).label("score")).where(false())
+        return Leg(kind="text", column_name=column_name, select=stmt, weight=weight)
+    keys = [scores.c[f"key_{i}"] for i in range(len(pk))]
+    stmt = select(*(c.label(n) for c, n in zip(keys, labels, strict=True)), scores.c.score)
+    if clauses:  # filtered: score every match, keep the best that pass the filters
+        on = and_(*(c == key for c, key in zip(pk, keys, strict=True)))
+        stmt = stmt.select_from(scores).join(table, on).where(*clauses)
+    stmt = stmt.order_by(scores.c.score.desc(), *keys).limit(candidates)
+    return Leg(kind="text", column_name=column_name, select=stmt, weight=weight)
+
+
+def _is_derived(col: Any) -> bool:
+    """Vectors, tsvectors and BM25 term columns: large, and derived from other columns."""
+    return bool(is_vector_type(col.type) or is_fulltext_type(col.type) or BM25_INFO_KEY in col.info)
+
+
 def _target(column: Any, table: Table) -> tuple[Any, list[Any], list[Any]]:
     """What the fused query returns: the entity (ORM) or the table's plain columns.
 
@@ -400,13 +438,9 @@ def _target(column: Any, table: Table) -> tuple[Any, list[Any], list[Any]]:
     """
     if isinstance(column, InstrumentedAttribute):
         entity = column.parent.entity
-        big = [
-            attr
-            for attr in column.parent.column_attrs
-            if is_vector_type(attr.columns[0].type) or is_fulltext_type(attr.columns[0].type)
-        ]
+        big = [attr for attr in column.parent.column_attrs if _is_derived(attr.columns[0])]
         return entity, [entity], [defer(getattr(entity, a.key)) for a in big]
-    cols = [c for c in table.c if not is_vector_type(c.type) and not is_fulltext_type(c.type)]
+    cols = [c for c in table.c if not _is_derived(c)]
     return None, cols, []
 
 
@@ -535,8 +569,18 @@ def plan_hybrid(
     vcol, vspec = resolve_spec(vector_column)
     sparse: tuple[Column[Any], VectorSpec] | None = None
     text: tuple[Column[Any], FullTextSpec] | None = None
+    bm25: tuple[Column[Any], BM25Spec] | None = None
     tcol = _column_of(text_column)
-    if tcol is not None and is_vector_type(tcol.type):
+    declared = tcol.info.get(BM25_INFO_KEY) if tcol is not None else None
+    if tcol is not None and isinstance(declared, BM25Spec):
+        bm25 = (tcol, declared)
+        if language is not None and language != declared.analyzer.language:
+            raise InvalidSearch(
+                f"{_name(tcol)} is analysed with language {declared.analyzer.language!r}; a "
+                f"query analysed as {language!r} would stem words differently and miss "
+                "matches. Drop language= (the column's analyser is used)"
+            )
+    elif tcol is not None and is_vector_type(tcol.type):
         sparse = resolve_spec(text_column)
         if sparse[1].storage is not Storage.SPARSEVEC:
             raise InvalidArgument(
@@ -550,7 +594,15 @@ def plan_hybrid(
             )
     else:
         text = resolve_fulltext(text_column, language)
-    other = sparse[0] if sparse is not None else text[0] if text is not None else None
+    other = (
+        sparse[0]
+        if sparse is not None
+        else text[0]
+        if text is not None
+        else bm25[0]
+        if bm25 is not None
+        else None
+    )
     assert other is not None
     if other.table is not vcol.table:
         raise InvalidArgument(
@@ -574,6 +626,11 @@ def plan_hybrid(
     n = _resolve_candidates(candidates, k, specs)
     if text is not None:
         query_text = check_query_text(query_text)
+    elif bm25 is not None and not isinstance(query_text, str):
+        raise InvalidSearch(
+            f"query text must be a string, got {type(query_text).__name__}; pass the words "
+            "to search for"
+        )
     legs = [
         _vector_leg(
             vector_column, query_vector, index=0, candidates=n, clauses=clauses, weight=weights[0]
@@ -583,6 +640,17 @@ def plan_hybrid(
         legs.append(
             _vector_leg(
                 text_column, query_text, index=1, candidates=n, clauses=clauses, weight=weights[1]
+            )
+        )
+    elif bm25 is not None:
+        legs.append(
+            _bm25_leg(
+                bm25[0],
+                query_text,
+                candidates=n,
+                clauses=clauses,
+                weight=weights[1],
+                column_name=_name(bm25[0]),
             )
         )
     else:

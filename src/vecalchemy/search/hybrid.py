@@ -53,7 +53,9 @@ def hybrid_search(
 
     ``text_column`` is a :func:`~vecalchemy.fulltext.FullText` column, and then
     ``query_text`` is the user's text (``websearch_to_tsquery`` syntax: words, "quoted
-    phrases", ``or``, ``-excluded``), or a ``sparsevec`` column, and then ``query_text``
+    phrases", ``or``, ``-excluded``), or a :func:`~vecalchemy.bm25.BM25` column (the
+    text leg is then ranked by BM25; a query with no terms leaves the vector leg alone),
+    or a ``sparsevec`` column, and then ``query_text``
     is the sparse query vector (a ``SparseVector`` or an ``{index: weight}`` dict).
     ``query_vector`` is the dense query vector. ``where``: a filter expression (or a
     list of them) applied inside both legs. ``fusion``: :class:`~vecalchemy.RRF`
