@@ -51,6 +51,7 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
+from vecalchemy.eval import EvalResult, evaluate
 from vecalchemy.filters import compile_filter, parse_filter
 from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
 from vecalchemy.indexes import IndexResult, build_indexes, drop_indexes
@@ -175,6 +176,7 @@ __all__ = [
     "EmbeddingHalfvec",
     "EmbeddingSparsevec",
     "EmbeddingVector",
+    "EvalResult",
     "Explain",
     "ExtensionNotAvailable",
     "FilterError",
@@ -242,6 +244,7 @@ __all__ = [
     "drop_indexes",
     "embedded_url",
     "embedding_column",
+    "evaluate",
     "explain",
     "fulltext_column",
     "get_embedder",
