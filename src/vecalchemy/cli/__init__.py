@@ -16,9 +16,9 @@ Example::
 
 from __future__ import annotations
 
-from vecalchemy.cli import bench, commands, db, doctor, sync
+from vecalchemy.cli import bench, commands, db, doctor, evaluate, sync
 from vecalchemy.cli._group import CliError, VecalchemyGroup, main
 
 __all__ = ["CliError", "VecalchemyGroup", "main"]
 
-del bench, commands, db, doctor, sync  # imported for the commands they register on main
+del bench, commands, db, doctor, evaluate, sync  # imported for the commands they register on main
