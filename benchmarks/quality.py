@@ -297,14 +297,15 @@ def collection_for(
 # -- report ----------------------------------------------------------------------------
 
 
-def render(report: dict[str, Any]) -> str:
-    d = report["dataset"]
+def _dataset_block(entry: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    d = entry["dataset"]
     unjudged = d["unjudged_queries"]
     lines = [
-        f"`benchmarks/quality.py` on `{d['name']}`: {d['documents']:,} documents, "
-        f"{d['queries']} judged queries. As in BEIR, the means are over the queries the "
-        "qrels judge; a judged query without a relevant document would count as 0 "
-        f"(there are {d['without_relevant']})"
+        f"### `{d['name']}`",
+        "",
+        f"{d['documents']:,} documents, {d['queries']} judged queries. As in BEIR, the "
+        "means are over the queries the qrels judge; a judged query without a relevant "
+        f"document would count as 0 (there are {d['without_relevant']})"
         + (
             f"; the {unjudged} queries of queries.jsonl with no judgement at all are left "
             f"out (counting them as 0 would scale every mean by {d['queries']}/"
@@ -312,13 +313,12 @@ def render(report: dict[str, Any]) -> str:
             if unjudged
             else ""
         )
-        + f". Dense: {report['embedder']}. Run {report['created']} on {report['machine']}; "
-        f"latency is the median over {report['rounds']} rounds.",
+        + ".",
         "",
         "| method | nDCG@10 | recall@100 | MRR@10 | p50 ms | p95 ms |",
         "|---|--:|--:|--:|--:|--:|",
     ]
-    for label, r in report["results"].items():
+    for label, r in entry["results"].items():
         m = r["metrics"]
         p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else ""
         p95 = f"{r['p95_ms']:.2f}" if r["p95_ms"] is not None else ""
@@ -328,13 +328,30 @@ def render(report: dict[str, Any]) -> str:
             f"| {label} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['mrr@10']:.4f} "
             f"| {p50} | {p95} |"
         )
-    lines += [
+    return [*lines, ""]
+
+
+def render(report: dict[str, Any]) -> str:
+    embedders = sorted({e["embedder"] for e in report["datasets"]})
+    lines = [
+        f"`benchmarks/quality.py`, run {report['created']} on {report['machine']}; dense "
+        f"vectors: {', '.join(embedders)}; k = {report['k']}; latency is the median over "
+        f"{report['rounds']} rounds.",
         "",
+    ]
+    for entry in report["datasets"]:
+        lines += _dataset_block(entry, report)
+    lines += [
+        "- Datasets: `dbpedia-entity-5k` (shared/data, graded 0/1/2) and "
+        "`stdlib-known-item`, built by the script from the standard library's docstrings "
+        "(a docstring's summary is the query, the rest of that docstring its one relevant "
+        "document, titled with its dotted name).",
         "- Metrics: `vecalchemy.eval` (trec_eval's `ndcg_cut` with linear gains, `recall`, "
         "BEIR's MRR@k), means over the judged queries.",
         "- Latency: per query, one client, after a warm-up; vecalchemy rows through "
         "`vecalchemy.evaluate` against the embedded PostgreSQL (query vectors looked up, "
-        "so no model time); figures in parentheses are in-process (numpy, bm25s), for scale.",
+        "so no model time); figures in parentheses are in-process (numpy, bm25s), for "
+        "scale. The machine was shared (see the load average): compare rows, not runs.",
         "- vecalchemy dense holds the very vectors of exact dense, one chunk per document "
         '(`splitter="none"`), in an HNSW index (m=16, ef_construction=64, ef_search '
         "chosen by `search()`): any gap between the two rows is the index's.",
@@ -349,22 +366,54 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--url", help="use this server instead of the embedded one")
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "quality.json"
-    )
-    parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of each vecalchemy mode (median latency)"
-    )
-    args = parser.parse_args(argv)
+def build_stdlib_known_item(root: Path, *, documents: int = 2000, queries: int = 200) -> Path:
+    """A known-item BEIR set from the standard library's docstrings, written to ``root``.
 
-    data = read_beir(args.dataset, split=args.split)
-    name = args.dataset.resolve().name
+    A docstring of at least two paragraphs whose summary (first paragraph) has 4+ words,
+    is unique in the library, and whose rest has 200+ characters, becomes a document
+    (``_id`` and ``title``: its dotted name; ``text``: the docstring without the summary)
+    and, for the first ``queries`` of them, a query (the summary) whose one relevant
+    document (grade 1) is its own. The ``documents`` kept are the first by a SHA-256 of
+    the name, so the set is the same on every run of the same Python.
+    """
+    from vecalchemy.cli._corpus import stdlib_corpus
+
+    items = []
+    for doc in stdlib_corpus():
+        summary, _, rest = doc.text.partition("\n\n")
+        summary, rest = " ".join(summary.split()), rest.strip()
+        if len(summary.split()) >= 4 and len(rest) >= 200:
+            items.append((doc.id, summary, rest))
+    counts: dict[str, int] = {}
+    for _, summary, _ in items:
+        counts[summary] = counts.get(summary, 0) + 1
+    items = [i for i in items if counts[i[1]] == 1]
+    items.sort(key=lambda i: hashlib.sha256(i[0].encode()).hexdigest())
+    items = items[:documents]
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    with (root / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        for doc_id, _, rest in items:
+            f.write(json.dumps({"_id": doc_id, "title": doc_id, "text": rest}) + "\n")
+    with (root / "queries.jsonl").open("w", encoding="utf-8") as f:
+        for doc_id, summary, _ in items[:queries]:
+            f.write(json.dumps({"_id": f"q:{doc_id}", "text": summary}) + "\n")
+    with (root / "qrels" / "test.tsv").open("w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for doc_id, _, _ in items[:queries]:
+            f.write(f"q:{doc_id}\t{doc_id}\t1\n")
+    (root / "README.md").write_text(
+        f"Known-item set built by benchmarks/quality.py from the docstrings of Python "
+        f"{platform.python_version()}'s standard library: {len(items)} documents, "
+        f"{min(queries, len(items))} queries (a docstring's summary; its one relevant "
+        "document is the rest of that docstring).\n"
+    )
+    return root
+
+
+def run_dataset(path: Path, split: str, engine: Any, rounds: int) -> dict[str, Any]:
+    """Every contender on one BEIR directory: the report's entry for it."""
+    data = read_beir(path, split=split)
+    name = path.resolve().name
     ids = [d.id for d in data.corpus]
     texts = [d.content for d in data.corpus]
     judged = [q for q in data.queries if q in data.qrels]
@@ -392,6 +441,80 @@ def main(argv: Sequence[str] | None = None) -> None:
     fused = {q: rrf(runs["bm25s"][q], runs["exact dense (numpy)"][q]) for q in data.qrels}
     results["RRF(bm25s, exact dense), client-side"] = Outcome(summarise(fused, data))
 
+    all_texts = [*texts, *data.queries.values()]
+    embedder = CachedEmbedder(embedder_name, all_texts, np.vstack([doc_vectors, query_matrix]))
+    coll = collection_for(engine, f"quality_{re.sub(r'[^a-z0-9]', '_', name.lower())}",
+                          data, embedder)  # fmt: skip
+    contenders = vecalchemy_contenders()
+    done: dict[str, list[vecalchemy.EvalResult]] = {label: [] for label in contenders}
+    for _ in range(rounds):  # the modes take turns, so load hits them alike
+        for label, kwargs in contenders.items():
+            done[label].append(
+                vecalchemy.evaluate(
+                    coll, {q: data.queries[q] for q in judged}, data.qrels, k=K, **kwargs
+                )
+            )
+    for label, evaluated in done.items():
+        first = evaluated[0]
+        # The searches are deterministic: every round must rank alike.
+        assert all(r.rankings == first.rankings for r in evaluated), label
+        results[label] = Outcome(
+            {n: first.metrics[n] for n in ("ndcg@10", "recall@100", "mrr@10", "recall@10")},
+            statistics.median(r.p50_ms for r in evaluated),
+            statistics.median(r.p95_ms for r in evaluated),
+            "vecalchemy",
+        )
+        log(f"{label}: {results[label].metrics}, p50 {results[label].p50_ms:.2f} ms")
+
+    without = sum(1 for q in data.qrels if not any(g > 0 for g in data.qrels[q].values()))
+    return {
+        "embedder": embedder_name,
+        "dataset": {
+            "name": name,
+            "split": split,
+            "documents": len(ids),
+            "queries": len(data.qrels),
+            "without_relevant": without,
+            "unjudged_queries": len(data.queries) - len(judged),
+        },
+        "results": {
+            label: {
+                "metrics": {n: round(v, 4) for n, v in o.metrics.items()},
+                "p50_ms": round(o.p50_ms, 3) if o.p50_ms is not None else None,
+                "p95_ms": round(o.p95_ms, 3) if o.p95_ms is not None else None,
+                "where": o.where,
+            }
+            for label, o in results.items()
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        action="append",
+        help="a BEIR directory (repeatable; default: dbpedia-entity-5k and the stdlib "
+        "known-item set)",
+    )
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--url", help="use this server instead of the embedded one")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "quality.json"
+    )
+    parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each vecalchemy mode (median latency)"
+    )
+    args = parser.parse_args(argv)
+    datasets = args.dataset
+    if not datasets:
+        stdlib = REPO / "data" / "quality" / "stdlib-known-item"
+        if not (stdlib / "corpus.jsonl").exists():
+            build_stdlib_known_item(stdlib)
+        datasets = [DEFAULT_DATASET, stdlib]
+
     server = None
     started_server = False
     url = args.url
@@ -403,62 +526,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         url = server.url()
     engine = vecalchemy.create_engine(url)
     try:
-        all_texts = [*texts, *data.queries.values()]
-        embedder = CachedEmbedder(embedder_name, all_texts, np.vstack([doc_vectors, query_matrix]))
-        coll = collection_for(engine, f"quality_{re.sub(r'[^a-z0-9]', '_', name.lower())}",
-                              data, embedder)  # fmt: skip
-        contenders = vecalchemy_contenders()
-        rounds: dict[str, list[vecalchemy.EvalResult]] = {label: [] for label in contenders}
-        for _ in range(args.rounds):  # the modes take turns, so load hits them alike
-            for label, kwargs in contenders.items():
-                rounds[label].append(
-                    vecalchemy.evaluate(
-                        coll, {q: data.queries[q] for q in judged}, data.qrels, k=K, **kwargs
-                    )
-                )
-        for label, done in rounds.items():
-            first = done[0]
-            # The searches are deterministic: every round must rank alike.
-            assert all(r.rankings == first.rankings for r in done), label
-            results[label] = Outcome(
-                {n: first.metrics[n] for n in ("ndcg@10", "recall@100", "mrr@10", "recall@10")},
-                statistics.median(r.p50_ms for r in done),
-                statistics.median(r.p95_ms for r in done),
-                "vecalchemy",
-            )
-            log(f"{label}: {results[label].metrics}, p50 {results[label].p50_ms:.2f} ms")
+        entries = [run_dataset(path, args.split, engine, args.rounds) for path in datasets]
     finally:
         engine.dispose()
         if server is not None and started_server:
             server.stop()
-
-    without = sum(1 for q in data.qrels if not any(g > 0 for g in data.qrels[q].values()))
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "PYTHONPATH=src .venv/bin/python benchmarks/quality.py",
         "machine": f"{os.cpu_count()} x {platform.machine()}, Python "
         f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end",
-        "embedder": embedder_name,
         "k": K,
-        "dataset": {
-            "name": name,
-            "split": args.split,
-            "documents": len(ids),
-            "queries": len(data.qrels),
-            "without_relevant": without,
-            "unjudged_queries": len(data.queries) - len(judged),
-        },
         "rounds": args.rounds,
         "tokenization": "lower; re (?u)\\b\\w\\w+\\b; bm25s STOPWORDS_EN; Snowball english",
-        "results": {
-            label: {
-                "metrics": {n: round(v, 4) for n, v in o.metrics.items()},
-                "p50_ms": round(o.p50_ms, 3) if o.p50_ms is not None else None,
-                "p95_ms": round(o.p95_ms, 3) if o.p95_ms is not None else None,
-                "where": o.where,
-            }
-            for label, o in results.items()
-        },
+        "datasets": entries,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -60,7 +60,9 @@ def coll(engine: sa.Engine, beir: Path) -> Iterator[Collection]:
     """The corpus in a hashing-embedder collection, one chunk per document."""
     c = Collection(f"evl_{uuid.uuid4().hex[:8]}", embedder="hashing", engine=engine)
     docs = read_corpus(beir / "corpus.jsonl")
-    c.add([d.content for d in docs], ids=[d.id for d in docs])
+    c.add(
+        [d.content for d in docs], ids=[d.id for d in docs], metadata=[{"n": i} for i in range(8)]
+    )
     yield c
     c.drop()
 
@@ -169,6 +171,17 @@ def test_a_document_in_many_chunks_is_ranked_once_at_its_best_chunk(
         assert asked[2:] == [asked[1] * 2 ** (i + 1) for i in range(len(asked) - 2)] != []
     finally:
         c.drop()
+
+
+@pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])
+def test_a_metadata_filter_applies_to_every_search(coll: Collection, beir: Path, mode: str) -> None:
+    """Only documents 0-3 (pg, vec, hnsw, bread) can be found."""
+    result = evaluate(coll, *_files(beir), mode=mode, k=10, where={"n": {"$lt": 4}})  # type: ignore[arg-type]
+    found = {d for ranking in result.rankings.values() for d in ranking}
+    assert found <= {"pg", "vec", "hnsw", "bread"}
+    # QX7781 is only in "code", filtered out: the words find nothing, the vector something.
+    assert (result.rankings["q-code"] == []) == (mode == "text")
+    assert result.per_query["q-code"]["recall@10"] == 0.0
 
 
 def test_ids_that_are_not_the_corpus_ids_are_refused(coll: Collection) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vecalchemy.errors import InvalidArgument
-from vecalchemy.eval import CorpusDocument, read_beir, read_corpus, read_qrels, read_queries
+from vecalchemy.eval import BeirDocument, read_beir, read_corpus, read_qrels, read_queries
 
 
 def _jsonl(path: Path, *items: object) -> Path:
@@ -25,7 +25,7 @@ def test_corpus_keeps_file_order_and_joins_title_and_text(tmp_path: Path) -> Non
     )
     docs = read_corpus(path)
     assert [d.id for d in docs] == ["d2", "7", "d3"]  # a JSON number is a string id
-    assert docs[0] == CorpusDocument("d2", "PostgreSQL", "A database.")
+    assert docs[0] == BeirDocument("d2", "PostgreSQL", "A database.")
     assert [d.content for d in docs] == ["PostgreSQL A database.", "No title.", "Only a title"]
 
 

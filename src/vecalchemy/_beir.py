@@ -31,7 +31,7 @@ from vecalchemy.errors import InvalidArgument
 
 __all__ = [
     "BeirDataset",
-    "CorpusDocument",
+    "BeirDocument",
     "json_lines",
     "json_objects",
     "read_beir",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class CorpusDocument:
+class BeirDocument:
     """One line of ``corpus.jsonl``: its ``id``, ``title`` and ``text``.
 
     ``content`` is what retrieval sees, as BEIR's dense and BM25 baselines build it:
@@ -50,7 +50,7 @@ class CorpusDocument:
 
     Example::
 
-        CorpusDocument("d1", "PostgreSQL", "An open-source database.").content
+        BeirDocument("d1", "PostgreSQL", "An open-source database.").content
         # 'PostgreSQL An open-source database.'
     """
 
@@ -68,7 +68,7 @@ class CorpusDocument:
 class BeirDataset:
     """A BEIR directory read by :func:`read_beir`: corpus, queries and one split's qrels."""
 
-    corpus: list[CorpusDocument]
+    corpus: list[BeirDocument]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
 
@@ -132,7 +132,7 @@ def _string(path: Path, number: int, item: dict[str, Any], key: str) -> str:
     return value
 
 
-def read_corpus(path: str | Path) -> list[CorpusDocument]:
+def read_corpus(path: str | Path) -> list[BeirDocument]:
     """The documents of a BEIR ``corpus.jsonl``, in file order.
 
     Each line needs an ``_id``; ``title`` and ``text`` are strings (missing means empty),
@@ -144,7 +144,7 @@ def read_corpus(path: str | Path) -> list[CorpusDocument]:
         collection.add([d.content for d in docs], ids=[d.id for d in docs])
     """
     path = _file(path, "corpus")
-    docs: list[CorpusDocument] = []
+    docs: list[BeirDocument] = []
     seen: dict[str, int] = {}
     for number, item in json_objects(path):
         doc_id = _id(path, number, item)
@@ -153,7 +153,7 @@ def read_corpus(path: str | Path) -> list[CorpusDocument]:
                 f"{path}:{number} repeats document id {doc_id!r} (first on line {seen[doc_id]})"
             )
         seen[doc_id] = number
-        doc = CorpusDocument(
+        doc = BeirDocument(
             doc_id, _string(path, number, item, "title"), _string(path, number, item, "text")
         )
         if not doc.content:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from vecalchemy._beir import (
     BeirDataset,
-    CorpusDocument,
+    BeirDocument,
     read_beir,
     read_corpus,
     read_qrels,
@@ -45,7 +45,7 @@ from vecalchemy.eval._run import EVAL_MODES, EvalMode, EvalResult, evaluate
 __all__ = [
     "EVAL_MODES",
     "BeirDataset",
-    "CorpusDocument",
+    "BeirDocument",
     "EvalMode",
     "EvalResult",
     "evaluate",
