@@ -65,6 +65,7 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
+from vecalchemy.eval import EvalResult, evaluate
 from vecalchemy.filters import compile_filter, parse_filter
 from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
 from vecalchemy.indexes import (
@@ -202,6 +203,7 @@ __all__ = [
     "EmbeddingHalfvec",
     "EmbeddingSparsevec",
     "EmbeddingVector",
+    "EvalResult",
     "Explain",
     "ExtensionNotAvailable",
     "FilterError",
@@ -276,6 +278,7 @@ __all__ = [
     "drop_indexes",
     "embedded_url",
     "embedding_column",
+    "evaluate",
     "explain",
     "fulltext_column",
     "get_embedder",

@@ -23,7 +23,6 @@ Private to vecalchemy.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 
+from vecalchemy._beir import json_lines, json_objects
 from vecalchemy._progress import Progress, progress_reporter
 from vecalchemy.embedders import Embedder, get_embedder
 from vecalchemy.errors import ConfigurationError, InvalidArgument, UnsupportedIndex
@@ -149,26 +149,6 @@ def _mixture_queries(centres: Vec, n: int, seed: int) -> list[Vec]:
     return list((centres[labels] + SPREAD * noise).astype(np.float32))
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) of each non-blank line of a JSON-lines file."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"{path}:{number} is not JSON: {exc.msg}") from None
-            yield number, item
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    for number, item in _json_lines(path):
-        if not isinstance(item, dict):
-            raise InvalidArgument(f"{path}:{number} is not a JSON object")
-        yield item
-
-
 def read_queries(path: str | Path) -> list[Any]:
     """Query vectors from a ``.npy`` file (a 2-D array, one query per row) or JSON lines
     (an array per line, or an object with a ``vector`` or ``embedding`` array)."""
@@ -182,7 +162,7 @@ def read_queries(path: str | Path) -> list[Any]:
             raise InvalidArgument(f"{path} must hold a 2-D array of numbers, one query per row")
         return list(array.astype(np.float32))
     vectors: list[Any] = []
-    for number, item in _json_lines(path):
+    for number, item in json_lines(path):
         if isinstance(item, dict):
             item = item.get("vector", item.get("embedding"))
         if not isinstance(item, list) or not item:
@@ -200,14 +180,14 @@ def _beir_texts(path: Path) -> tuple[list[str], list[str], list[str]]:
     """(document ids, document texts, query texts); blank ones are left out."""
     ids: list[str] = []
     texts: list[str] = []
-    for item in _read_jsonl(path / "corpus.jsonl"):
+    for _, item in json_objects(path / "corpus.jsonl"):
         text = f"{item.get('title') or ''} {item.get('text') or ''}".strip()
         if text:
             ids.append(str(item.get("_id", len(ids))))
             texts.append(text)
     queries = [
         str(item["text"]).strip()
-        for item in _read_jsonl(path / "queries.jsonl")
+        for _, item in json_objects(path / "queries.jsonl")
         if str(item.get("text") or "").strip()
     ]
     if not texts or not queries:

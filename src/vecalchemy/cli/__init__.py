@@ -16,9 +16,10 @@ Example::
 
 from __future__ import annotations
 
-from vecalchemy.cli import bench, commands, db, doctor, index, sync
+from vecalchemy.cli import bench, commands, db, doctor, evaluate, index, sync
 from vecalchemy.cli._group import CliError, VecalchemyGroup, main
 
 __all__ = ["CliError", "VecalchemyGroup", "main"]
 
-del bench, commands, db, doctor, index, sync  # imported for the commands they register on main
+# imported for the commands they register on main
+del bench, commands, db, doctor, evaluate, index, sync
