@@ -296,16 +296,24 @@ def vecalchemy_contenders() -> dict[str, dict[str, Any]]:
         "vecalchemy dense": {"mode": "vector"},
         "vecalchemy text (PostgreSQL ts_rank_cd)": {"mode": "text"},
         "vecalchemy hybrid (RRF of vector + ts_rank_cd)": {"mode": "hybrid"},
+        "vecalchemy BM25 leg": {"mode": "text", "collection": "bm25"},
+        "vecalchemy hybrid (RRF of vector + BM25)": {"mode": "hybrid", "collection": "bm25"},
     }
 
 
 def collection_for(
-    engine: Any, name: str, data: BeirDataset, embedder: CachedEmbedder
+    engine: Any,
+    name: str,
+    data: BeirDataset,
+    embedder: CachedEmbedder,
+    text_ranking: str = "tsvector",
 ) -> Collection:
     """The dataset in a collection (reused when it holds the same documents)."""
     texts = [d.content for d in data.corpus]
     ids = [d.id for d in data.corpus]
-    coll = Collection(name, embedder=embedder, engine=engine, splitter="none")
+    coll = Collection(
+        name, embedder=embedder, engine=engine, splitter="none", text_ranking=text_ranking
+    )
     try:
         if coll.count() == len(ids) and len(coll.get(ids[:1] + ids[-1:])) == 2:
             log(f"collection {name} reused ({len(ids):,} documents)")
@@ -481,13 +489,17 @@ def run_dataset(path: Path, split: str, engine: Any, rounds: int) -> dict[str, A
         float(np.percentile(raw_times, 95)),
         "server",
     )
+    bm25 = collection_for(engine, f"{coll.name}_bm25", data, embedder, text_ranking="bm25")
+    collections = {"default": coll, "bm25": bm25}
     contenders = vecalchemy_contenders()
     done: dict[str, list[vecalchemy.EvalResult]] = {label: [] for label in contenders}
     for _ in range(rounds):  # the modes take turns, so load hits them alike
         for label, kwargs in contenders.items():
+            options = dict(kwargs)
+            target = collections[options.pop("collection", "default")]
             done[label].append(
                 vecalchemy.evaluate(
-                    coll, {q: data.queries[q] for q in judged}, data.qrels, k=K, **kwargs
+                    target, {q: data.queries[q] for q in judged}, data.qrels, k=K, **options
                 )
             )
     for label, evaluated in done.items():
