@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,local]'
+	$(BIN)/pip install -q -e '.[test,local,onnx]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -306,7 +306,7 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     embedder = OnnxEmbedder(cache_dir=blocker / "cache")  # under a file: mkdir fails
-    with pytest.raises(EmbedderError, match="cannot create the ONNX model cache .*writable"):
+    with pytest.raises(EmbedderError, match=r"cannot create the ONNX model cache .*writable"):
         embedder.embed_query("q")
     assert not embedder.loaded
 
