@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vecalchemy.errors import EmbedderError
 
 __all__ = [
     "WEIGHTS_FILE",
     "import_or_explain",
+    "load_shared",
     "packaged_model_dir",
     "quiet_loading",
     "sha256_file",
@@ -26,6 +28,21 @@ __all__ = [
 
 #: The file whose digest pins a saved sentence-transformers model.
 WEIGHTS_FILE = "model.safetensors"
+
+_K = TypeVar("_K", bound=Hashable)
+_SHARED_LOCK = threading.Lock()
+
+
+def load_shared(
+    models: dict[_K, tuple[Any, threading.Lock]], key: _K, make: Callable[[], Any]
+) -> tuple[Any, threading.Lock]:
+    """``models[key]``, made once per process by ``make()``, with the lock that serialises
+    its use. One lock guards every load, so two threads never load the same model twice."""
+    with _SHARED_LOCK:
+        entry = models.get(key)
+        if entry is None:
+            entry = models[key] = (make(), threading.Lock())
+    return entry
 
 
 def sha256_file(path: Path) -> str:

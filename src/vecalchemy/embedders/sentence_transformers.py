@@ -43,6 +43,7 @@ from vecalchemy.embedders._checks import check_batch_size
 from vecalchemy.embedders._local import (
     WEIGHTS_FILE,
     import_or_explain,
+    load_shared,
     packaged_model_dir,
     quiet_loading,
     sha256_file,
@@ -365,11 +366,7 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
     def _load(self) -> tuple[Any, threading.Lock]:
         if self._model is not None and self._lock is not None:
             return self._model, self._lock
-        key = self._cache_key()
-        with _LOAD_LOCK:
-            entry = _MODELS.get(key)
-            if entry is None:
-                entry = _MODELS[key] = (self._load_model(), threading.Lock())
+        entry = load_shared(_MODELS, self._cache_key(), self._load_model)
         self._model, self._lock = entry
         return entry
 
