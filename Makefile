@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[local]'
+	$(BIN)/pip install -q -e '.[local,onnx]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
