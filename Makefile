@@ -17,12 +17,12 @@ TORCH ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[local]'
+	$(BIN)/pip install -q -e '.[local,onnx]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,local]'
+	$(BIN)/pip install -q -e '.[test,local,onnx]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +14,8 @@ from rich.console import Console
 
 import vecalchemy
 from vecalchemy.cli import main
-from vecalchemy.cli._demo import DemoDoc, run_demo
+from vecalchemy.cli._demo import DemoDoc, default_embedder, run_demo
+from vecalchemy.embedders import OnnxEmbedder, SentenceTransformerEmbedder
 
 
 @pytest.fixture
@@ -90,3 +93,21 @@ def test_demo_cli_bad_url_is_a_clean_error() -> None:
     assert result.exit_code == 1
     assert "error: vecalchemy needs PostgreSQL with pgvector" in result.output
     assert "Traceback" not in result.output
+
+
+def test_default_embedder_is_minilm_on_onnx_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo embeds with MiniLM on ONNX Runtime when it is installed (same name and
+    vectors as sentence-transformers, faster), else with sentence-transformers."""
+    console = Console(record=True)
+    chosen = default_embedder(console)
+    assert isinstance(chosen, OnnxEmbedder)
+    assert chosen.precision == "fp32"
+    assert chosen.name == SentenceTransformerEmbedder().name
+    real = importlib.util.find_spec
+
+    def without_onnxruntime(name: str, *args: Any) -> Any:
+        return None if name == "onnxruntime" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_onnxruntime)
+    assert isinstance(default_embedder(console), SentenceTransformerEmbedder)
+    assert console.export_text() == ""  # no notice: MiniLM either way

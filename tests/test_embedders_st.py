@@ -19,6 +19,7 @@ import pytest
 
 import vecalchemy.embedders.sentence_transformers as st_module
 from vecalchemy.embedders import Embedder, SentenceTransformerEmbedder, get_embedder
+from vecalchemy.embedders._local import sha256_file
 from vecalchemy.embedders.sentence_transformers import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_SHA256,
@@ -58,7 +59,7 @@ def test_construction_is_lazy_and_imports_nothing_heavy() -> None:
 
 def test_packaged_weights_are_the_official_file(model_dir: Path) -> None:
     """The installed package's model.safetensors has the pinned SHA-256 of rev 1110a243."""
-    assert st_module._sha256_file(model_dir / "model.safetensors") == DEFAULT_MODEL_SHA256
+    assert sha256_file(model_dir / "model.safetensors") == DEFAULT_MODEL_SHA256
 
 
 def test_shape_dtype_and_norm(minilm: SentenceTransformerEmbedder) -> None:
@@ -187,7 +188,7 @@ def test_a_tampered_copy_is_refused(tmp_path: Path, model_dir: Path) -> None:
     message = str(info.value)
     assert f"refusing to load {weights}" in message
     assert f"expected {DEFAULT_MODEL_SHA256}" in message
-    actual = st_module._sha256_file(weights)
+    actual = sha256_file(weights)
     assert f"SHA-256 is {actual}" in message
     assert actual != DEFAULT_MODEL_SHA256
     assert "correct sha256=" in message

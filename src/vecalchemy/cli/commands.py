@@ -35,7 +35,7 @@ def demo(url: str | None, limit: int | None, k: int, as_json: bool, embedder: st
     """Search the standard library's docstrings: corpus, embedding, COPY, HNSW, queries.
 
     Builds a corpus from the docstrings of the Python standard library installed with
-    this interpreter, embeds it (MiniLM when installed, the hashing embedder otherwise),
+    this interpreter, embeds it (MiniLM, on ONNX Runtime when installed; else the hashing embedder),
     bulk-loads it with binary COPY, builds the HNSW index and runs example queries,
     printing timings and the index's recall@k against exact search.
     """

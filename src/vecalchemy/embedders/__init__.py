@@ -5,6 +5,7 @@ embedder                        needs                  spec (:func:`get_embedder
 ==============================  =====================  ================================
 :class:`HashingEmbedder`        nothing                ``hashing``, ``hashing:<dim>``
 :class:`SentenceTransformerEmbedder`  extra ``local``  ``minilm``, ``st:<model>``
+:class:`OnnxEmbedder`           extras ``local,onnx``  ``minilm-onnx``, ``minilm-onnx:int8``
 :class:`FastEmbedEmbedder`      extra ``fastembed``    ``fastembed:<model>``
 :class:`OpenAIEmbedder`         an HTTP server         ``openai:<model>[@<base_url>]``
 ==============================  =====================  ================================
@@ -27,6 +28,7 @@ from __future__ import annotations
 from vecalchemy.embedders.base import BatchedEmbedder, Embedder, is_embedder
 from vecalchemy.embedders.fastembed import DEFAULT_FASTEMBED_MODEL, FastEmbedEmbedder
 from vecalchemy.embedders.hashing import DEFAULT_STOP_WORDS, HashingEmbedder
+from vecalchemy.embedders.onnx import OnnxEmbedder
 from vecalchemy.embedders.openai import DEFAULT_BASE_URL, OpenAIEmbedder
 from vecalchemy.embedders.sentence_transformers import (
     DEFAULT_MODEL,
@@ -48,6 +50,7 @@ __all__ = [
     "Embedder",
     "FastEmbedEmbedder",
     "HashingEmbedder",
+    "OnnxEmbedder",
     "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
     "get_embedder",

