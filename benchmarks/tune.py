@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=3, help="sweep passes (latency medians)")
     parser.add_argument("--splits", type=int, default=5, help="random tuning/held-out splits")
+    parser.add_argument("--confidence", type=float, help="tune's confidence (default: its own)")
+    parser.add_argument("--out", default="tune.json", help="results file in benchmarks/results")
     parser.add_argument(
         "--doc-only", action="store_true", help="redraw the plot and the doc from tune.json"
     )
@@ -168,7 +170,10 @@ def main() -> None:
                     tune_rows, held_rows = order[:100], order[100:]
                     reaching = [ef for ef in SWEEP if recall_of(ef, held_rows) >= target]
                     best = min(reaching) if reaching else None
-                    variants = [("tune", {"queries": list(queries[tune_rows])})]
+                    main_kw: dict[str, Any] = {"queries": list(queries[tune_rows])}
+                    if args.confidence is not None:
+                        main_kw["confidence"] = args.confidence
+                    variants = [("tune", main_kw)]
                     if split == 0:
                         variants += [
                             ("tune_sampled", {"sample": 200}),
@@ -227,9 +232,11 @@ def main() -> None:
         "targets": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tune.json").write_text(json.dumps(out, indent=2) + "\n")
-    plot(out)
-    replace_section(DOC, "tune", render(out))
+    out["confidence"] = args.confidence
+    (RESULTS / args.out).write_text(json.dumps(out, indent=2) + "\n")
+    if args.out == "tune.json":
+        plot(out)
+        replace_section(DOC, "tune", render(out))
     log("wrote benchmarks/results/tune.json, tune.png and docs/benchmarks.md")
 
 
