@@ -173,7 +173,7 @@ def _ranks(leg: list[tuple[int, float]]) -> dict[int, int]:
 
 def test_each_leg_finds_what_the_other_misses(docs: Session) -> None:
     """The rare code (text only) and the paraphrase (vector only) are both in the top 5."""
-    hits = hybrid_search(docs, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5)
+    hits = hybrid_search(docs, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, candidates=40)
     by_id = {h.row.id: h for h in hits}
     assert len(hits) == 5
     assert {1, 2, 3} <= set(by_id)
@@ -256,6 +256,92 @@ def test_k_rows_with_default_candidates(docs: Session) -> None:
     assert len({h.row.id for h in hits}) == 20
 
 
+WIDE = dict.fromkeys(range(10, VOCAB), 1.0)  # a sparse query every filler row matches
+
+
+def _in_head(hit: FusedHit[Any], depth: int) -> bool:
+    return any(r is not None and r <= depth for r in hit.ranks)
+
+
+@pytest.mark.parametrize("fusion", [RRF(), RRF(k=1), Weighted(), Weighted([0.8, 0.2])])
+def test_first_hits_do_not_depend_on_k(docs: Session, fusion: Any) -> None:
+    """The legs' first 10 rows are fused whatever k is; a deeper k only appends rows.
+
+    Ties (RRF: rows each leg ranks alike) are broken by primary key, never by the deeper
+    ranks that a larger k fetches, so the first hits are the same rows with the same
+    scores, in the same order, for every k.
+    """
+    runs = {
+        k: hybrid_search(
+            docs, Doc.embedding, Doc.sparse, WIDE, Q, k=k, fusion=fusion, candidates=10
+        )
+        for k in (3, 10, 25, 60)
+    }
+    first = [(h.row.id, h.score) for h in runs[10]]
+    for k, hits in runs.items():
+        assert len(hits) == k
+        n = min(k, 10)
+        assert [(h.row.id, h.score) for h in hits[:n]] == first[:n], k
+    deep = runs[60]
+    heads = [_in_head(h, 10) for h in deep]
+    assert heads == sorted(heads, reverse=True)  # every head row before any other
+    assert 10 <= heads.count(True) < 60  # both tiers are there
+    tail = [h.score for h, head in zip(deep, heads, strict=True) if not head]
+    assert tail == sorted(tail, reverse=True)  # the rest by the fusion of deeper ranks
+
+
+def test_first_hits_do_not_depend_on_k_with_a_filter(docs: Session) -> None:
+    """Filtered legs fall back to exact scans as k grows; the first hits stay."""
+    english = Doc.lang == "en"
+    runs = [
+        hybrid_search(docs, Doc.embedding, Doc.sparse, WIDE, Q, k=k, where=english, candidates=8)
+        for k in (8, 20, 29)
+    ]
+    first = [(h.row.id, h.score) for h in runs[0]]
+    assert all([(h.row.id, h.score) for h in hits[:8]] == first for hits in runs)
+    assert all(LANG[h.row.id] == "en" for hits in runs for h in hits)
+
+
+class WideBase(DeclarativeBase):
+    pass
+
+
+class Wide(WideBase):
+    __tablename__ = "hy_wide"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    embedding = Embedding(DIM, metric="cosine")
+    sparse = Embedding(VOCAB, storage="sparsevec", metric="inner_product")
+
+
+def test_default_candidates_keep_the_first_hits(session: Session) -> None:
+    """With the default 100 candidates, k=10, 100 and 400 give the same first 10 hits
+    (before, each leg fetched max(4k, 40) rows, so the top 10 moved with k)."""
+    conn = session.connection()
+    WideBase.metadata.create_all(conn)
+    wide_rng = np.random.default_rng(7)
+    rows = [
+        {
+            "id": i,
+            "embedding": wide_rng.normal(size=DIM).astype(np.float32),
+            "sparse": SparseVector(
+                {int(j): float(wide_rng.uniform(0.1, 1)) for j in wide_rng.choice(VOCAB, 3)},
+                VOCAB,
+            ),
+        }
+        for i in range(1, 451)
+    ]
+    conn.execute(insert(Wide), rows)
+    for fusion in (RRF(), Weighted()):
+        runs = [
+            hybrid_search(session, Wide.embedding, Wide.sparse, WIDE, Q, k=k, fusion=fusion)
+            for k in (10, 100, 400)
+        ]
+        first = [(h.row.id, h.score) for h in runs[0]]
+        assert all([(h.row.id, h.score) for h in hits[:10]] == first for hits in runs)
+        assert [len(hits) for hits in runs] == [10, 100, 400]
+        assert all(_in_head(h, 100) for h in runs[1])  # k=100: every hit is fused
+
+
 def test_result_rows(docs: Session) -> None:
     """ORM columns give mapped objects (vectors and tsvector deferred); Core columns and
     Connections give rows without vector or tsvector columns."""
@@ -296,7 +382,9 @@ def test_no_text_match_is_the_vector_ranking(docs: Session) -> None:
 def test_dense_and_sparse_hybrid(docs: Session) -> None:
     """A sparsevec column as the second leg: the sparse-only row is found; RRF holds."""
     sparse_query = {7: 1.0}  # only rows 2 and 4 have weight on term 7
-    hits = hybrid_search(docs, Doc.embedding, Doc.sparse, sparse_query, Q, k=5, fusion=Weighted())
+    hits = hybrid_search(
+        docs, Doc.embedding, Doc.sparse, sparse_query, Q, k=5, fusion=Weighted(), candidates=40
+    )
     by_id = {h.row.id: h for h in hits}
     assert by_id[2].ranks == (None, 1)  # the dense leg missed it, the sparse leg ranks it first
     assert by_id[2].distances[1] == pytest.approx(-2.0)  # <#>: the negative inner product
@@ -358,18 +446,18 @@ def test_compiled_sql_shape() -> None:
             compile_kwargs={"literal_binds": True},
         )
     )
-    assert sql.count("ORDER BY distance \n LIMIT 40") == 1
+    assert sql.count("ORDER BY distance \n LIMIT 100") == 1  # DEFAULT_CANDIDATES
     assert "ts_rank_cd(hy_docs.tsv, websearch_to_tsquery('english'::regconfig, 'vacuum'))" in sql
     assert "(hy_docs.tsv @@ websearch_to_tsquery('english'::regconfig, 'vacuum'))" in sql
     assert sql.count("hy_docs.lang = 'en'") == 3  # the vector leg, its exact twin, the text leg
     assert "WITH ann_0 AS MATERIALIZED" in sql
-    assert "(SELECT count(*) AS count_1 \nFROM ann_0) >= 40" in sql
-    assert "(SELECT count(*) AS count_1 \nFROM ann_0) < 40" in sql
+    assert "(SELECT count(*) AS count_1 \nFROM ann_0) >= 100" in sql
+    assert "(SELECT count(*) AS count_1 \nFROM ann_0) < 100" in sql
     assert "row_number() OVER (ORDER BY leg_0.distance ASC, leg_0.id)" in sql
     assert "row_number() OVER (ORDER BY leg_1.score DESC, leg_1.id)" in sql
     assert "UNION ALL" in sql
     assert "GROUP BY legs.id" in sql
-    assert sql.rstrip().endswith("ORDER BY fused.score DESC, hy_docs.id")
+    assert sql.rstrip().endswith("ORDER BY fused.head DESC, fused.score DESC, hy_docs.id")
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -386,8 +474,8 @@ def test_settings_follow_the_candidates(
     the transaction's own values hold before and after it."""
     hybrid_search(docs, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, candidates=123)
     assert observed[-1]["hnsw.ef_search"] == "123"
-    hybrid_search(docs, Doc.embedding, Doc.sparse, {7: 1.0}, Q, k=50, where=Doc.lang == "en")
-    assert observed[-1]["hnsw.ef_search"] == "200"
+    hybrid_search(docs, Doc.embedding, Doc.sparse, {7: 1.0}, Q, k=150, where=Doc.lang == "en")
+    assert observed[-1]["hnsw.ef_search"] == "150"  # max(k, 100 candidates)
     assert observed[-1]["hnsw.iterative_scan"] == "relaxed_order"
     assert observed[-1]["plan_cache_mode"] == "force_custom_plan"
     assert _show(docs, "hnsw.ef_search") == "40"
@@ -472,7 +560,6 @@ BAD = [
     ({"k": 0}, vecalchemy.InvalidSearch, "k must be a positive integer"),
     ({"k": 1001}, vecalchemy.InvalidSearch, "k=1001 is above 1,000"),
     ({"candidates": 1001}, vecalchemy.InvalidSearch, "candidates=1001 is above 1,000"),
-    ({"k": 10, "candidates": 5}, vecalchemy.InvalidSearch, "candidates=5 is below k=10"),
     ({"candidates": 0}, vecalchemy.InvalidSearch, "candidates must be a positive integer"),
     ({"query_vector": [0.1] * 3}, vecalchemy.DimensionMismatch, "has 3 dimensions"),
     ({"query_vector": [0.0] * DIM}, vecalchemy.InvalidVector, "all zeros"),
@@ -558,10 +645,12 @@ def test_specs_are_frozen() -> None:
 def test_plan_reports_what_the_runner_needs() -> None:
     """plan_hybrid checks everything and says how many candidates each leg fetches."""
     fq = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", Q, k=50)
-    assert fq.candidates == 200
+    assert (fq.candidates, fq.fetched) == (100, 100)
     assert [leg.kind for leg in fq.legs] == ["vector", "text"]
-    assert plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", Q, k=300).candidates == 1000
-    assert plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", Q, k=3).candidates == 40
+    big = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", Q, k=300)
+    assert (big.candidates, big.fetched) == (100, 300)  # the head stays 100 deep
+    few = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", Q, k=30, candidates=10)
+    assert (few.candidates, few.fetched) == (10, 30)
 
 
 # -- async --------------------------------------------------------------------------------
@@ -572,7 +661,9 @@ async def test_ahybrid_search_on_every_async_driver(async_session: AsyncSession)
     conn = await async_session.connection()
     await conn.run_sync(lambda c: Base.metadata.create_all(c))
     await async_session.execute(insert(Doc), ROWS)
-    hits = await ahybrid_search(async_session, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5)
+    hits = await ahybrid_search(
+        async_session, Doc.embedding, Doc.tsv, QUERY_TEXT, Q, k=5, candidates=40
+    )
     by_id = {h.row.id: h for h in hits}
     assert {1, 2, 3} <= set(by_id)
     assert by_id[2].ranks[0] is None

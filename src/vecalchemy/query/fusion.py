@@ -58,6 +58,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     false,
     func,
@@ -177,15 +178,23 @@ class Weighted:
 Fusion = RRF | Weighted
 
 
+#: How deep each leg's ranking counts in the fusion unless told (``candidates=``).
+DEFAULT_CANDIDATES = 100
+
+
 def default_candidates(k: int) -> int:
-    """How many rows each leg fetches before fusion unless told: ``max(4 * k, 40)``.
+    """How many rows each leg fetches for ``k`` hits unless told: ``max(k, 100)``.
+
+    The first 100 rows of each leg (:data:`DEFAULT_CANDIDATES`) are fused; the legs fetch
+    more only when ``k`` asks for more rows than that, and those rows rank after the
+    fused ones, so the first hits never depend on ``k``.
 
     Example::
 
-        >>> default_candidates(10), default_candidates(50)
-        (40, 200)
+        >>> default_candidates(10), default_candidates(300)
+        (100, 300)
     """
-    return max(4 * k, 40)
+    return max(k, DEFAULT_CANDIDATES)
 
 
 @dataclass(frozen=True)
@@ -226,18 +235,21 @@ class FusedQuery:
     Example::
 
         fq = plan_multi({Doc.title_embedding: 1, Doc.body_embedding: 2}, q, k=5)
-        fq.candidates, len(fq.legs)          # (40, 2)
+        fq.candidates, len(fq.legs)          # (100, 2)
         session.execute(fq.select).all()     # [(Doc, score, rank_0, rank_1, d_0, d_1), ...]
     """
 
     select: Select[Any]
     legs: tuple[Leg, ...]
     k: int
+    #: How deep each leg's ranking is fused (the head; see :func:`default_candidates`).
     candidates: int
     fusion: Fusion
     orm: bool
     #: True when the legs are filtered (they then need iterative index scans).
     filtered: bool = False
+    #: How many rows each leg fetches: ``max(k, candidates)``.
+    fetched: int = 0
 
 
 # -- the pieces ---------------------------------------------------------------------
@@ -274,16 +286,9 @@ def _resolve_candidates(candidates: object, k: int, specs: Sequence[VectorSpec])
             "(hnsw.ef_search caps at 1,000); ask for fewer rows"
         )
     if candidates is None:
-        n = default_candidates(k)
-        # An HNSW scan returns at most ef_search (<= 1,000) rows.
-        return max(k, min(n, MAX_EF_SEARCH)) if hnsw else n
+        return DEFAULT_CANDIDATES
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise InvalidSearch(f"candidates must be a positive integer, got {candidates!r}")
-    if candidates < k:
-        raise InvalidSearch(
-            f"candidates={candidates} is below k={k}: each leg must fetch at least k rows; "
-            "raise candidates or leave it unset"
-        )
     if hnsw and candidates > MAX_EF_SEARCH:
         raise InvalidSearch(
             f"candidates={candidates} is above {MAX_EF_SEARCH:,}, the most rows an HNSW index "
@@ -452,8 +457,15 @@ def _fuse(
     k: int,
     *,
     exact: bool,
+    depth: int,
 ) -> Select[Any]:
-    """Rank each leg, fuse the ranks or scores, keep the best ``k``, join back."""
+    """Rank each leg, fuse the ranks or scores, keep the best ``k``, join back.
+
+    Only the first ``depth`` rows of each leg (its *head*) are fused; a row in no head
+    (the legs fetch more when ``k`` is above ``depth``) ranks after every row that is in
+    one, by the same fusion over its deeper ranks. The order of the head rows is thus
+    the same whatever ``k`` is: ties are broken by primary key, never by deeper ranks.
+    """
     pk = _primary_key(table, "a fused search")
     n = len(pk)
     parts = []
@@ -468,37 +480,37 @@ def _fuse(
             order = [sq.c.score.desc(), *key]
             # ts_rank_cd returns real: normalise in double precision.
             raw = cast(sq.c.score, Float)
-        cols: list[ColumnElement[Any]] = [
-            *key,
-            func.row_number().over(order_by=order).label("rank"),
-        ]
-        if isinstance(fusion, Weighted) and not exact:
-            lo, hi = func.min(raw).over(), func.max(raw).over()
-            # All candidates equally good (or just one): each gets the full score.
-            norm = func.coalesce((raw - lo) / func.nullif(hi - lo, 0), literal_column("1.0"))
-            cols.append(norm.label("norm"))
-        ranked = select(*cols).subquery(f"ranked_{i}")
+        ranked = select(
+            *key, func.row_number().over(order_by=order).label("rank"), raw.label("raw")
+        ).subquery(f"ranked_{i}")
         rkey = list(ranked.c)[:n]
+        head = ranked.c.rank <= literal(depth, BigInteger)
         ranks = [
             (ranked.c.rank if j == i else cast(null(), BigInteger)).label(f"rank_{j}")
             for j in range(len(legs))
         ]
         if exact:  # scored after the union, from every column's exact distance
-            parts.append(select(*rkey, *ranks))
+            parts.append(select(*rkey, head.label("head"), *ranks))
             continue
         weight = literal(leg.weight, Float)
         if isinstance(fusion, RRF):
             # Cast to double precision: integer division would truncate, numeric is slow.
             contrib = divide(weight, cast(ranked.c.rank + literal(fusion.k, BigInteger), Float))
         else:
-            contrib = weight * ranked.c.norm
-        parts.append(select(*rkey, contrib.label("score"), *ranks))
+            # Min-max over the head; all of it equally good (or one row): full score.
+            lo = func.min(ranked.c.raw).filter(head).over()
+            hi = func.max(ranked.c.raw).filter(head).over()
+            norm = (ranked.c.raw - lo) / func.nullif(hi - lo, 0)
+            contrib = weight * func.coalesce(norm, literal_column("1.0"))
+        parts.append(select(*rkey, head.label("head"), contrib.label("score"), *ranks))
     united = union_all(*parts).subquery("legs")
     ukey = list(united.c)[:n]
     rank_cols = [func.min(united.c[f"rank_{j}"]).label(f"rank_{j}") for j in range(len(legs))]
+    any_head = func.bool_or(united.c.head)
+    in_head = any_head.label("head")
     entity, target, options = _target(column, table)
     if exact:
-        grouped = select(*ukey, *rank_cols).group_by(*ukey).subquery("candidates")
+        grouped = select(*ukey, in_head, *rank_cols).group_by(*ukey).subquery("candidates")
         gkey = list(grouped.c)[:n]
         terms = []
         for leg in legs:
@@ -511,21 +523,26 @@ def _fuse(
         for term in terms[1:]:
             total = total + term
         score: ColumnElement[Any] = total.label("score")
-        on = and_(*(c == g for c, g in zip(pk, gkey, strict=True)))
-        extras = [score, *(grouped.c[f"rank_{j}"] for j in range(len(legs)))]
+        order = [grouped.c.head.desc(), score.desc(), *pk]
     else:
-        fused_score = func.sum(united.c.score).label("score")
+        # A head row's score counts its head ranks only; a row in no head has its deeper
+        # ranks' score, and ranks after every head row.
+        head_score = func.coalesce(
+            func.sum(united.c.score).filter(united.c.head), literal_column("0.0")
+        )
+        fused_score = case((any_head, head_score), else_=func.sum(united.c.score)).label("score")
         grouped = (
-            select(*ukey, fused_score, *rank_cols)
+            select(*ukey, in_head, fused_score, *rank_cols)
             .group_by(*ukey)
-            .order_by(fused_score.desc(), *ukey)
+            .order_by(in_head.desc(), fused_score.desc(), *ukey)
             .limit(k)
             .subquery("fused")
         )
         gkey = list(grouped.c)[:n]
-        on = and_(*(c == g for c, g in zip(pk, gkey, strict=True)))
         score = grouped.c.score
-        extras = [score, *(grouped.c[f"rank_{j}"] for j in range(len(legs)))]
+        order = [grouped.c.head.desc(), score.desc(), *pk]
+    on = and_(*(c == g for c, g in zip(pk, gkey, strict=True)))
+    extras = [score, *(grouped.c[f"rank_{j}"] for j in range(len(legs)))]
     for i, leg in enumerate(legs):
         if leg.distance is not None:
             extras.append(leg.distance.label(f"distance_{i}"))
@@ -534,7 +551,7 @@ def _fuse(
         stmt = select(entity, *extras).join_from(entity, grouped, on).options(*options)
     else:
         stmt = select(*target, *extras).select_from(table.join(grouped, on))
-    stmt = stmt.order_by(score.desc(), *pk)
+    stmt = stmt.order_by(*order)
     return stmt.limit(k) if exact else stmt
 
 
@@ -560,7 +577,7 @@ def plan_hybrid(
     Example::
 
         fq = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", q, k=50)
-        fq.candidates                         # 200: max(4 * k, 40)
+        fq.candidates, fq.fetched             # (100, 100): legs fetch max(k, 100)
     """
     if not isinstance(fusion, (RRF, Weighted)):
         raise InvalidSearch(f"fusion must be RRF(...) or Weighted(...), got {fusion!r}")
@@ -623,7 +640,8 @@ def plan_hybrid(
                 )
             weights = (float(fusion.weights[0]), float(fusion.weights[1]))
     specs = [vspec] + ([sparse[1]] if sparse is not None else [])
-    n = _resolve_candidates(candidates, k, specs)
+    depth = _resolve_candidates(candidates, k, specs)
+    n = max(k, depth)  # the rows each leg fetches
     if text is not None:
         query_text = check_query_text(query_text)
     elif bm25 is not None and not isinstance(query_text, str):
@@ -666,12 +684,13 @@ def plan_hybrid(
                 column_name=_name(text[0]),
             )
         )
-    stmt = _fuse(vector_column, table, legs, fusion, k, exact=False)
+    stmt = _fuse(vector_column, table, legs, fusion, k, exact=False, depth=depth)
     return FusedQuery(
         select=stmt,
         legs=tuple(legs),
         k=k,
-        candidates=n,
+        candidates=depth,
+        fetched=n,
         fusion=fusion,
         orm=isinstance(vector_column, InstrumentedAttribute),
         filtered=bool(clauses),
@@ -771,17 +790,21 @@ def plan_multi(
             )
     _primary_key(table, "multi_search")
     queries = _queries(query, resolved)
-    n = _resolve_candidates(candidates, k, [r[2] for r in resolved])
+    depth = _resolve_candidates(candidates, k, [r[2] for r in resolved])
+    n = max(k, depth)  # the rows each leg fetches
     legs = [
         _vector_leg(column, q, index=i, candidates=n, clauses=clauses, weight=w)
         for i, ((column, _, _, w), q) in enumerate(zip(resolved, queries, strict=True))
     ]
-    stmt = _fuse(resolved[0][0], table, legs, fusion, k, exact=isinstance(fusion, Weighted))
+    stmt = _fuse(
+        resolved[0][0], table, legs, fusion, k, exact=isinstance(fusion, Weighted), depth=depth
+    )
     return FusedQuery(
         select=stmt,
         legs=tuple(legs),
         k=k,
-        candidates=n,
+        candidates=depth,
+        fetched=n,
         fusion=fusion,
         orm=isinstance(resolved[0][0], InstrumentedAttribute),
         filtered=bool(clauses),
