@@ -65,7 +65,7 @@ from vecalchemy.errors import (
     UnsupportedIndex,
     VecalchemyError,
 )
-from vecalchemy.eval import EvalResult, evaluate
+from vecalchemy.eval import EvalResult, FusionTuning, evaluate, tune_fusion
 from vecalchemy.filters import compile_filter, parse_filter
 from vecalchemy.fulltext import DEFAULT_LANGUAGE, FullText, FullTextSpec, fulltext_column
 from vecalchemy.indexes import (
@@ -213,6 +213,7 @@ __all__ = [
     "FusedHit",
     "FusedQuery",
     "Fusion",
+    "FusionTuning",
     "HashingEmbedder",
     "Hit",
     "IVFFlat",
@@ -309,6 +310,7 @@ __all__ = [
     "stored_tuning",
     "sync",
     "tune",
+    "tune_fusion",
     "uninstall_bm25",
     "vector_indexes",
 ]

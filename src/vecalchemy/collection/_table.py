@@ -22,7 +22,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from vecalchemy._bm25 import Analyzer, bm25_column
 from vecalchemy._fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
 from vecalchemy._names import fit_identifier, qualified
+from vecalchemy.errors import ConfigurationError, VecalchemyError
 from vecalchemy.metrics import Metric
+from vecalchemy.query.fusion import RRF, Fusion, Weighted
 from vecalchemy.schema import HNSW, IVFFlat, embedding_column
 
 __all__ = [
@@ -33,7 +35,9 @@ __all__ = [
     "add_fulltext",
     "collection_config",
     "collection_table",
+    "fusion_config",
     "read_state",
+    "stored_fusion",
     "write_comment",
 ]
 
@@ -139,6 +143,49 @@ def collection_config(comment: str | None) -> dict[str, Any] | None:
     if isinstance(parsed, dict) and isinstance(parsed.get(_CONFIG_KEY), dict):
         return dict(parsed[_CONFIG_KEY])
     return None
+
+
+#: The configuration key of the hybrid fusion a collection searches with by default.
+_FUSION_KEY = "fusion"
+
+
+def fusion_config(
+    config: Mapping[str, Any], fusion: Fusion | None, tuned: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``config`` recording ``fusion`` (None: none) as the collection's hybrid fusion."""
+    out = dict(config)
+    out.pop(_FUSION_KEY, None)
+    if isinstance(fusion, RRF):
+        out[_FUSION_KEY] = {"rrf": fusion.k}
+    elif isinstance(fusion, Weighted):
+        weights = None if fusion.weights is None else [float(w) for w in fusion.weights]
+        out[_FUSION_KEY] = {"weighted": weights}
+    if fusion is not None and tuned is not None:
+        out[_FUSION_KEY]["tuned"] = dict(tuned)
+    return out
+
+
+def stored_fusion(name: str, config: Mapping[str, Any] | None) -> Fusion | None:
+    """The fusion ``config`` records, None when it records none.
+
+    Raises :class:`~vecalchemy.ConfigurationError` for an entry vecalchemy did not write
+    (an edited comment), rather than searching with a fusion nobody chose.
+    """
+    entry = (config or {}).get(_FUSION_KEY)
+    if entry is None:
+        return None
+    try:
+        if isinstance(entry, dict) and "rrf" in entry:
+            return RRF(k=entry["rrf"])
+        if isinstance(entry, dict) and "weighted" in entry:
+            weights = entry["weighted"]
+            return Weighted(None if weights is None else tuple(weights))
+    except (TypeError, ValueError, VecalchemyError):
+        pass
+    raise ConfigurationError(
+        f"collection {name!r} records a hybrid fusion vecalchemy cannot read ({entry!r}); "
+        f"reset it with Collection.open({name!r}).set_fusion(None)"
+    )
 
 
 def write_comment(conn: sa.Connection, name: str, config: Mapping[str, Any]) -> None:

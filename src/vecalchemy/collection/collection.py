@@ -62,6 +62,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, delete, func, select
 
 from vecalchemy._bm25 import Analyzer, bm25_query, compact_bm25
+from vecalchemy._engine_state import RECHECK_SECONDS
 from vecalchemy._fulltext import (
     DEFAULT_LANGUAGE,
     FULLTEXT_INFO_KEY,
@@ -85,7 +86,9 @@ from vecalchemy.collection._table import (
     TableState,
     add_fulltext,
     collection_table,
+    fusion_config,
     read_state,
+    stored_fusion,
     write_comment,
 )
 from vecalchemy.collection._writes import id_in, lock_documents, stored_documents
@@ -102,7 +105,14 @@ from vecalchemy.errors import (
 from vecalchemy.filters import compile_filter
 from vecalchemy.load import load
 from vecalchemy.metrics import Metric
-from vecalchemy.query.fusion import RRF, Fusion, plan_hybrid
+from vecalchemy.query.fusion import (
+    RRF,
+    FusedQuery,
+    Fusion,
+    Weighted,
+    default_fusion,
+    plan_hybrid,
+)
 from vecalchemy.schema import HNSW, IVFFlat
 from vecalchemy.search.run import run as run_plan
 from vecalchemy.search.vector import search as run_search
@@ -285,6 +295,7 @@ class Collection:
         self._index = index
         self._table: sa.Table | None = None
         self._state: TableState | None = None  # the table as last checked (reads reuse it)
+        self._state_at = 0.0  # when a read path last checked it (time.monotonic())
 
     def __repr__(self) -> str:
         return (
@@ -396,8 +407,9 @@ class Collection:
             )
 
     def _for_reading(self) -> TableState:
-        """Check the table for a read path (no DDL, ever), once per collection object."""
-        if self._state is not None:
+        """Check the table for a read path (no DDL, ever); again after
+        :data:`RECHECK_SECONDS`, so a fusion stored by another process is picked up."""
+        if self._state is not None and time.monotonic() - self._state_at < RECHECK_SECONDS:
             return self._state
         with self.engine.connect() as conn:
             state = read_state(conn, self.name)
@@ -409,7 +421,7 @@ class Collection:
             self._check_state(state)
             self._check_embedder(conn)
             conn.rollback()
-        self._state = state
+        self._state, self._state_at = state, time.monotonic()
         return state
 
     def create(self) -> None:
@@ -853,12 +865,16 @@ class Collection:
 
         ``mode="hybrid"``: ``query`` must be a text; it is embedded once and searched both
         by vector and by its words (``websearch_to_tsquery`` in the collection's
-        language), and the two rankings are fused with ``fusion`` (default
-        :class:`~vecalchemy.RRF`; or :class:`~vecalchemy.Weighted`) by
-        :func:`vecalchemy.hybrid_search`. A chunk holding a rare word the embedding
-        misses (a product code, an error number) is found this way. Each hit's
-        ``similarity`` is then the fused score, and ``distance`` still the vector distance
-        (see :class:`CollectionHit`). ``candidates`` is how many chunks each leg fetches.
+        language, or BM25 with ``text_ranking="bm25"``), and the two rankings are fused
+        with ``fusion`` (:class:`~vecalchemy.RRF` or :class:`~vecalchemy.Weighted`; by
+        default :meth:`hybrid_fusion`: the one :meth:`set_fusion` or
+        :func:`vecalchemy.tune_fusion` recorded, else ``Weighted((0.75, 0.25))`` for BM25
+        and ``RRF()`` for ``ts_rank_cd``) by :func:`vecalchemy.hybrid_search`. A chunk
+        holding a rare word the embedding misses (a product code, an error number) is
+        found this way. Each hit's ``similarity`` is then the fused score, and
+        ``distance`` still the vector distance (see :class:`CollectionHit`).
+        ``candidates`` is how deep each leg's ranking is fused (default 100; the first
+        hits are the same for every ``k``).
         ``min_similarity``, ``max_distance``, ``ef_search`` and ``probes`` apply to
         ``mode="vector"`` only.
 
@@ -902,7 +918,7 @@ class Collection:
                 if fusion is not None or candidates is not None:
                     raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
                 return self._text(query, k, clause)
-            return self._hybrid(query, k, clause, fusion or RRF(), candidates)
+            return self._hybrid(query, k, clause, fusion, candidates)
         if fusion is not None or candidates is not None:
             raise InvalidSearch("fusion= and candidates= apply to mode='hybrid' only")
         vector = self.embedder.embed_query(query) if isinstance(query, str) else query
@@ -927,30 +943,40 @@ class Collection:
         query: str,
         k: int,
         clause: sa.ColumnElement[bool] | None,
-        fusion: Fusion,
+        fusion: Fusion | None,
         candidates: int | None,
     ) -> list[CollectionHit]:
         query = check_query_text(query)
         table = self.table
+        text_column = table.c[TERMS] if self._analyzer is not None else table.c[TSV]
         vector = self.embedder.embed_query(query)
+
+        def plan(chosen: Fusion | None) -> FusedQuery:
+            return plan_hybrid(
+                table.c.embedding,
+                text_column,
+                query,
+                vector,
+                k,
+                where=clause,
+                fusion=chosen,
+                candidates=candidates,
+            )
+
         # Built (and so checked) before the table is touched, then run as it is.
-        fused = plan_hybrid(
-            table.c.embedding,
-            table.c[TERMS] if self._analyzer is not None else table.c[TSV],
-            query,
-            vector,
-            k,
-            where=clause,
-            fusion=fusion,
-            candidates=candidates,
-        )
-        if self._for_reading().tsv is None:
+        fused = plan(fusion)
+        state = self._for_reading()
+        if state.tsv is None:
             self._state = None  # check again after an upgrade
             raise ConfigurationError(
                 f"collection {self.name!r} was made before hybrid search and has no "
                 f"full-text column; run Collection.open({self.name!r}).upgrade() once, "
                 "then search it with mode='hybrid'"
             )
+        if fusion is None:
+            stored = stored_fusion(self.name, state.config)
+            if stored is not None and stored != fused.fusion:
+                fused = plan(stored)
         with self.engine.connect() as conn:
             hits = run_plan(conn, fused)
             conn.rollback()
@@ -960,6 +986,58 @@ class Collection:
             )
             for h in hits
         ]
+
+    def hybrid_fusion(self) -> Fusion:
+        """The fusion ``search(mode="hybrid")`` uses when given none: the one recorded by
+        :meth:`set_fusion` (or :func:`vecalchemy.tune_fusion` with ``store=True``), else
+        the default of the collection's text ranking (``Weighted((0.75, 0.25))`` for
+        BM25, ``RRF()`` for ``ts_rank_cd``; see docs/design.md, "Hybrid fusion").
+
+        Example::
+
+            Collection.open("kb").hybrid_fusion()    # Weighted(weights=(0.8, 0.2))
+        """
+        stored = stored_fusion(self.name, self._for_reading().config)
+        if stored is not None:
+            return stored
+        return default_fusion(self.table.c[TERMS] if self._analyzer is not None else None)
+
+    def set_fusion(self, fusion: Fusion | None, *, tuned: Mapping[str, Any] | None = None) -> None:
+        """Record ``fusion`` in the table as the collection's hybrid fusion (None: back to
+        the default). Every :class:`Collection` of this table, in any process, searches
+        with it from its next check of the table (at most a minute later).
+
+        ``tuned``: what :func:`vecalchemy.tune_fusion` measured, kept alongside.
+
+        Example::
+
+            docs.set_fusion(Weighted((0.8, 0.2)))
+            docs.search("reset a password", mode="hybrid")   # fused 0.8 / 0.2
+        """
+        if fusion is not None:
+            if not isinstance(fusion, (RRF, Weighted)):
+                raise InvalidArgument(
+                    f"fusion must be RRF(...), Weighted(...) or None, got {fusion!r}"
+                )
+            weights = fusion.weights if isinstance(fusion, Weighted) else None
+            if weights is not None and len(weights) != 2:
+                raise InvalidArgument(
+                    f"Weighted has {len(weights)} weights but hybrid search has 2 legs "
+                    "(vector, then text); give two weights"
+                )
+        with self.engine.begin() as conn:
+            if not read_state(conn, self.name).exists:
+                raise ConfigurationError(
+                    f"there is no collection {self.name!r} in this database yet; add "
+                    "documents (or call create()) first"
+                )
+            # COMMENT is a read-modify-write of the whole configuration: one writer at a
+            # time (this lock conflicts with itself, not with reads or row writes).
+            conn.exec_driver_sql(f'LOCK TABLE "{self.name}" IN SHARE UPDATE EXCLUSIVE MODE')
+            state = read_state(conn, self.name)
+            self._check_state(state)
+            write_comment(conn, self.name, fusion_config(state.config or {}, fusion, tuned))
+        self._state = None
 
     def _text(
         self, query: str, k: int, clause: sa.ColumnElement[bool] | None

@@ -41,6 +41,7 @@ from vecalchemy.eval._metrics import (
     score_rankings,
 )
 from vecalchemy.eval._run import EVAL_MODES, EvalMode, EvalResult, evaluate
+from vecalchemy.eval._tune import FusionTuning, default_grid, fusion_label, tune_fusion
 
 __all__ = [
     "EVAL_MODES",
@@ -48,7 +49,10 @@ __all__ = [
     "BeirDocument",
     "EvalMode",
     "EvalResult",
+    "FusionTuning",
+    "default_grid",
     "evaluate",
+    "fusion_label",
     "metric_names",
     "ndcg_at_k",
     "rank_scores",
@@ -59,4 +63,5 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "score_rankings",
+    "tune_fusion",
 ]

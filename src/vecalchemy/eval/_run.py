@@ -25,8 +25,9 @@ from vecalchemy.collection._writes import id_in
 from vecalchemy.errors import ConfigurationError, InvalidArgument
 from vecalchemy.eval._metrics import DEFAULT_CUTOFF, dedupe, metric_names, score_rankings
 from vecalchemy.metrics import MAX_EF_SEARCH
+from vecalchemy.query.fusion import Fusion
 
-__all__ = ["EVAL_MODES", "EvalMode", "EvalResult", "evaluate"]
+__all__ = ["EVAL_MODES", "EvalMode", "EvalResult", "evaluate", "load_qrels", "load_queries"]
 
 #: How :func:`evaluate` searches: ``Collection.search``'s modes, and its text leg alone.
 EvalMode = Literal["vector", "text", "hybrid"]
@@ -105,7 +106,7 @@ class EvalResult:
         return out
 
 
-def _load_queries(queries: str | Path | Mapping[str, str]) -> dict[str, str]:
+def load_queries(queries: str | Path | Mapping[str, str]) -> dict[str, str]:
     if isinstance(queries, (str, Path)):
         return read_queries(queries)
     if not isinstance(queries, Mapping):
@@ -116,7 +117,7 @@ def _load_queries(queries: str | Path | Mapping[str, str]) -> dict[str, str]:
     return {str(q): t for q, t in queries.items()}
 
 
-def _load_qrels(
+def load_qrels(
     qrels: str | Path | Mapping[str, Mapping[str, int]],
 ) -> dict[str, dict[str, int]]:
     if isinstance(qrels, (str, Path)):
@@ -149,7 +150,10 @@ def _check_k(k: object) -> int:
 
 
 def _searcher(
-    collection: Collection, mode: EvalMode, where: Mapping[str, Any] | None
+    collection: Collection,
+    mode: EvalMode,
+    where: Mapping[str, Any] | None,
+    fusion: Fusion | None = None,
 ) -> Callable[[str, int], list[str]]:
     """``search(query, n) -> ids of the n best chunks``, best first, in ``mode``
     (``Collection.search``'s own modes: the text leg is the collection's ranking,
@@ -164,6 +168,10 @@ def _searcher(
                 f"no full-text column; run Collection.open({collection.name!r}).upgrade() "
                 "once, then evaluate it with mode='text'"
             )
+    if mode == "hybrid":
+        return lambda query, n: [
+            h.id for h in collection.search(query, n, where=where, mode=mode, fusion=fusion)
+        ]
     return lambda query, n: [h.id for h in collection.search(query, n, where=where, mode=mode)]
 
 
@@ -211,6 +219,7 @@ def evaluate(
     k: int = 100,
     cutoff: int = DEFAULT_CUTOFF,
     where: Mapping[str, Any] | None = None,
+    fusion: Fusion | None = None,
     progress: Progress | bool | None = None,
 ) -> EvalResult:
     """Search ``collection`` with every judged query and score the rankings.
@@ -227,7 +236,9 @@ def evaluate(
 
     ``mode``: ``"vector"`` or ``"hybrid"`` as :meth:`Collection.search`; ``"text"`` its
     full-text leg alone (PostgreSQL ``websearch_to_tsquery`` ranked by ``ts_rank_cd``).
-    ``where``: a metadata filter for every search. ``progress=True`` shows a bar.
+    ``where``: a metadata filter for every search. ``fusion``: the hybrid fusion
+    (default: the collection's, :meth:`Collection.hybrid_fusion`); ``mode="hybrid"``
+    only. ``progress=True`` shows a bar.
 
     Raises :class:`~vecalchemy.InvalidArgument` for bad files or arguments, a judged
     query that has no text, or qrels none of whose relevant documents are in the
@@ -250,9 +261,11 @@ def evaluate(
     if mode not in EVAL_MODES:
         raise InvalidArgument(f"unknown mode {mode!r}; use one of: {', '.join(EVAL_MODES)}")
     k = _check_k(k)
+    if fusion is not None and mode != "hybrid":
+        raise InvalidArgument(f"fusion= applies to mode='hybrid' only, not mode={mode!r}")
     names = metric_names(k, cutoff)
-    texts = _load_queries(queries)
-    judged = _load_qrels(qrels)
+    texts = load_queries(queries)
+    judged = load_qrels(qrels)
     missing_text = [q for q in judged if q not in texts]
     if missing_text:
         shown = ", ".join(repr(q) for q in missing_text[:5])
@@ -272,7 +285,7 @@ def evaluate(
             "corpus ids the qrels name; add the corpus with Collection.add(texts, "
             "ids=corpus_ids)"
         )
-    search = _searcher(collection, mode, where)
+    search = _searcher(collection, mode, where, fusion)
     per_doc = chunks / documents if documents else 1.0
     order = [q for q in texts if q in judged]
     rankings: dict[str, list[str]] = {}

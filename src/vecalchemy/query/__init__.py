@@ -16,6 +16,8 @@ from __future__ import annotations
 from vecalchemy.query._nearest import NearestPlan, distance, nearest, plan_nearest
 from vecalchemy.query.explain import Explain
 from vecalchemy.query.fusion import (
+    BM25_FUSION,
+    DEFAULT_CANDIDATES,
     DEFAULT_RRF_K,
     RRF,
     FusedQuery,
@@ -23,6 +25,7 @@ from vecalchemy.query.fusion import (
     Leg,
     Weighted,
     default_candidates,
+    default_fusion,
     hybrid_query,
     multi_query,
     plan_hybrid,
@@ -30,6 +33,8 @@ from vecalchemy.query.fusion import (
 )
 
 __all__ = [
+    "BM25_FUSION",
+    "DEFAULT_CANDIDATES",
     "DEFAULT_RRF_K",
     "RRF",
     "Explain",
@@ -39,6 +44,7 @@ __all__ = [
     "NearestPlan",
     "Weighted",
     "default_candidates",
+    "default_fusion",
     "distance",
     "hybrid_query",
     "multi_query",

@@ -90,6 +90,8 @@ from vecalchemy.query._nearest import check_clauses, plan_nearest
 from vecalchemy.schema import HNSW, VectorSpec, resolve_spec
 
 __all__ = [
+    "BM25_FUSION",
+    "DEFAULT_CANDIDATES",
     "DEFAULT_RRF_K",
     "RRF",
     "FusedQuery",
@@ -97,6 +99,7 @@ __all__ = [
     "Leg",
     "Weighted",
     "default_candidates",
+    "default_fusion",
     "hybrid_query",
     "multi_query",
     "plan_hybrid",
@@ -176,6 +179,30 @@ class Weighted:
 
 #: A fusion spec: :class:`RRF` or :class:`Weighted`.
 Fusion = RRF | Weighted
+
+#: The fusion of a hybrid query whose text leg is BM25, unless told: 0.75 of the dense
+#: leg's and 0.25 of the BM25 leg's min-max normalised scores (docs/design.md, "Hybrid
+#: fusion": best of the fusions measured on both evaluation sets, and above RRF on both).
+BM25_FUSION = Weighted((0.75, 0.25))
+
+
+def default_fusion(text_column: Any) -> Fusion:
+    """The fusion a hybrid query with ``text_column`` uses unless told.
+
+    A :func:`~vecalchemy.bm25.BM25` column: :data:`BM25_FUSION`, a convex combination of
+    normalised scores (BM25 scores carry IDF and saturate, so a query's scores are
+    comparable across documents, and measured this beats RRF). A full-text
+    (``ts_rank_cd``, no IDF) or sparse column: :class:`RRF`, which needs no scale.
+
+    Example::
+
+        default_fusion(Doc.body_bm25)     # Weighted(weights=(0.75, 0.25))
+        default_fusion(Doc.tsv)           # RRF(k=60)
+    """
+    col = _column_of(text_column)
+    if col is not None and isinstance(col.info.get(BM25_INFO_KEY), BM25Spec):
+        return BM25_FUSION
+    return RRF()
 
 
 #: How deep each leg's ranking counts in the fusion unless told (``candidates=``).
@@ -566,7 +593,7 @@ def plan_hybrid(
     k: int = 10,
     *,
     where: Where = None,
-    fusion: Fusion = RRF(),
+    fusion: Fusion | None = None,
     language: str | None = None,
     candidates: int | None = None,
 ) -> FusedQuery:
@@ -579,6 +606,8 @@ def plan_hybrid(
         fq = plan_hybrid(Doc.embedding, Doc.tsv, "vacuum", q, k=50)
         fq.candidates, fq.fetched             # (100, 100): legs fetch max(k, 100)
     """
+    if fusion is None:
+        fusion = default_fusion(text_column)
     if not isinstance(fusion, (RRF, Weighted)):
         raise InvalidSearch(f"fusion must be RRF(...) or Weighted(...), got {fusion!r}")
     clauses = check_clauses(where)
@@ -705,7 +734,7 @@ def hybrid_query(
     k: int = 10,
     *,
     where: Where = None,
-    fusion: Fusion = RRF(),
+    fusion: Fusion | None = None,
     language: str | None = None,
     candidates: int | None = None,
 ) -> Select[Any]:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from vecalchemy._typing import Where
-from vecalchemy.query.fusion import RRF, Fusion, Weighted, plan_hybrid, plan_multi
+from vecalchemy.query.fusion import Fusion, Weighted, plan_hybrid, plan_multi
 from vecalchemy.search.run import FusedHit, arun, run
 
 __all__ = ["ahybrid_search", "amulti_search", "hybrid_search", "multi_search"]
@@ -45,7 +45,7 @@ def hybrid_search(
     k: int = 10,
     *,
     where: Where = None,
-    fusion: Fusion = RRF(),  # noqa: B008 - frozen, immutable default
+    fusion: Fusion | None = None,
     language: str | None = None,
     candidates: int | None = None,
 ) -> list[FusedHit[Any]]:
@@ -58,10 +58,14 @@ def hybrid_search(
     or a ``sparsevec`` column, and then ``query_text``
     is the sparse query vector (a ``SparseVector`` or an ``{index: weight}`` dict).
     ``query_vector`` is the dense query vector. ``where``: a filter expression (or a
-    list of them) applied inside both legs. ``fusion``: :class:`~vecalchemy.RRF`
-    (default) or :class:`~vecalchemy.Weighted`. ``language``: defaults to the
-    column's; another one raises :class:`~vecalchemy.InvalidSearch`. ``candidates``: rows
-    each leg fetches, default ``max(4 * k, 40)`` (at most 1,000 for an HNSW index).
+    list of them) applied inside both legs. ``fusion``: :class:`~vecalchemy.RRF` or
+    :class:`~vecalchemy.Weighted`; by default ``Weighted((0.75, 0.25))`` for a BM25
+    column and ``RRF()`` for the others (see :func:`~vecalchemy.query.fusion.default_fusion`).
+    ``language``: defaults to the column's; another one raises
+    :class:`~vecalchemy.InvalidSearch`. ``candidates``: how deep each leg's ranking is
+    fused, default 100 (at most 1,000 for an HNSW index); each leg fetches
+    ``max(k, candidates)`` rows, and rows no leg ranks within ``candidates`` come after
+    the fused ones, so the first hits are the same for every ``k``.
 
     Every argument is checked before any SQL runs. Returns :class:`FusedHit` objects,
     best first.
@@ -97,7 +101,7 @@ async def ahybrid_search(
     k: int = 10,
     *,
     where: Where = None,
-    fusion: Fusion = RRF(),  # noqa: B008 - frozen, immutable default
+    fusion: Fusion | None = None,
     language: str | None = None,
     candidates: int | None = None,
 ) -> list[FusedHit[Any]]:
@@ -142,7 +146,7 @@ def multi_search(
     columns whose leg did not return it; a NULL vector adds 0), computed for the union
     of the legs' candidates. With :class:`~vecalchemy.RRF` it is
     ``sum(weight / (k + rank))``. Each leg is served by its column's index;
-    ``candidates`` (rows per leg) defaults to ``max(4 * k, 40)``.
+    ``candidates`` (how deep each leg is fused) defaults to 100, as in :func:`hybrid_search`.
 
     Example::
 
