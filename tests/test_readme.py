@@ -58,7 +58,8 @@ def test_readme_tour_runs(server_url: sa.URL, monkeypatch: pytest.MonkeyPatch) -
     assert "InvalidVector - query vector has a non-finite value (nan) at index 0" in printed
     assert "CAST(tour_big_docs.embedding AS HALFVEC(3072)) <=> CAST(" in printed
     assert "ef_search True True\n[]\nembedding 1544\n" in printed  # tune, doctor, sizes
-    assert "['reset', 'expiry']\n1.0 1.0\n" in printed  # BM25 text search, evaluate
+    # BM25 text search, hybrid search, evaluate, tune_fusion
+    assert "['reset', 'expiry']\n['reset', 'expiry']\n1.0 1.0\nTrue\n" in printed
     # the async search found the pgvector document first
     assert re.search(r"^async hits: \[2, \d\]$", printed, flags=re.M)
     assert "MetricMismatch - column tour_docs.embedding is declared with metric 'cosine'" in printed
