@@ -18,13 +18,16 @@ without a relevant document count as 0) of:
   :func:`tokenize` (below); documents with score 0 (no query term) are dropped;
 * ``RRF(bm25s, exact dense)``: what a user would hand-write: reciprocal rank fusion,
   ``sum(1 / (60 + rank))`` over the two top-100 lists, top 100 kept;
-* ``vecalchemy text``: ``evaluate(mode="text")``, today PostgreSQL full text
-  (``websearch_to_tsquery('english', q)`` against the collection's ``tsv`` column,
-  ranked by ``ts_rank_cd``): the text leg of hybrid search alone;
-* ``vecalchemy hybrid``: ``Collection.search(mode="hybrid")`` as it is (RRF k=60 of the
-  vector leg and the full-text leg, ``max(4k, 40)`` candidates each).
-
-The BM25 leg, when it lands, is one more entry of :func:`vecalchemy_contenders`.
+* ``vecalchemy text``: ``evaluate(mode="text")`` on a default collection: PostgreSQL
+  full text (``websearch_to_tsquery('english', q)`` against the collection's ``tsv``
+  column, ranked by ``ts_rank_cd``), and its hybrid (RRF k=60, the default there);
+* ``vecalchemy BM25 leg``: ``evaluate(mode="text")`` on a second collection of the same
+  vectors with ``text_ranking="bm25"`` (the analyser below, scored in SQL);
+* ``vecalchemy hybrid`` over that collection: RRF k=60, the default (0.75 / 0.25 of
+  min-max normalised scores), and ``tune_fusion``'s cross-validated estimate (each fold
+  of the queries scored with the fusion chosen on the other folds). Each leg's first
+  100 rows are fused whatever k is; the script checks that k=10 and k=100 give the
+  same top 10.
 
 Tokenisation (:func:`tokenize`, for bm25s; a BM25 leg must use the same to compare):
 lower-case the text (``str.lower``); take the tokens ``re.findall(r"(?u)\\b\\w\\w+\\b")``
