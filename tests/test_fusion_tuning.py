@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import vecalchemy
-from tests.test_eval import CORPUS, QRELS, QUERIES
+from tests import test_eval
 from vecalchemy.cli import main
 from vecalchemy.collection import Collection
 from vecalchemy.errors import ConfigurationError, InvalidArgument, InvalidSearch
@@ -25,14 +25,7 @@ from vecalchemy.query.fusion import BM25_FUSION, RRF, Weighted
 
 GRID = [RRF(), Weighted((0.3, 0.7)), Weighted((0.8, 0.2))]
 
-
-@pytest.fixture
-def beir(tmp_path: Path) -> Path:
-    (tmp_path / "qrels").mkdir()
-    for name, items in (("corpus.jsonl", CORPUS), ("queries.jsonl", QUERIES)):
-        (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items))
-    (tmp_path / "qrels" / "test.tsv").write_text(QRELS)
-    return tmp_path
+beir = test_eval.beir  # the tiny BEIR set (a fixture): 8 documents, 5 judged queries
 
 
 def _collection(engine: sa.Engine, beir: Path, ranking: str) -> Collection:
