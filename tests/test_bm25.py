@@ -594,10 +594,16 @@ def notes(module_db: Engine) -> Iterator[Engine]:
 
 def test_hybrid_search_ranks_the_text_leg_by_bm25(notes: Engine) -> None:
     """With a BM25 column as text_column, the text leg's ranks are bm25_query's ranks,
-    filters apply inside the leg, and the BM25 column is not loaded with the rows."""
-    query, vector = "deadlock rollback wal", [0.3, 0.1, 0.5, 0.2]
+    filters apply inside the leg, and the BM25 column is not loaded with the rows. The
+    later queries reuse the first one's statement (no where): their terms are bound."""
+    vector = [0.3, 0.1, 0.5, 0.2]
+    cases = [
+        (query, where, k)
+        for query in ("deadlock rollback wal", "vacuum", "wal wal checkpoint")
+        for where, k in ((None, 10), (Note.tag == "b", 5))
+    ]
     with Session(notes) as session:
-        for where, k in ((None, 10), (Note.tag == "b", 5)):
+        for query, where, k in cases:
             ranking = session.execute(bm25_query(Note.terms, query, k=None, where=where)).all()
             text_rank = {n.id: r for r, (n, _) in enumerate(ranking, 1)}
             session.expunge_all()

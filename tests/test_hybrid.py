@@ -342,6 +342,37 @@ def test_default_candidates_keep_the_first_hits(session: Session) -> None:
         assert all(_in_head(h, 100) for h in runs[1])  # k=100: every hit is fused
 
 
+def test_reused_statements_bind_each_querys_values(docs: Session) -> None:
+    """hybrid_search reuses the statement of an earlier query of the same shape (no
+    where) and binds the new query's vector and text: the hits are those of a statement
+    built for that query alone, for a full-text and a sparse text leg."""
+    vectors = [Q, -Q, rng.normal(size=DIM).astype(np.float32)]
+    texts = ["XJ9042 or vacuum", "garden tomato", "zzyzx"]  # the last matches nothing
+    sparse = [{7: 1.0}, WIDE, {3: 2.0}]
+    for vector, words, weights in zip(vectors, texts, sparse, strict=True):
+        for text_column, query_text in ((Doc.tsv, words), (Doc.sparse, weights)):
+            fq = plan_hybrid(Doc.embedding, text_column, query_text, vector, k=6, cached=True)
+            again = plan_hybrid(Doc.embedding, text_column, query_text, vector, k=6, cached=True)
+            assert again.select is fq.select  # built once, reused
+            fresh = plan_hybrid(Doc.embedding, text_column, query_text, vector, k=6)
+            assert fresh.select is not fq.select
+            got = hybrid_search(docs, Doc.embedding, text_column, query_text, vector, k=6)
+            want = vecalchemy.run(docs, fresh)
+            assert [(h.row.id, h.score, h.ranks) for h in got] == [
+                (h.row.id, h.score, h.ranks) for h in want
+            ]
+    # The statement of the first shape answers the last query with the last values.
+    first = plan_hybrid(Doc.embedding, Doc.tsv, texts[0], vectors[0], k=6, cached=True)
+    last = plan_hybrid(Doc.embedding, Doc.tsv, texts[1], vectors[1], k=6, cached=True)
+    assert last.select is first.select
+    assert last.params["query_text"] == texts[1]
+    # A filtered search is built for its own values.
+    english = plan_hybrid(
+        Doc.embedding, Doc.tsv, texts[0], Q, k=6, where=Doc.lang == "en", cached=True
+    )
+    assert english.select is not first.select
+
+
 def test_result_rows(docs: Session) -> None:
     """ORM columns give mapped objects (vectors and tsvector deferred); Core columns and
     Connections give rows without vector or tsvector columns."""

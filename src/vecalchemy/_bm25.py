@@ -67,6 +67,7 @@ __all__ = [
     "bm25_statistics",
     "compact_bm25",
     "install_bm25",
+    "query_terms",
     "resolve_bm25",
     "uninstall_bm25",
 ]
@@ -742,19 +743,17 @@ def bm25_scores(
     _check_query(query_text, limit)
     k1 = _check_param("k1", k1)
     b = _check_param("b", b, upper=1.0)
-    counts = Counter(spec.analyzer.tokens(query_text))
-    if not counts:
+    found = query_terms(spec, query_text)
+    if found is None:
         return None
-    terms = sorted(counts)
+    terms, qtf = found
     names = _names(table, col)
     pk = list(table.primary_key.columns)
     # Plain SQL text: the same statement built from SQLAlchemy constructs cost more
     # client time per query than the server spent running it.
     stmt = sa.text(_scores_sql(names, limited=limit is not None)).bindparams(
         _text_array(terms, "bm25_terms"),
-        sa.bindparam(
-            "bm25_qtf", [counts[t] for t in terms], type_=ARRAY(sa.Integer), literal_execute=True
-        ),
+        sa.bindparam("bm25_qtf", qtf, type_=ARRAY(sa.Integer), literal_execute=True),
         sa.bindparam("bm25_k1b", k1 * b, type_=sa.Float(precision=53)),
         sa.bindparam("bm25_c0", k1 * (1.0 - b), type_=sa.Float(precision=53)),
         *([] if limit is None else [sa.bindparam("bm25_limit", limit, type_=sa.Integer)]),
@@ -763,6 +762,17 @@ def bm25_scores(
     return stmt.columns(*columns, sa.column("score", sa.Float(precision=53))).subquery(
         "bm25_scores"
     )
+
+
+def query_terms(spec: BM25Spec, query_text: str) -> tuple[list[str], list[int]] | None:
+    """The query's distinct terms (sorted) and how often each occurs, through the
+    column's analyser: the values of :func:`bm25_scores`'s ``bm25_terms`` and
+    ``bm25_qtf`` parameters. None when the query has no terms."""
+    counts = Counter(spec.analyzer.tokens(query_text))
+    if not counts:
+        return None
+    terms = sorted(counts)
+    return terms, [counts[t] for t in terms]
 
 
 def _scores_sql(names: _Names, *, limited: bool) -> str:

@@ -961,6 +961,7 @@ class Collection:
                 where=clause,
                 fusion=chosen,
                 candidates=candidates,
+                cached=True,
             )
 
         # Built (and so checked) before the table is touched, then run as it is.

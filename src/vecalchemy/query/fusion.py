@@ -40,10 +40,11 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -72,7 +73,8 @@ from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import Label
 
-from vecalchemy._bm25 import BM25_INFO_KEY, BM25Spec, bm25_scores
+from vecalchemy._bm25 import BM25_INFO_KEY, BM25Spec, bm25_scores, query_terms
+from vecalchemy._distance import query_value
 from vecalchemy._fulltext import (
     QUERY_TEXT_PARAM,
     FullTextSpec,
@@ -108,6 +110,10 @@ __all__ = [
 
 #: The RRF constant of the original paper (Cormack et al., 2009), used by most engines.
 DEFAULT_RRF_K = 60
+
+#: Where plan_hybrid(cached=True) keeps its statements: the vector column's ``info``.
+_TEMPLATES_KEY = "vecalchemy_fused_templates"
+_TEMPLATES_MAX = 64
 
 # Labels of the columns a fused query adds; a primary key column with one of these
 # names is selected under another label (pk_0, ...).
@@ -277,6 +283,9 @@ class FusedQuery:
     filtered: bool = False
     #: How many rows each leg fetches: ``max(k, candidates)``.
     fetched: int = 0
+    #: Values bound at execution, over those ``select`` was built with (a statement
+    #: reused by ``plan_hybrid(..., cached=True)``): run ``select`` with them.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 # -- the pieces ---------------------------------------------------------------------
@@ -596,10 +605,16 @@ def plan_hybrid(
     fusion: Fusion | None = None,
     language: str | None = None,
     candidates: int | None = None,
+    cached: bool = False,
 ) -> FusedQuery:
     """Build :func:`hybrid_query`'s statement and what the runner needs; no I/O.
 
-    Everything is checked here, before any SQL runs.
+    Everything is checked here, before any SQL runs. ``cached=True`` (what
+    :func:`~vecalchemy.hybrid_search` does) reuses the statement built for an earlier
+    query of the same shape (same columns, k, candidates, fusion and language, and no
+    ``where``), kept on the vector column: building it costs more client time than the
+    server spends running it. The query's values are then in :attr:`FusedQuery.params`:
+    run it with :func:`vecalchemy.run`, or ``session.execute(fq.select, fq.params)``.
 
     Example::
 
@@ -678,6 +693,26 @@ def plan_hybrid(
             f"query text must be a string, got {type(query_text).__name__}; pass the words "
             "to search for"
         )
+    params: dict[str, Any] = {
+        f"{QUERY_PARAM}_0": query_value(vspec, query_vector, column=_name(vcol))
+    }
+    terms = None
+    if sparse is not None:
+        params[f"{QUERY_PARAM}_1"] = query_value(sparse[1], query_text, column=_name(sparse[0]))
+    elif bm25 is not None:
+        terms = query_terms(bm25[1], query_text)
+        if terms is not None:
+            params["bm25_terms"], params["bm25_qtf"] = terms
+    else:
+        params[QUERY_TEXT_PARAM] = query_text
+    key = None
+    if cached and not clauses:
+        key = (id(vector_column), id(text_column), k, depth, fusion, language, terms is None)
+        templates = vcol.info.setdefault(_TEMPLATES_KEY, {})
+        hit = templates.get(key)
+        if hit is not None and hit[0] is vector_column and hit[1] is text_column:
+            reused: FusedQuery = hit[2]
+            return dataclasses.replace(reused, params=params)
     legs = [
         _vector_leg(
             vector_column, query_vector, index=0, candidates=n, clauses=clauses, weight=weights[0]
@@ -714,7 +749,7 @@ def plan_hybrid(
             )
         )
     stmt = _fuse(vector_column, table, legs, fusion, k, exact=False, depth=depth)
-    return FusedQuery(
+    fq = FusedQuery(
         select=stmt,
         legs=tuple(legs),
         k=k,
@@ -723,7 +758,15 @@ def plan_hybrid(
         fusion=fusion,
         orm=isinstance(vector_column, InstrumentedAttribute),
         filtered=bool(clauses),
+        params=params,
     )
+    if key is not None:
+        templates = vcol.info.setdefault(_TEMPLATES_KEY, {})
+        if len(templates) >= _TEMPLATES_MAX:
+            templates.clear()
+        # The columns are kept with the statement: a key holds only their ids.
+        templates[key] = (vector_column, text_column, fq)
+    return fq
 
 
 def hybrid_query(

@@ -87,6 +87,7 @@ def hybrid_search(
         fusion=fusion,
         language=language,
         candidates=candidates,
+        cached=True,
     )
     hits: list[FusedHit[Any]] = run(session, fq)
     return hits
@@ -122,6 +123,7 @@ async def ahybrid_search(
         fusion=fusion,
         language=language,
         candidates=candidates,
+        cached=True,
     )
     hits: list[FusedHit[Any]] = await arun(session, fq)
     return hits

@@ -243,7 +243,7 @@ def _finish(search: NearestSearch, hits: list[Hit[Any]], orm: bool) -> list[Hit[
 
 
 def _fused_steps(fq: FusedQuery, orm: bool) -> Generator[Step, Any, list[FusedHit[Any]]]:
-    rows = (yield Execute(fq.select, {}, {OPTION: _RELAXED})).all()
+    rows = (yield Execute(fq.select, dict(fq.params), {OPTION: _RELAXED})).all()
     legs = fq.legs
     out: list[FusedHit[Any]] = []
     for row in rows:
