@@ -311,6 +311,23 @@ def vecalchemy_contenders() -> dict[str, dict[str, Any]]:
     }
 
 
+def latency_at_k10(collection: Collection, queries: Sequence[str], rounds: int) -> dict[str, float]:
+    """p50 ms of ``search(q, 10)`` by vector and by the default hybrid, the two modes
+    taking turns query by query (``rounds`` passes, after a warm-up of each)."""
+    times: dict[str, list[float]] = {"vector": [], "hybrid": []}
+    for mode in times:
+        collection.search(queries[0], 10, mode=mode)  # type: ignore[arg-type]
+    for _ in range(rounds):
+        for query in queries:
+            for mode, out in times.items():
+                started = time.perf_counter()
+                collection.search(query, 10, mode=mode)  # type: ignore[arg-type]
+                out.append((time.perf_counter() - started) * 1000)
+    p50 = {mode: statistics.median(out) for mode, out in times.items()}
+    return {"vector_p50_ms": p50["vector"], "hybrid_p50_ms": p50["hybrid"],
+            "ratio": p50["hybrid"] / p50["vector"]}  # fmt: skip
+
+
 def same_top_10(collection: Collection, queries: Sequence[str]) -> int:
     """How many of ``queries`` get the same first 10 hybrid hits (ids and scores) at
     k=10 and k=100: the fusion of a fixed head makes the top independent of k."""
@@ -390,6 +407,10 @@ def _dataset_block(entry: dict[str, Any], report: dict[str, Any]) -> list[str]:
         f"{choices}).",
         f"- Same top 10 (ids and scores) at k=10 and k=100: {same['same']} of "
         f"{same['queries']} queries.",
+        f"- At k=10 (`search(q, 10)`, the modes taking turns): dense p50 "
+        f"{entry['latency_at_k10']['vector_p50_ms']:.2f} ms, default hybrid "
+        f"{entry['latency_at_k10']['hybrid_p50_ms']:.2f} ms, "
+        f"{entry['latency_at_k10']['ratio']:.2f}x.",
         f"- Targets: BM25 leg - bm25s = {t['bm25_leg_minus_bm25s']:+.4f} (within 0.01: "
         f"{_yes(t['bm25_leg_within_0.01'])}); default hybrid >= client RRF: "
         f"{_yes(t['hybrid_default_beats_client_rrf'])}, >= both legs: "
@@ -569,6 +590,8 @@ def run_dataset(path: Path, split: str, engine: Any, rounds: int) -> dict[str, A
     log(f"tuned: {tuning.as_dict()}")
     same = same_top_10(bm25, [data.queries[q] for q in judged])
     log(f"same top 10 at k=10 and k=100: {same} / {len(judged)}")
+    at_k10 = latency_at_k10(bm25, [data.queries[q] for q in judged], rounds)
+    log(f"latency at k=10: {at_k10}")
 
     without = sum(1 for q in data.qrels if not any(g > 0 for g in data.qrels[q].values()))
     return {
@@ -592,6 +615,7 @@ def run_dataset(path: Path, split: str, engine: Any, rounds: int) -> dict[str, A
         },
         "tuning": tuning.as_dict(),
         "same_top_10_at_k10_and_k100": {"queries": len(judged), "same": same},
+        "latency_at_k10": {n: round(v, 3) for n, v in at_k10.items()},
         "targets": targets(results),
     }
 
