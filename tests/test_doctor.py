@@ -250,6 +250,30 @@ def test_toasted_vectors(plain: sa.Engine, table: str) -> None:
     assert codes(plain, table) == []
 
 
+def test_vectors_toasted_by_wide_rows(plain: sa.Engine, table: str) -> None:
+    """VA203 for vector(384) (1.5 KB, under the threshold) moved out of line by a wide
+    text column beside it, seen in the statistics; none once the vectors are MAIN and
+    the table is rewritten."""
+    run(
+        plain,
+        f'CREATE TABLE "{table}" (id int, body text, embedding vector(384))',
+        f'ALTER TABLE "{table}" ALTER COLUMN body SET STORAGE EXTERNAL',  # not compressed
+        f'INSERT INTO "{table}" SELECT i, repeat(md5(i::text), 40), '
+        "(SELECT array_agg(random())::vector(384) FROM generate_series(1, 384) WHERE i > 0) "
+        "FROM generate_series(1, 50) i",
+    )
+    assert codes(plain, table) == []  # no statistics yet: nothing is claimed
+    run(plain, f'ANALYZE "{table}"')
+    [f] = vecalchemy.doctor(plain, table=table)
+    assert f.code == "VA203"
+    assert "average 18 bytes" in f.message
+    assert f'ALTER COLUMN "embedding" SET STORAGE MAIN;' in f.fix
+    run(plain, f'ALTER TABLE "{table}" ALTER COLUMN embedding SET STORAGE MAIN')
+    run(plain, f'VACUUM FULL "{table}"')
+    run(plain, f'ANALYZE "{table}"')
+    assert codes(plain, table) == []
+
+
 def test_hnsw_graph_over_maintenance_work_mem(plain: sa.Engine, table: str) -> None:
     """VA305 (info) when the HNSW graph of 3,000 rows would not fit in a 1 MB
     maintenance_work_mem; none at the server's setting."""

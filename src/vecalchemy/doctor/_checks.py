@@ -22,7 +22,10 @@ __all__ = ["CODES", "Finding", "doctor"]
 
 
 _COLUMNS = """
-SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attstorage
+SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attstorage,
+  (SELECT s.avg_width FROM pg_stats s
+   WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
+   ORDER BY s.inherited LIMIT 1) AS avg_width
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -148,7 +151,7 @@ def _columns(cat: Catalog) -> Iterator[Finding]:
     conn, table = cat.conn, cat.table
     rows = conn.execute(sa.text(_COLUMNS), {"table": table}).all()
     indexes = cat.indexes
-    for schema, tbl, col, typ, typmod, attstorage in rows:
+    for schema, tbl, col, typ, typmod, attstorage, avg_width in rows:
         rel = qualified(schema, tbl)
         where = f"{rel}.{qualified(None, col)}"
         if typmod < 0:
@@ -177,6 +180,28 @@ def _columns(cat: Catalog) -> Iterator[Finding]:
                 f"ALTER TABLE {rel} ALTER COLUMN {qualified(None, col)} SET STORAGE PLAIN;"
                 if plain
                 else f"store it as halfvec({typmod}) (half the bytes), or use fewer dimensions",
+            )
+        elif (
+            storage is not Storage.SPARSEVEC
+            and attstorage in ("x", "e")
+            and avg_width is not None
+            and avg_width < width / 2
+        ):
+            # ANALYZE measures a TOASTed value by its pointer (18 bytes): narrow enough
+            # values moved out of line because the rows around them are wide.
+            yield Finding(
+                "VA203",
+                "warning",
+                where,
+                f"{typ}({typmod}) values take {width:,} bytes but average {avg_width} bytes "
+                "in the table's statistics: the rows are wider than TOAST's 2 KB, so the "
+                "vectors are stored out of line",
+                "exact scans (filters, small tables, the fallback after dead index entries) "
+                "read every vector from the TOAST table, several times slower, and the "
+                "planner does not know it",
+                f"ALTER TABLE {rel} ALTER COLUMN {qualified(None, col)} SET STORAGE MAIN;  "
+                f"-- keeps new vectors in the row; then rewrite the table (VACUUM FULL "
+                f"{rel}, or pg_repack) to move the old ones back",
             )
         limit = INDEX_DIM_LIMITS[storage]
         if storage is Storage.SPARSEVEC or typmod <= limit:
