@@ -267,7 +267,7 @@ def test_vectors_toasted_by_wide_rows(plain: sa.Engine, table: str) -> None:
     [f] = vecalchemy.doctor(plain, table=table)
     assert f.code == "VA203"
     assert "average 18 bytes" in f.message
-    assert f'ALTER COLUMN "embedding" SET STORAGE MAIN;' in f.fix
+    assert 'ALTER COLUMN "embedding" SET STORAGE MAIN;' in f.fix
     run(plain, f'ALTER TABLE "{table}" ALTER COLUMN embedding SET STORAGE MAIN')
     run(plain, f'VACUUM FULL "{table}"')
     run(plain, f'ANALYZE "{table}"')

@@ -13,7 +13,7 @@ VA102   extension-old                        pgvector older than 0.8.0 (no itera
 VA201   vector-without-dimensions            a ``vector`` column declared without ``(n)``
 VA202   too-many-dimensions                  a column over the index limit with no halfvec
                                              expression index
-VA203   toasted-vectors                      vectors stored out of line (over 2 KB, or in wider rows)
+VA203   toasted-vectors                      vectors stored out of line (over 2 KB, or wide rows)
                                              (the planner then prefers sequential scans)
 VA301   duplicate-vector-index               two vector indexes on the same column/expression
 VA302   invalid-index                        an index left invalid by a failed ``CONCURRENTLY``
