@@ -218,3 +218,36 @@ def test_progress_reports(coll: Collection, capsys: pytest.CaptureFixture[str]) 
     assert ("loading", 4, 4) in seen
     coll.upsert(["another text"], ids=["e"], progress=True)
     assert "rows/s" in capsys.readouterr().err
+
+
+def test_vectors_stay_in_the_row(engine: sa.Engine) -> None:
+    """A collection's vectors are STORAGE MAIN. With pgvector's default (EXTERNAL) a
+    chunk of 30 words with its tsvector and BM25 terms already pushes the row past
+    TOAST's 2 KB, and the vector, the widest value, went out of line, so every exact
+    scan read it from the TOAST table. Now the vectors stay in the rows (the text goes
+    out of line first when a chunk is long), and doctor finds nothing."""
+    name = f"stor_{uuid.uuid4().hex[:8]}"
+    coll = Collection(name, embedder="hashing", engine=engine, splitter="none", text_ranking="bm25")
+    texts = [" ".join(f"w{i}x{(i * 7919 + n) % 1000}" for i in range(n)) for n in (30, 100, 600)]
+    coll.add(texts, ids=["short", "medium", "long"])
+    try:
+        with engine.connect() as conn:
+            storage = conn.execute(
+                sa.text(
+                    "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                    "AND attname = 'embedding'"
+                ),
+                {"t": name},
+            ).scalar()
+            out_of_line = conn.execute(
+                sa.text(
+                    f'SELECT id FROM "{name}" WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL'
+                )
+            ).all()
+            conn.exec_driver_sql(f'ANALYZE "{name}"')
+            conn.commit()
+        assert storage == "m"
+        assert out_of_line == []
+        assert [f.code for f in vecalchemy.doctor(engine, table=name) if f.code == "VA203"] == []
+    finally:
+        coll.drop()
