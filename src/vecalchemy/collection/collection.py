@@ -83,6 +83,7 @@ from vecalchemy.collection._table import (
     TERMS,
     TSV,
     TableState,
+    add_bm25,
     add_fulltext,
     collection_table,
     read_state,
@@ -380,7 +381,7 @@ class Collection:
         kwargs.update(overrides)
         return cls(name, engine=eng, **kwargs)
 
-    def _check_state(self, state: TableState) -> None:
+    def _check_state(self, state: TableState, *, upgrading: bool = False) -> None:
         """Refuse a table vecalchemy did not make, or one this collection cannot use."""
         if not state.ours:
             raise ConfigurationError(_not_ours(self.name))
@@ -401,11 +402,17 @@ class Collection:
                 f"open it with Collection.open({self.name!r}) or metric={stored_metric!r}"
             )
         ranking = config.get("text_ranking", "tsvector")
-        if ranking != self.text_ranking:
+        if ranking != self.text_ranking and not (upgrading and self.text_ranking == "bm25"):
+            switch = (
+                f", or switch it to BM25 once with Collection.open({self.name!r}, "
+                "text_ranking='bm25').upgrade()"
+                if self.text_ranking == "bm25"
+                else ""
+            )
             raise ConfigurationError(
                 f"collection {self.name!r} ranks its text with {ranking!r}, not "
                 f"{self.text_ranking!r}; open it with Collection.open({self.name!r}) or "
-                f"text_ranking={ranking!r}"
+                f"text_ranking={ranking!r}{switch}"
             )
         built = state.language
         if built is not None and built != self.language:
@@ -469,24 +476,39 @@ class Collection:
     def upgrade(self) -> bool:
         """Bring a table made by an older vecalchemy up to date; return whether it changed.
 
-        Today that is the ``tsv`` full-text column (and its GIN index) that collections
-        made before hybrid search lack. Adding a stored generated column rewrites the
-        table under an exclusive lock, once: run it when nothing else uses the table.
+        That is the ``tsv`` full-text column (and its GIN index) that collections made
+        before hybrid search lack; and, for a collection opened with
+        ``text_ranking="bm25"`` whose table ranks with ``"tsvector"``, the switch to
+        BM25: the ``terms`` column is added and filled for every stored chunk (the
+        analyser runs here, in batches), the postings and corpus tables and their
+        triggers are installed (:mod:`vecalchemy.bm25`), and the table's comment records
+        the new ranking, so :meth:`open` and ``search(mode="text"/"hybrid")`` use BM25
+        from then on. It all happens in one transaction: a failure leaves the collection
+        as it was. Adding a column takes an exclusive lock until the upgrade commits
+        (and adding ``tsv`` rewrites the table): run it when nothing else uses the table.
+        There is no way back to ``"tsvector"``.
 
         Example::
 
             docs = Collection.open("kb")
             docs.upgrade()          # True the first time, False afterwards
+
+            Collection.open("kb", text_ranking="bm25").upgrade()   # tsvector -> BM25
         """
         with self.engine.begin() as conn:
             state = read_state(conn, self.name)
             if not state.exists:
                 raise ConfigurationError(f"there is no collection {self.name!r} to upgrade")
-            self._check_state(state)
+            self._check_state(state, upgrading=True)
+            config = dict(state.config or {})
             changed = add_fulltext(conn, self.table, state)
             if changed:
-                config = dict(state.config or {})
                 config["language"] = self.language  # so that open() queries in this language
+            if self._analyzer is not None and config.get("text_ranking", "tsvector") != "bm25":
+                add_bm25(conn, self.table, self._analyzer)
+                config["text_ranking"] = "bm25"
+                changed = True
+            if changed:
                 write_comment(conn, self.name, config)
         self._state = None
         return changed
