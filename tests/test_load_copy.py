@@ -186,7 +186,9 @@ def test_a_column_of_another_type_is_written_by_the_driver(engine: sa.Engine) ->
         metadata.drop_all(engine)
 
 
-def test_the_connections_json_dumps_is_used(server_url: sa.URL, typed: sa.Table) -> None:
+def test_the_connections_json_dumps_is_used(
+    server_url: sa.URL, engine: sa.Engine, typed: sa.Table
+) -> None:
     """JSON is serialised with the dumps psycopg would use on that connection
     (``set_json_dumps``), not a dumps of the encoder's own."""
     eng = vecalchemy.create_engine(server_url)
@@ -199,6 +201,6 @@ def test_the_connections_json_dumps_is_used(server_url: sa.URL, typed: sa.Table)
         load(eng, typed, [(1, {"a": 1}, [2])], columns=["id", "doc", "plain"])
     finally:
         eng.dispose()
-    with vecalchemy.create_engine(server_url).connect() as conn:
+    with engine.connect() as conn:  # plain JSON reads
         row = conn.execute(sa.select(typed.c.doc, typed.c.plain)).one()
     assert tuple(row) == ({"via": {"a": 1}}, {"via": [2]})
