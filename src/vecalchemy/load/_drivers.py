@@ -131,10 +131,11 @@ def _json_dumps(
 
 
 def _block(
-    prepared: list[Sequence[Any]], step: Copy, kinds: list[str] | None, dumps: Any, start: int
+    values: list[Sequence[Any]], step: Copy, kinds: list[str] | None, dumps: Any, start: int
 ) -> bytes | None:
-    """The batch as COPY tuples, or None: psycopg's dumpers send it row by row."""
-    return None if kinds is None else encode_tuples(prepared, step.columns, kinds, dumps, start)
+    """The batch as COPY tuples, its vectors checked, or None: psycopg's dumpers then
+    send it row by row."""
+    return None if kinds is None else encode_tuples(values, step.columns, kinds, dumps, start)
 
 
 def copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[Batch]) -> int:
@@ -155,14 +156,14 @@ def copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[Batch]) -> i
             # An exception in here (a bad batch, the caller's generator) ends the COPY
             # with an error: the server discards every row sent so far.
             for start, values in batches:
-                prepared = encode_batch(values, step.columns, start)
-                block = _block(prepared, step, kinds, dumps, start)
+                block = _block(values, step, kinds, dumps, start)
                 if block is not None:
                     copy.write(block)
                 else:  # a type encode_tuples leaves to psycopg's dumpers
+                    prepared = encode_batch(values, step.columns, start)
                     for row in zip(*prepared, strict=True):
                         copy.write_row(row)
-                written += len(prepared[0])
+                written += len(values[0])
     return written
 
 
@@ -182,14 +183,14 @@ async def copy_psycopg_async(
                 await copy.write(COPY_SIGNATURE)
             async with aclosing(each(batches)) as source:
                 async for start, values in source:
-                    prepared = encode_batch(values, step.columns, start)
-                    block = _block(prepared, step, kinds, dumps, start)
+                    block = _block(values, step, kinds, dumps, start)
                     if block is not None:
                         await copy.write(block)
                     else:
+                        prepared = encode_batch(values, step.columns, start)
                         for row in zip(*prepared, strict=True):
                             await copy.write_row(row)
-                    written += len(prepared[0])
+                    written += len(values[0])
     return written
 
 

@@ -91,8 +91,12 @@ def _stack(
 _NOTHING = "; nothing was loaded"
 
 
-def _encode_dense(arr: npt.NDArray[Any], spec: VectorColumn, rows: Sequence[int]) -> list[bytes]:
-    """Check a 2-D batch of dense vectors at once and encode each row as vector/halfvec.
+def _dense_records(
+    arr: npt.NDArray[Any], spec: VectorColumn, rows: Sequence[int], *, length: bool
+) -> npt.NDArray[np.uint8]:
+    """Check a 2-D batch of dense vectors at once; each row in the type's binary format
+    (uint16 dimensions, uint16 zero, then big-endian floats), preceded by its int32
+    length as a binary COPY field when ``length`` is true: one array, a row per vector.
 
     ``rows`` are the input positions of the array's rows, for error messages.
     """
@@ -106,13 +110,34 @@ def _encode_dense(arr: npt.NDArray[Any], spec: VectorColumn, rows: Sequence[int]
         zero_ok=spec.zero_ok,
         suffix=_NOTHING,
     )
-    # The binary format: uint16 dimensions, uint16 zero, then big-endian floats.
-    header = struct.pack(">HH", values.shape[1] if values.size else 0, 0)
-    data = values.astype(values.dtype.newbyteorder(">")).tobytes()
-    step = values.dtype.itemsize * values.shape[1] if values.ndim == 2 else 0
-    if not step:
-        return [header] * len(values)
-    return [header + data[i : i + step] for i in range(0, len(data), step)]
+    n, dim = values.shape if values.ndim == 2 else (len(values), 0)
+    fields: list[tuple[str, Any]] = [("dim", ">u2"), ("unused", ">u2")]
+    if dim:
+        fields.append(("data", values.dtype.newbyteorder(">"), (dim,)))
+    if length:
+        fields.insert(0, ("length", ">i4"))
+    records = np.zeros(n, dtype=fields)
+    if length:
+        records["length"] = 4 + values.dtype.itemsize * dim
+    records["dim"] = dim
+    if dim:
+        records["data"] = values
+    return records.view(np.uint8).reshape(n, records.dtype.itemsize)
+
+
+def _encode_dense(arr: npt.NDArray[Any], spec: VectorColumn, rows: Sequence[int]) -> list[bytes]:
+    """Check a 2-D batch of dense vectors at once and encode each row as vector/halfvec."""
+    records = _dense_records(arr, spec, rows, length=False)
+    data, step = records.tobytes(), records.shape[1]
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def _dense_fields(arr: npt.NDArray[Any], spec: VectorColumn, start: int) -> list[bytes]:
+    """A 2-D batch of dense vectors as binary COPY fields (length word included)."""
+    records = _dense_records(arr, spec, range(start, start + len(arr)), length=True)
+    # Slices of bytes: cheaper to make, and to join, than memoryviews of the array.
+    data, step = records.tobytes(), records.shape[1]
+    return [data[i : i + step] for i in range(0, len(data), step)]
 
 
 def _encode_sparse(value: Any, spec: VectorColumn, row: int) -> bytes:
@@ -259,6 +284,21 @@ def _json(values: Sequence[Any], dumps: Callable[[Any], Any], prefix: bytes) -> 
     return lengths, data
 
 
+def _vectors(values: Sequence[Any], spec: ColumnType, start: int) -> _Fields:
+    """A vector column checked and encoded: a 2-D array at once, anything else as
+    :func:`encode_batch` does."""
+    vector = spec.vector
+    assert vector is not None
+    if (
+        vector.kind in ("vector", "halfvec")
+        and isinstance(values, np.ndarray)
+        and values.ndim == 2
+        and values.dtype.kind in "biuf"
+    ):
+        return itertools.repeat(b"", len(values)), _dense_fields(values, vector, start)
+    return _variable(_encode(values, vector, start), bytes)
+
+
 def copy_encoders(columns: list[ColumnType], json_dumps: Any) -> list[str] | None:
     """How :func:`encode_tuples` sends each column, or None when a column has a type it
     does not encode (the driver's dumpers then send every row)."""
@@ -282,11 +322,11 @@ def encode_tuples(
     json_dumps: Any,
     start: int,
 ) -> bytes | None:
-    """A batch (vectors already encoded) as binary COPY tuples, or None when a value is
-    not of the plain Python type its column takes (the driver then sends that batch,
-    converting, or refusing, as it always does). A number out of its column's range
-    raises :class:`~vecalchemy.errors.InvalidRows` naming the row (psycopg would
-    truncate an integer silently).
+    """A batch as binary COPY tuples, its vectors checked as :func:`encode_batch` checks
+    them, or None when a value is not of the plain Python type its column takes (the
+    driver then sends that batch, converting, or refusing, as it always does). A number
+    out of its column's range raises :class:`~vecalchemy.errors.InvalidRows` naming the
+    row (psycopg would truncate an integer silently).
 
     Every value of a column is encoded by one C-level loop where possible, and the
     tuples are joined once: no per-row Python objects.
@@ -295,7 +335,7 @@ def encode_tuples(
     try:
         for column, spec, kind in zip(values, columns, kinds, strict=True):
             if kind == "encoded":
-                fields.append(_variable(column, bytes))
+                fields.append(_vectors(column, spec, start))
             elif kind == "text":
                 fields.append(_variable(column, str.encode))
             elif kind == "bytea":
