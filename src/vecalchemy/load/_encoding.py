@@ -111,7 +111,7 @@ def _dense_records(
         suffix=_NOTHING,
     )
     n, dim = values.shape if values.ndim == 2 else (len(values), 0)
-    fields: list[tuple[str, Any]] = [("dim", ">u2"), ("unused", ">u2")]
+    fields: list[tuple[Any, ...]] = [("dim", ">u2"), ("unused", ">u2")]
     if dim:
         fields.append(("data", values.dtype.newbyteorder(">"), (dim,)))
     if length:
