@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from vecalchemy._bm25 import Analyzer, bm25_column
+from vecalchemy._bm25 import Analyzer, bm25_column, install_bm25
 from vecalchemy._fulltext import FULLTEXT_INFO_KEY, fulltext_column, fulltext_index_name
 from vecalchemy._names import fit_identifier, qualified
 from vecalchemy.errors import ConfigurationError, VecalchemyError
@@ -33,6 +33,7 @@ __all__ = [
     "TERMS",
     "TSV",
     "TableState",
+    "add_bm25",
     "add_fulltext",
     "collection_config",
     "collection_table",
@@ -235,3 +236,40 @@ def add_fulltext(conn: sa.Connection, table: sa.Table, state: TableState) -> boo
         conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" USING gin ({TSV})')
         changed = True
     return changed
+
+
+#: Chunks analysed and written per statement when a collection switches to BM25.
+_BM25_BATCH = 2_000
+
+_PAGE_SQL = (
+    'SELECT id, chunk, text FROM "{name}" WHERE (id, chunk) > (:id, :chunk) '
+    "ORDER BY id, chunk LIMIT :n"
+)
+_FILL_SQL = (
+    'UPDATE "{name}" AS t SET {terms} = r.terms '
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id text, chunk int, terms jsonb) "
+    "WHERE t.id = r.id AND t.chunk = r.chunk"
+)
+
+
+def add_bm25(conn: sa.Connection, table: sa.Table, analyzer: Analyzer) -> None:
+    """Switch a ``tsvector`` collection's table to BM25, in the caller's transaction.
+
+    Adds the ``terms`` column, fills it chunk by chunk in key order (keyset pages of
+    :data:`_BM25_BATCH`, analysed here: the analyser is Python), then installs the
+    postings, corpus and triggers, which count the rows now there. The triggers come
+    last, so the fill itself is not counted twice. Only from
+    :meth:`Collection.upgrade`.
+    """
+    name = table.name
+    column = table.c[TERMS]
+    # The name is checked against the collection name rule; TERMS is a constant.
+    conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS {TERMS} jsonb')
+    page = sa.text(_PAGE_SQL.format(name=name))
+    fill = sa.text(_FILL_SQL.format(name=name, terms=TERMS))
+    last: tuple[str, int] = ("", -1)
+    while rows := conn.execute(page, {"id": last[0], "chunk": last[1], "n": _BM25_BATCH}).all():
+        payload = [{"id": r.id, "chunk": r.chunk, "terms": analyzer.document(r.text)} for r in rows]
+        conn.execute(fill, {"rows": json.dumps(payload)})
+        last = (rows[-1].id, rows[-1].chunk)
+    install_bm25(conn, column)

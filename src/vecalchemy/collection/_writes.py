@@ -40,7 +40,12 @@ def _int4(value: int) -> int:
 def lock_documents(conn: sa.Connection, name: str, ids: Sequence[str]) -> None:
     """Take the write locks of ``ids`` in collection ``name`` until the transaction ends."""
     space = _int4(zlib.crc32(f"vecalchemy:{name}".encode()))
-    buckets = sorted({zlib.crc32(i.encode("utf-8", "surrogatepass")) % BUCKETS for i in ids})
+    found: set[int] = set()
+    for i in ids:
+        found.add(zlib.crc32(i.encode("utf-8", "surrogatepass")) % BUCKETS)
+        if len(found) == BUCKETS:
+            break  # a big write takes every bucket: no need to hash the other ids
+    buckets = sorted(found)
     if buckets:
         # unnest() returns the sorted array in order, and the locks are taken in that order.
         conn.execute(_LOCK_SQL, {"space": space, "buckets": buckets})
@@ -57,6 +62,9 @@ def stored_documents(
 ) -> dict[str, tuple[str, dict[str, Any], str]]:
     """``id -> (content hash, metadata, embedder)`` of the stored documents among ``ids``."""
     if not ids:
+        return {}
+    # An empty table (a new collection's first load) holds none of them: skip the lookup.
+    if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None:
         return {}
     rows = conn.execute(
         sa.select(table.c.id, table.c.content_hash, table.c.metadata, table.c.embedder)

@@ -47,6 +47,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import time
@@ -73,7 +74,6 @@ from vecalchemy._fulltext import (
 from vecalchemy._progress import Progress, progress_reporter
 from vecalchemy._typing import SearchMode
 from vecalchemy.chunking import (
-    Chunk,
     Splitter,
     TokenLimitSplitter,
     WholeTextSplitter,
@@ -84,6 +84,7 @@ from vecalchemy.collection._table import (
     TERMS,
     TSV,
     TableState,
+    add_bm25,
     add_fulltext,
     collection_table,
     fusion_config,
@@ -208,8 +209,37 @@ def _collection_hit(row: Any, distance: float, similarity: float) -> CollectionH
     )
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _digests(texts: list[str]) -> list[str]:
+    """The SHA-256 (hex) of each document's text, its ``content_hash``."""
+    sha256 = hashlib.sha256
+    return [sha256(text.encode("utf-8")).hexdigest() for text in texts]
+
+
+@dataclass(slots=True)
+class _Pieces:
+    """A write's chunks, column by column: their document (a position in the list being
+    written), their index in it, their text and offsets."""
+
+    doc: list[int] = field(default_factory=list)
+    chunk: list[int] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+
+    def append(self, doc: int, chunk: int, text: str, start: int, end: int) -> None:
+        self.doc.append(doc)
+        self.chunk.append(chunk)
+        self.text.append(text)
+        self.start.append(start)
+        self.end.append(end)
+
+    def extend(self, other: _Pieces, offset: int) -> None:
+        """Add ``other``'s chunks, their document positions shifted by ``offset``."""
+        self.doc.extend(n + offset for n in other.doc)
+        self.chunk.extend(other.chunk)
+        self.text.extend(other.text)
+        self.start.extend(other.start)
+        self.end.extend(other.end)
 
 
 class Collection:
@@ -362,7 +392,7 @@ class Collection:
         kwargs.update(overrides)
         return cls(name, engine=eng, **kwargs)
 
-    def _check_state(self, state: TableState) -> None:
+    def _check_state(self, state: TableState, *, upgrading: bool = False) -> None:
         """Refuse a table vecalchemy did not make, or one this collection cannot use."""
         if not state.ours:
             raise ConfigurationError(_not_ours(self.name))
@@ -383,11 +413,17 @@ class Collection:
                 f"open it with Collection.open({self.name!r}) or metric={stored_metric!r}"
             )
         ranking = config.get("text_ranking", "tsvector")
-        if ranking != self.text_ranking:
+        if ranking != self.text_ranking and not (upgrading and self.text_ranking == "bm25"):
+            switch = (
+                f", or switch it to BM25 once with Collection.open({self.name!r}, "
+                "text_ranking='bm25').upgrade()"
+                if self.text_ranking == "bm25"
+                else ""
+            )
             raise ConfigurationError(
                 f"collection {self.name!r} ranks its text with {ranking!r}, not "
                 f"{self.text_ranking!r}; open it with Collection.open({self.name!r}) or "
-                f"text_ranking={ranking!r}"
+                f"text_ranking={ranking!r}{switch}"
             )
         built = state.language
         if built is not None and built != self.language:
@@ -452,24 +488,39 @@ class Collection:
     def upgrade(self) -> bool:
         """Bring a table made by an older vecalchemy up to date; return whether it changed.
 
-        Today that is the ``tsv`` full-text column (and its GIN index) that collections
-        made before hybrid search lack. Adding a stored generated column rewrites the
-        table under an exclusive lock, once: run it when nothing else uses the table.
+        That is the ``tsv`` full-text column (and its GIN index) that collections made
+        before hybrid search lack; and, for a collection opened with
+        ``text_ranking="bm25"`` whose table ranks with ``"tsvector"``, the switch to
+        BM25: the ``terms`` column is added and filled for every stored chunk (the
+        analyser runs here, in batches), the postings and corpus tables and their
+        triggers are installed (:mod:`vecalchemy.bm25`), and the table's comment records
+        the new ranking, so :meth:`open` and ``search(mode="text"/"hybrid")`` use BM25
+        from then on. It all happens in one transaction: a failure leaves the collection
+        as it was. Adding a column takes an exclusive lock until the upgrade commits
+        (and adding ``tsv`` rewrites the table): run it when nothing else uses the table.
+        There is no way back to ``"tsvector"``.
 
         Example::
 
             docs = Collection.open("kb")
             docs.upgrade()          # True the first time, False afterwards
+
+            Collection.open("kb", text_ranking="bm25").upgrade()   # tsvector -> BM25
         """
         with self.engine.begin() as conn:
             state = read_state(conn, self.name)
             if not state.exists:
                 raise ConfigurationError(f"there is no collection {self.name!r} to upgrade")
-            self._check_state(state)
+            self._check_state(state, upgrading=True)
+            config = dict(state.config or {})
             changed = add_fulltext(conn, self.table, state)
             if changed:
-                config = dict(state.config or {})
                 config["language"] = self.language  # so that open() queries in this language
+            if self._analyzer is not None and config.get("text_ranking", "tsvector") != "bm25":
+                add_bm25(conn, self.table, self._analyzer)
+                config["text_ranking"] = "bm25"
+                changed = True
+            if changed:
                 write_comment(conn, self.name, config)
         self._state = None
         return changed
@@ -493,7 +544,7 @@ class Collection:
             ids = [uuid.uuid4().hex for _ in texts]
         if isinstance(ids, str):
             raise InvalidArgument("ids must be a list of ids, not one string")
-        ids = [str(i) for i in ids]
+        ids = list(map(str, ids))
         metas = list(metadata) if metadata is not None else [None] * len(texts)
         if not len(ids) == len(metas) == len(texts):
             raise InvalidRows(
@@ -503,17 +554,32 @@ class Collection:
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise InvalidRows(f"document id {dup!r} is given twice")
-        docs = []
-        for n, (doc_id, text, meta) in enumerate(zip(ids, texts, metas, strict=True)):
-            _check_text(f"id of document {n}", doc_id)
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidRows(f"document {n} (id {doc_id!r}) has no text")
-            _check_text(f"document {n} (id {doc_id!r})", text)
+        try:
+            blank = not all(map(str.strip, texts))
+        except TypeError:  # not all strings
+            blank = True
+        if blank:
+            for n, text in enumerate(texts):
+                if not isinstance(text, str) or not text.strip():
+                    raise InvalidRows(f"document {n} (id {ids[n]!r}) has no text")
+        if not _storable(ids) or not _storable(texts):
+            # Rare: find the first culprit, for its message.
+            for n, (doc_id, text) in enumerate(zip(ids, texts, strict=True)):
+                _check_text(f"id of document {n}", doc_id)
+                _check_text(f"document {n} (id {doc_id!r})", text)
+        if metadata is None:
+            none: dict[str, Any] = {}  # one object for all: nothing writes to it
+            return [(doc_id, text, none) for doc_id, text in zip(ids, texts, strict=True)]
+        for n, meta in enumerate(metas):
             if meta is not None and not isinstance(meta, Mapping):
                 raise InvalidRows(
                     f"metadata of document {n} must be a dict, got {type(meta).__name__}"
                 )
-            docs.append((doc_id, text, dict(meta or {})))
+        docs = [
+            (doc_id, text, {} if meta is None else dict(meta))
+            for doc_id, text, meta in zip(ids, texts, metas, strict=True)
+        ]
+        _check_metadata([d[2] for d in docs])
         return docs
 
     def _chunking(self) -> tuple[Splitter, int | None, Callable[[str], int] | None]:
@@ -534,16 +600,21 @@ class Collection:
                 self._chunker = (self.splitter, window, count)
         return self._chunker
 
-    def _chunk(
-        self, docs: list[tuple[str, str, dict[str, Any]]], result: AddResult
-    ) -> list[tuple[int, Chunk]]:
+    def _chunk(self, docs: list[tuple[str, str, dict[str, Any]]], result: AddResult) -> _Pieces:
         splitter, window, count = self._chunking()
-        out: list[tuple[int, Chunk]] = []
-        for n, (_, text, _) in enumerate(docs):
-            out.extend((n, c) for c in splitter.split(text))
+        texts = [text for _, text, _ in docs]
+        if type(splitter) is WholeTextSplitter and all(t.strip() == t for t in texts):
+            # Nothing to split or trim: each text is its only chunk, as the splitter says.
+            n = len(texts)
+            out = _Pieces(list(range(n)), [0] * n, texts, [0] * n, list(map(len, texts)))
+        else:
+            out = _Pieces()
+            for n, text in enumerate(texts):
+                for c in splitter.split(text):
+                    out.append(n, c.index, c.text, c.start, c.end)
         if window is not None and count is not None:
-            for _, c in out:
-                over = int(count(c.text)) - window
+            for text in out.text:
+                over = int(count(text)) - window
                 if over > 0:
                     result.truncated_chunks += 1
                     result.truncated_tokens += over
@@ -586,7 +657,7 @@ class Collection:
         result = AddResult(ids=[d[0] for d in docs])
         table = self.table
         ids = [d[0] for d in docs]
-        hashes = [_digest(text) for _, text, _ in docs]
+        hashes = _digests([text for _, text, _ in docs])
         # A first look without locks, to fail fast and to embed only what changed.
         with self.engine.connect() as conn:
             stored = stored_documents(conn, table, ids)
@@ -599,7 +670,7 @@ class Collection:
         pieces = self._chunk([docs[n] for n in todo], result)
         result.seconds["chunk"] = time.perf_counter() - started
         started = time.perf_counter()
-        vectors = self._embed([c.text for _, c in pieces], batch_size, progress)
+        vectors = self._embed(pieces.text, batch_size, progress)
         result.seconds["embed"] = time.perf_counter() - started
         started = time.perf_counter()
         with self.engine.begin() as conn:
@@ -616,10 +687,8 @@ class Collection:
                 if late:
                     # Rare: embed them now, holding their locks, so that this write wins.
                     extra = self._chunk([docs[n] for n in late], result)
-                    pieces += [(len(todo) + i, c) for i, c in extra]
-                    vectors = np.vstack(
-                        [vectors, self._embed([c.text for _, c in extra], batch_size, None)]
-                    )
+                    pieces.extend(extra, len(todo))
+                    vectors = np.vstack([vectors, self._embed(extra.text, batch_size, None)])
                     todo += late
                 unchanged = still
                 # Unchanged texts: write only the metadata that differs.
@@ -634,38 +703,39 @@ class Collection:
                 if changed:
                     conn.execute(delete(table).where(id_in(table, changed)))
             result.skipped = len(unchanged)
-            which = [todo[i] for i, _ in pieces]
+            which = [todo[i] for i in pieces.doc]
             load(
                 conn,
                 table,
                 {
-                    "id": [docs[n][0] for n in which],
-                    "chunk": [c.index for _, c in pieces],
-                    "text": [c.text for _, c in pieces],
-                    "start": [c.start for _, c in pieces],
-                    "end": [c.end for _, c in pieces],
+                    "id": [ids[n] for n in which],
+                    "chunk": pieces.chunk,
+                    "text": pieces.text,
+                    "start": pieces.start,
+                    "end": pieces.end,
+                    # The chunks of a document share its metadata object: encoded once.
                     "metadata": [docs[n][2] for n in which],
                     "content_hash": [hashes[n] for n in which],
-                    "embedder": [self.embedder.name] * len(pieces),
+                    "embedder": [self.embedder.name] * len(which),
                     "embedding": vectors,
                     **(
-                        {TERMS: [self._analyzer.document(c.text) for _, c in pieces]}
+                        {TERMS: [self._analyzer.document(t) for t in pieces.text]}
                         if self._analyzer is not None
                         else {}
                     ),
                 },
-                indexes=self._index_mode(conn, len(pieces), created, defer_index),
+                indexes=self._index_mode(conn, len(which), created, defer_index),
             )
         self._compact()
         result.seconds["load"] = time.perf_counter() - started
         if progress is not None:
-            progress("loading", len(pieces), len(pieces))
+            progress("loading", len(pieces.doc), len(pieces.doc))
         result.documents = len(todo)
-        result.chunks = len(pieces)
+        result.chunks = len(pieces.doc)
         if result.truncated_chunks:
             _, window, _ = self._chunking()
             warnings.warn(
-                f"{result.truncated_chunks} of {len(pieces)} chunks are longer than the "
+                f"{result.truncated_chunks} of {len(pieces.doc)} chunks are longer than the "
                 f"{window}-token window of {self.embedder.name}: the model ignored their "
                 f"last {result.truncated_tokens} tokens in all, so that text cannot be "
                 "found; use a splitter spec that sizes chunks (e.g. splitter='markdown', "
@@ -1092,6 +1162,73 @@ def _exists(doc_id: str, name: str) -> InvalidRows:
         f"document id {doc_id!r} is already in collection {name!r}; use upsert() to replace "
         "documents; nothing was written"
     )
+
+
+def _check_metadata(metas: list[dict[str, Any]]) -> None:
+    """Refuse metadata that jsonb cannot hold, before anything is written: values JSON
+    has no notation for (NaN, infinities, sets, dates, ...), NUL characters and lone
+    surrogates.
+
+    One ``json.dumps`` of the whole list checks them all at once; only a suspect list is
+    walked document by document, for the message."""
+    try:
+        dumped = json.dumps(metas, allow_nan=False, ensure_ascii=False)
+        dumped.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        pass  # ValueError includes UnicodeEncodeError
+    else:
+        if "\\u0000" not in dumped:  # how JSON writes a NUL (or a string holding "\\u0000")
+            return
+    for n, meta in enumerate(metas):
+        try:
+            json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidRows(
+                f"metadata of document {n} cannot be stored as JSON ({exc}); use strings, "
+                "finite numbers, booleans, None, lists and dicts with string keys; "
+                "nothing was written"
+            ) from None
+        bad = _bad_string(meta)
+        if bad is not None:
+            raise InvalidRows(
+                f"metadata of document {n} has a string with {bad}, which PostgreSQL "
+                "cannot store; nothing was written"
+            )
+
+
+def _bad_string(value: Any) -> str | None:
+    """What makes a string in ``value`` (keys too) unstorable, or None if nothing does."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid Unicode)"
+        return None
+    if isinstance(value, Mapping):
+        items: Any = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    for item in items:
+        bad = _bad_string(item)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _storable(texts: list[str]) -> bool:
+    """Whether PostgreSQL can store every one of ``texts`` (checked at once)."""
+    joined = "".join(texts)
+    if "\x00" in joined:
+        return False
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_text(what: str, text: str) -> None:

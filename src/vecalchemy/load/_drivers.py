@@ -5,11 +5,14 @@ Private to :mod:`vecalchemy.load`.
 
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 from collections.abc import (
     AsyncGenerator,
     Callable,
     Iterator,
+    Sequence,
 )
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -20,13 +23,14 @@ from pgvector import HalfVector, SparseVector, Vector
 from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
+from psycopg.copy import LibpqWriter
 from psycopg.pq import Format
 
 from vecalchemy.errors import (
     ConfigurationError,
 )
 from vecalchemy.load._batches import Batch, each
-from vecalchemy.load._encoding import encode_batch
+from vecalchemy.load._encoding import COPY_SIGNATURE, copy_encoders, encode_batch, encode_tuples
 from vecalchemy.load._plan import ColumnType
 
 if TYPE_CHECKING:
@@ -66,6 +70,74 @@ def _register_encoded(
             cursor.adapters.register_dumper(None, dumper)
 
 
+class _BackgroundWriter(LibpqWriter):
+    """Sends each block of a COPY from a thread, so that the next batch is encoded while
+    the server takes this one (libpq releases the GIL while it waits on the socket).
+
+    At most :data:`_QUEUED` blocks wait to be sent: a load streams, however fast its
+    rows come (psycopg's ``QueuedLibpqWriter`` queues up to 1,024 buffers).
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        super().__init__(cursor)
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _send(self) -> None:
+        try:
+            while (block := self._blocks.get()) is not None:
+                super().write(memoryview(block))  # sliced without copies
+        except BaseException as exc:  # handed to the loading thread
+            self._error = exc
+            while self._blocks.get() is not None:
+                pass  # unblock the loading thread until it finishes
+
+    def write(self, data: Buffer) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send, name="vecalchemy-copy")
+            self._thread.start()
+        self._blocks.put(bytes(data))
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._thread is not None:
+            self._blocks.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        super().finish(exc)
+
+
+#: Blocks (batches) waiting for the COPY thread, at most.
+_QUEUED = 2
+
+
+def _json_dumps(
+    cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], columns: list[ColumnType]
+) -> Any:
+    """The ``dumps`` psycopg's binary JSON dumper uses on this cursor (``set_json_dumps``
+    may have changed it), or None when a JSON column has a dumper of another kind."""
+    dumps = None
+    for column in columns:
+        if column.vector is None and column.typname in ("json", "jsonb"):
+            dumper = cursor.adapters.get_dumper_by_oid(column.oid, Format.BINARY)
+            dumps = getattr(dumper, "_dumps", None)
+            if not callable(dumps):
+                return None
+    return dumps
+
+
+def _block(
+    values: list[Sequence[Any]], step: Copy, kinds: list[str] | None, dumps: Any, start: int
+) -> bytes | None:
+    """The batch as COPY tuples, its vectors checked, or None: psycopg's dumpers then
+    send it row by row."""
+    return None if kinds is None else encode_tuples(values, step.columns, kinds, dumps, start)
+
+
 def copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[Batch]) -> int:
     raw = conn.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
@@ -73,15 +145,25 @@ def copy_psycopg(conn: sa.Connection, step: Copy, batches: Iterator[Batch]) -> i
     written = 0
     with raw.cursor() as cur:
         _register_encoded(cur, step.columns)
-        with cur.copy(_copy_statement(step)) as copy:
+        dumps = _json_dumps(cur, step.columns)
+        kinds = copy_encoders(step.columns, dumps)
+        # A worker thread sends each block while the next batch is encoded here.
+        writer = _BackgroundWriter(cur) if kinds is not None else None
+        with cur.copy(_copy_statement(step), writer=writer) as copy:
             copy.set_types([c.oid for c in step.columns])
+            if kinds is not None:
+                copy.write(COPY_SIGNATURE)
             # An exception in here (a bad batch, the caller's generator) ends the COPY
             # with an error: the server discards every row sent so far.
             for start, values in batches:
-                prepared = encode_batch(values, step.columns, start)
-                for row in zip(*prepared, strict=True):
-                    copy.write_row(row)
-                written += len(prepared[0])
+                block = _block(values, step, kinds, dumps, start)
+                if block is not None:
+                    copy.write(block)
+                else:  # a type encode_tuples leaves to psycopg's dumpers
+                    prepared = encode_batch(values, step.columns, start)
+                    for row in zip(*prepared, strict=True):
+                        copy.write_row(row)
+                written += len(values[0])
     return written
 
 
@@ -93,14 +175,22 @@ async def copy_psycopg_async(
     written = 0
     async with raw.cursor() as cur:
         _register_encoded(cur, step.columns)
+        dumps = _json_dumps(cur, step.columns)
+        kinds = copy_encoders(step.columns, dumps)
         async with cur.copy(_copy_statement(step)) as copy:
             copy.set_types([c.oid for c in step.columns])
+            if kinds is not None:
+                await copy.write(COPY_SIGNATURE)
             async with aclosing(each(batches)) as source:
                 async for start, values in source:
-                    prepared = encode_batch(values, step.columns, start)
-                    for row in zip(*prepared, strict=True):
-                        await copy.write_row(row)
-                    written += len(prepared[0])
+                    block = _block(values, step, kinds, dumps, start)
+                    if block is not None:
+                        await copy.write(block)
+                    else:
+                        prepared = encode_batch(values, step.columns, start)
+                        for row in zip(*prepared, strict=True):
+                            await copy.write_row(row)
+                    written += len(values[0])
     return written
 
 
