@@ -251,3 +251,32 @@ def test_vectors_stay_in_the_row(engine: sa.Engine) -> None:
         assert [f.code for f in vecalchemy.doctor(engine, table=name) if f.code == "VA203"] == []
     finally:
         coll.drop()
+
+
+def test_upgrade_keeps_the_vectors_of_an_older_collection_in_the_row(engine: sa.Engine) -> None:
+    """A collection made before STORAGE MAIN (its vectors EXTERNAL, pgvector's default)
+    is given MAIN by upgrade(), once; its rows and search are unchanged."""
+    name = f"stor_{uuid.uuid4().hex[:8]}"
+    coll = Collection(name, embedder="hashing", engine=engine, splitter="none")
+    coll.add(["alpha beta gamma", "delta epsilon"], ids=["a", "b"])
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f'ALTER TABLE "{name}" ALTER COLUMN embedding SET STORAGE EXTERNAL'
+            )
+        before = [(h.id, h.distance) for h in coll.search("alpha", k=2)]
+        assert Collection.open(name, engine=engine).upgrade() is True
+        with engine.connect() as conn:
+            storage = conn.execute(
+                sa.text(
+                    "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                    "AND attname = 'embedding'"
+                ),
+                {"t": name},
+            ).scalar()
+        assert storage == "m"
+        assert Collection.open(name, engine=engine).upgrade() is False
+        assert [(h.id, h.distance) for h in coll.search("alpha", k=2)] == before
+        assert coll.count() == 2
+    finally:
+        coll.drop()

@@ -38,6 +38,7 @@ __all__ = [
     "collection_config",
     "collection_table",
     "fusion_config",
+    "keep_vectors_inline",
     "read_state",
     "stored_fusion",
     "write_comment",
@@ -95,6 +96,23 @@ def collection_table(
 
 #: Keeps a collection's vectors in its rows (see :func:`collection_table`).
 STORAGE_SQL = 'ALTER TABLE "{name}" ALTER COLUMN embedding SET STORAGE MAIN'
+
+
+def keep_vectors_inline(conn: sa.Connection, name: str) -> bool:
+    """Give a collection made before vectors were kept in the row STORAGE MAIN; return
+    whether it changed. Rows written before keep their place until the table is
+    rewritten (``VACUUM FULL``). Only from :meth:`Collection.upgrade`."""
+    storage = conn.execute(
+        sa.text(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attname = 'embedding'"
+        ),
+        {"t": qualified(None, name)},
+    ).scalar()
+    if storage in (None, "m"):
+        return False
+    conn.exec_driver_sql(STORAGE_SQL.format(name=name))
+    return True
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ from vecalchemy.collection._table import (
     add_fulltext,
     collection_table,
     fusion_config,
+    keep_vectors_inline,
     read_state,
     stored_fusion,
     write_comment,
@@ -498,7 +499,9 @@ class Collection:
         from then on. It all happens in one transaction: a failure leaves the collection
         as it was. Adding a column takes an exclusive lock until the upgrade commits
         (and adding ``tsv`` rewrites the table): run it when nothing else uses the table.
-        There is no way back to ``"tsvector"``.
+        There is no way back to ``"tsvector"``. Vectors of tables made before they were
+        kept in the row (``STORAGE MAIN``, see doctor's VA203) are kept there from then
+        on; ``VACUUM FULL <table>`` moves the vectors already written back into rows.
 
         Example::
 
@@ -520,6 +523,7 @@ class Collection:
                 add_bm25(conn, self.table, self._analyzer)
                 config["text_ranking"] = "bm25"
                 changed = True
+            changed = keep_vectors_inline(conn, self.name) or changed
             if changed:
                 write_comment(conn, self.name, config)
         self._state = None
