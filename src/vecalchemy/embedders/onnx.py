@@ -495,7 +495,7 @@ class OnnxEmbedder(BatchedEmbedder):
 
         Example::
 
-            OnnxEmbedder().model_path.name  # 'all-MiniLM-L6-v2-1110a243-r2-fp32.onnx'
+            OnnxEmbedder().model_path.name  # 'all-MiniLM-L6-v2-1110a243-r3-fp32.onnx'
         """
         return self._cache_dir / f"{_STEM}-{self._precision}.onnx"
 
