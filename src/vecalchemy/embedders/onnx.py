@@ -19,16 +19,17 @@ EmbedLayerNormalization kernels). Up to 512 texts are tokenized together, sorted
 length, cut into batches of ``batch_size`` (each padded only to its longest text) and
 put back in their order. The batches run side by side, one per core, on ``threads``
 worker threads (default: every core this process may run on), each ONNX Runtime call
-on one core: on a 2-core machine that gives about 1.5x the documents per second of
+on one core: on a 2-core machine that gave about 1.4x the documents per second of
 splitting every batch over both cores; a lone query runs on one core.
 
 ``precision="int8"`` runs a copy quantized with ONNX Runtime's dynamic quantization
 (int8 weights, one scale per output channel, in MatMul and Attention) except the first
 encoder layer, which stays fp32 (quantizing it costs the most agreement), cached and
 checked the same way. It is faster but not the same model: its vectors agree with
-sentence-transformers' at a mean cosine of about 0.996 (minimum about 0.992 on DBpedia
-abstracts, where quantizing every layer gave 0.985; docs/benchmarks.md), so its name
-differs and it is off by default.
+sentence-transformers' at a mean cosine of about 0.996 (minimum 0.987-0.992 on DBpedia
+abstracts, depending on how the texts fall into batches, since activations are quantized
+per batch; quantizing every layer gave 0.985; one- and two-word texts about 0.986;
+docs/benchmarks.md), so its name differs and it is off by default.
 
 Install::
 
@@ -389,8 +390,8 @@ class OnnxEmbedder(BatchedEmbedder):
 
     ``precision`` is ``"fp32"`` (the default: the same vectors as
     ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
-    quantization but for the first layer: faster, a cosine of at least about 0.99 with
-    fp32). ``threads`` is how many batches run at once, each on one core (default:
+    quantization but for the first layer: faster, a cosine of about 0.99 with fp32,
+    0.987 at worst on DBpedia abstracts). ``threads`` is how many batches run at once, each on one core (default:
     every core this process may use); ``batch_size`` texts of similar length go
     through the model at a time (8 by default: small batches pad less and stay in
     cache, measured faster than 16 or 32 here);
@@ -625,7 +626,7 @@ class OnnxEmbedder(BatchedEmbedder):
         options = ort.SessionOptions()
         # One core per run(): batches run side by side on ``threads`` workers instead,
         # which keeps both cores of a 2-core machine busier than splitting each batch's
-        # matrices (measured about 1.5x the docs/s of intra_op_num_threads=2).
+        # matrices (measured about 1.4x the docs/s of intra_op_num_threads=2).
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
