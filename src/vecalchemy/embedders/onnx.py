@@ -391,11 +391,11 @@ class OnnxEmbedder(BatchedEmbedder):
     ``precision`` is ``"fp32"`` (the default: the same vectors as
     ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
     quantization but for the first layer: faster, a cosine of about 0.99 with fp32,
-    0.987 at worst on DBpedia abstracts). ``threads`` is how many batches run at once, each on one core (default:
-    every core this process may use); ``batch_size`` texts of similar length go
-    through the model at a time (8 by default: small batches pad less and stay in
-    cache, measured faster than 16 or 32 here);
-    ``cache_dir`` holds the exported model and its checksum (default: the user cache,
+    0.987 at worst on DBpedia abstracts). ``threads`` is how many batches run at
+    once, each on one core (default: every core this process may use);
+    ``batch_size`` texts of similar length go through the model at a time (8 by
+    default: small batches pad less and stay in cache, measured faster than 16 or 32
+    here); ``cache_dir`` holds the exported model and its checksum (default: the user cache,
     e.g. ``~/.cache/vecalchemy/onnx``). See the module docstring for the cache.
 
     :attr:`name` is ``SentenceTransformerEmbedder()``'s for fp32, whose vectors are
