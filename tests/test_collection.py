@@ -220,6 +220,19 @@ def test_progress_reports(coll: Collection, capsys: pytest.CaptureFixture[str]) 
     assert "rows/s" in capsys.readouterr().err
 
 
+def _storage(engine: sa.Engine, name: str) -> str | None:
+    """The storage (attstorage) of a collection's embedding column."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                "AND attname = 'embedding'"
+            ),
+            {"t": name},
+        ).scalar()
+    return None if found is None else str(found)
+
+
 def test_vectors_stay_in_the_row(engine: sa.Engine) -> None:
     """A collection's vectors are STORAGE MAIN. With pgvector's default (EXTERNAL) a
     chunk of 30 words with its tsvector and BM25 terms already pushes the row past
@@ -231,14 +244,8 @@ def test_vectors_stay_in_the_row(engine: sa.Engine) -> None:
     texts = [" ".join(f"w{i}x{(i * 7919 + n) % 1000}" for i in range(n)) for n in (30, 100, 600)]
     coll.add(texts, ids=["short", "medium", "long"])
     try:
+        storage = _storage(engine, name)
         with engine.connect() as conn:
-            storage = conn.execute(
-                sa.text(
-                    "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                    "AND attname = 'embedding'"
-                ),
-                {"t": name},
-            ).scalar()
             out_of_line = conn.execute(
                 sa.text(
                     f'SELECT id FROM "{name}" WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL'
@@ -266,15 +273,7 @@ def test_upgrade_keeps_the_vectors_of_an_older_collection_in_the_row(engine: sa.
             )
         before = [(h.id, h.distance) for h in coll.search("alpha", k=2)]
         assert Collection.open(name, engine=engine).upgrade() is True
-        with engine.connect() as conn:
-            storage = conn.execute(
-                sa.text(
-                    "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                    "AND attname = 'embedding'"
-                ),
-                {"t": name},
-            ).scalar()
-        assert storage == "m"
+        assert _storage(engine, name) == "m"
         assert Collection.open(name, engine=engine).upgrade() is False
         assert [(h.id, h.distance) for h in coll.search("alpha", k=2)] == before
         assert coll.count() == 2
