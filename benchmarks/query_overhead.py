@@ -18,13 +18,19 @@ per query:
   carry ORM objects with the embedding deferred. Also with one long-lived ``Session``
   committed after each query, and on a Core ``Connection`` (``docs.c.embedding``, rows
   instead of ORM objects).
+* ``Collection.search(vector)``: a :class:`vecalchemy.Collection` made from the same
+  rows (same ids and vectors, ``splitter="none"``), searched with a precomputed query
+  vector, so no embedding is timed. Its table has an HNSW index of its own (another
+  graph over the same rows), so its recall is compared with ``raw psycopg, collection
+  table``: the raw query on that table, selecting the columns a collection hit holds.
 * ``vecalchemy.nearest()``: the same SELECT through ``session.execute``, no settings.
 * ``cheatsheet ORM``: plain SQLAlchemy + pgvector-python as the cheatsheet writes it,
   ``register_vector`` in a ``connect`` event, ``SET LOCAL hnsw.ef_search = 40``, then
   ``select(Doc, Doc.embedding.cosine_distance(q).label("dist")).order_by("dist")
   .limit(10)``; it loads the 384-float embedding of every hit.
 * async: ``vecalchemy.asearch()`` on asyncpg and on psycopg (async), each against the
-  same driver used raw (``set_config`` then the query, in a transaction).
+  same driver used raw (``set_config`` then the query, in a transaction); with an
+  ``AsyncSession`` (ORM objects) and with an ``AsyncConnection`` (the Core column, rows).
 * what-ifs, to locate the overhead and size possible fixes: raw psycopg in pipeline
   mode (psycopg sends the statements without waiting for each one's result, so the
   settings need not cost a round trip of their own); raw psycopg sending vecalchemy's SQL
@@ -458,6 +464,115 @@ def va_search_core(db: Database) -> Contender:
     )
 
 
+COLLECTION = "bench_query_overhead_coll"
+
+
+class _TableVectors:
+    """An embedder that hands back the benchmark table's own vectors (by title), so a
+    Collection holds exactly the rows of the benchmark table."""
+
+    def __init__(self, titles: Sequence[str], vectors: Vec, name: str) -> None:
+        self._by_title = dict(zip(titles, vectors, strict=True))
+        self.dim = DIM
+        self.name = f"bench-table-vectors:{name}"
+        self.max_tokens: int | None = None
+
+    def embed_documents(self, texts: Sequence[str]) -> Vec:
+        return np.stack([self._by_title[t] for t in texts]).astype(np.float32)
+
+    def embed_query(self, text: str) -> Vec:
+        return self._by_title[text].astype(np.float32)
+
+    async def aembed_documents(self, texts: Sequence[str]) -> Vec:
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> Vec:
+        return self.embed_query(text)
+
+
+def prepare_collection(db: Database, data_version: str) -> vecalchemy.Collection:
+    """A Collection over the benchmark table's rows (same ids and vectors): made once
+    from the table, then reused while it holds as many rows from the same data."""
+    engine = vecalchemy.create_engine(db.url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(DOCS.c.id, DOCS.c.embedding).order_by(DOCS.c.id)).all()
+    texts = [f"row {r.id}" for r in rows]
+    vectors = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows])
+    embedder = _TableVectors(texts, vectors, data_version)
+
+    def collection() -> vecalchemy.Collection:
+        return vecalchemy.Collection(
+            COLLECTION,
+            engine=engine,
+            embedder=embedder,
+            metric="cosine",
+            splitter="none",
+            index=HNSW(m=16, ef_construction=64),
+        )
+
+    coll = collection()
+    try:
+        ready = coll.count() == len(rows) and len(coll.search(vectors[0], k=1)) == 1
+    except vecalchemy.VecalchemyError:
+        ready = False
+    if ready:
+        print(f"reusing collection {COLLECTION}", flush=True)
+    else:
+        print(f"making collection {COLLECTION} from the table's {len(rows):,} rows", flush=True)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {COLLECTION} CASCADE")
+        coll = collection()
+        coll.add(texts, ids=[str(r.id) for r in rows], batch_size=2000)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"VACUUM ANALYZE {COLLECTION}")
+    return coll
+
+
+#: Contenders whose hits are compared with another contender's than raw psycopg's.
+REFERENCE = {"va_collection": "raw_psycopg_collection"}
+
+
+def raw_psycopg_collection(db: Database) -> Contender:
+    """raw psycopg as the limit, on the collection's table and its columns."""
+    conn = psycopg.connect(**db.params)
+    register_vector(conn)
+    sql = (
+        'SELECT id, chunk, text, metadata, start, "end", embedding <=> %b AS distance '
+        f"FROM {COLLECTION} ORDER BY distance LIMIT {K}"
+    )
+
+    def one(q: Vec) -> Hits:
+        with conn.cursor() as cur:
+            cur.execute(SET_SQL)
+            cur.execute(sql, (q,))
+            rows = cur.fetchall()
+        conn.commit()
+        return [(int(r[0]), r[2]) for r in rows]
+
+    return Contender(
+        "raw_psycopg_collection",
+        "raw psycopg, collection table",
+        "limit",
+        sync_runner(one),
+        conn.close,
+    )
+
+
+def va_collection(coll: vecalchemy.Collection) -> Contender:
+    """Collection.search with a precomputed query vector (no embedding in the timing)."""
+
+    def one(q: Vec) -> Hits:
+        return [(int(h.id), h.text) for h in coll.search(q, k=K, ef_search=EF_SEARCH)]
+
+    return Contender(
+        "va_collection",
+        "Collection.search(vector)",
+        "vecalchemy",
+        sync_runner(one),
+        coll.engine.dispose,
+    )
+
+
 def prebuilt(db: Database, q0: Vec, *, core: bool, literal_limit: bool = False) -> Contender:
     """What search() would cost if it reused its two statements and bound only the vector.
 
@@ -645,40 +760,50 @@ def raw_psycopg_async(db: Database, loop: asyncio.AbstractEventLoop) -> Contende
     )
 
 
-def va_asearch(db: Database, loop: asyncio.AbstractEventLoop, driver: str) -> Contender:
+def va_asearch(
+    db: Database, loop: asyncio.AbstractEventLoop, driver: str, *, core: bool = False
+) -> Contender:
+    """asearch() with an AsyncSession (ORM objects), or with ``core`` an AsyncConnection
+    and the Core column (rows)."""
     engine: AsyncEngine = vecalchemy.create_async_engine(db.driver_url(driver))
-    column = VecDoc.embedding
+    column = DOCS.c.embedding if core else VecDoc.embedding
 
     async def one(q: Vec) -> Hits:
-        async with AsyncSession(engine) as session:
-            hits = await vecalchemy.asearch(session, column, q, k=K, ef_search=EF_SEARCH)
+        async with engine.connect() if core else AsyncSession(engine) as bind:
+            hits = await vecalchemy.asearch(bind, column, q, k=K, ef_search=EF_SEARCH)
             out = [(h.row.id, h.row.title) for h in hits]
-            await session.commit()
+            await bind.commit()
         return out
 
     name = "asyncpg" if driver == "asyncpg" else "psycopg async"
     return Contender(
-        f"va_asearch_{driver}",
-        f"vecalchemy.asearch(), {name}",
+        f"va_asearch_core_{driver}" if core else f"va_asearch_{driver}",
+        f"vecalchemy.asearch(), {'Core AsyncConnection, ' if core else ''}{name}",
         "async-vecalchemy",
         async_runner(loop, one),
         lambda: loop.run_until_complete(engine.dispose()),
     )
 
 
-def make_contenders(db: Database, loop: asyncio.AbstractEventLoop, q0: Vec) -> list[Contender]:
+def make_contenders(
+    db: Database, loop: asyncio.AbstractEventLoop, q0: Vec, coll: vecalchemy.Collection
+) -> list[Contender]:
     return [
         raw_psycopg(db, settings=True),
         raw_psycopg(db, settings=False),
         va_search(db, session_per_query=True),
         va_search(db, session_per_query=False),
         va_search_core(db),
+        raw_psycopg_collection(db),
+        va_collection(coll),
         va_nearest(db),
         cheatsheet(db),
         raw_asyncpg(db, loop),
         va_asearch(db, loop, "asyncpg"),
+        va_asearch(db, loop, "asyncpg", core=True),
         raw_psycopg_async(db, loop),
         va_asearch(db, loop, "psycopg_async"),
+        va_asearch(db, loop, "psycopg_async", core=True),
         # What-ifs: how much of the overhead a change could remove.
         raw_psycopg_pipelined(db),
         raw_psycopg_va_sql(db, q0, literal_limit=False),
@@ -770,8 +895,10 @@ def run_rounds(
     results = {c.key: Result(c.key, c.label, c.group) for c in contenders}
     print(f"warm-up: {len(contenders)} contenders x {len(queries)} queries", flush=True)
     hits = {c.key: c.run(queries)[1] for c in contenders}
-    reference = hits["raw_psycopg"]
     for c in contenders:
+        # The collection has an HNSW index of its own (another graph over the same rows):
+        # it is compared with raw psycopg on its table.
+        reference = hits[REFERENCE.get(c.key, "raw_psycopg")]
         results[c.key].recall, results[c.key].same_order = compare_hits(reference, hits[c.key])
     for r in range(rounds):
         started = time.perf_counter()
@@ -939,9 +1066,9 @@ def client_breakdown(db: Database, queries: Sequence[Vec]) -> dict[str, float]:
 
 # (label, file suffix, function name): cumulative time of these, per search() call.
 PROFILE_FUNCTIONS: tuple[tuple[str, str, str], ...] = (
-    ("vecalchemy.search() in all", "vecalchemy/search.py", "search"),
-    ("  _plan: build + check the query (nearest())", "vecalchemy/search.py", "_plan"),
-    ("    as_query_value: check the vector", "vecalchemy/vectors.py", "as_query_value"),
+    ("vecalchemy.search() in all", "vecalchemy/search/vector.py", "search"),
+    ("  _request: check the arguments, bind the plan", "vecalchemy/search/vector.py", "_request"),
+    ("    as_query_value: check the vector", "vecalchemy/_vectors.py", "as_query_value"),
     ("  Session.execute (set_config + SELECT)", "sqlalchemy/orm/session.py", "execute"),
     ("    cache key of the statement", "sqlalchemy/sql/cache_key.py", "_generate_cache_key"),
     ("    compile (cache lookup)", "sqlalchemy/sql/elements.py", "_compile_w_cache"),
@@ -1260,7 +1387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = prepare_data(db, args.rows, args.queries, reload=args.reload)
         server = server_info(db)
         loop = asyncio.new_event_loop()
-        contenders = make_contenders(db, loop, data.queries[0])
+        coll = prepare_collection(db, data.version)
+        contenders = make_contenders(db, loop, data.queries[0], coll)
         try:
             results = run_rounds(contenders, data.queries, rounds=args.rounds, block=args.block)
         finally:
