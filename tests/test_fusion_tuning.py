@@ -331,3 +331,29 @@ def test_cli_fusion_errors(
     assert code == 2
     assert message in err
     assert _comment(engine, coll.name) == before
+
+
+@pytest.mark.slow
+def test_hybrid_search_and_its_stored_fusion_survive_a_server_restart(
+    tmp_path: Path, beir: Path
+) -> None:
+    """A collection whose fusion was tuned and stored, searched by hybrid (its statement
+    reused), keeps both across a restart of the server: the same object and a new one
+    give the hits they gave before."""
+    from vecalchemy.server import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "pg", settings={"fsync": "off"})
+    server.start()
+    engine = vecalchemy.create_engine(server.url(), pool_pre_ping=True)
+    try:
+        coll = _collection(engine, beir, "bm25")
+        queries, qrels = _files(beir)
+        tuning = tune_fusion(coll, queries, qrels, grid=GRID, folds=2, store=True)
+        before = {q: _ids(coll.search(q, k=5, mode="hybrid")) for q in ("database", "bread")}
+        server.stop()
+        server.start()
+        assert Collection.open(coll.name, engine=engine).hybrid_fusion() == tuning.fusion
+        assert {q: _ids(coll.search(q, k=5, mode="hybrid")) for q in before} == before
+    finally:
+        engine.dispose()
+        server.stop()
