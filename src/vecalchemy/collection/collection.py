@@ -446,8 +446,9 @@ class Collection:
     def _for_reading(self) -> TableState:
         """Check the table for a read path (no DDL, ever); again after
         :data:`RECHECK_SECONDS`, so a fusion stored by another process is picked up."""
-        if self._state is not None and time.monotonic() - self._state_at < RECHECK_SECONDS:
-            return self._state
+        fresh = self._fresh_state()
+        if fresh is not None:
+            return fresh
         with self.engine.connect() as conn:
             state = read_state(conn, self.name)
             if not state.exists:
@@ -460,6 +461,12 @@ class Collection:
             conn.rollback()
         self._state, self._state_at = state, time.monotonic()
         return state
+
+    def _fresh_state(self) -> TableState | None:
+        """The table as last checked, if that was less than :data:`RECHECK_SECONDS` ago."""
+        if self._state is not None and time.monotonic() - self._state_at < RECHECK_SECONDS:
+            return self._state
+        return None
 
     def create(self) -> None:
         """Create the table and its indexes if they do not exist, and check an existing one.
@@ -479,11 +486,11 @@ class Collection:
             if state.exists:
                 self._check_state(state)
                 self._check_embedder(conn)
-                self._state = state
+                self._state, self._state_at = state, time.monotonic()
                 return False
             table.metadata.create_all(conn)
             write_comment(conn, self.name, self._config)
-            self._state = read_state(conn, self.name)
+            self._state, self._state_at = read_state(conn, self.name), time.monotonic()
         return True
 
     def upgrade(self) -> bool:
@@ -1038,8 +1045,14 @@ class Collection:
                 cached=True,
             )
 
-        # Built (and so checked) before the table is touched, then run as it is.
-        fused = plan(fusion)
+        # Built (and so checked) before the table is touched, then run as it is: with the
+        # fusion the table recorded when it was checked lately, so it is built once.
+        known = self._fresh_state()
+        fused = plan(
+            fusion
+            if fusion is not None or known is None
+            else stored_fusion(self.name, known.config)
+        )
         state = self._for_reading()
         if state.tsv is None:
             self._state = None  # check again after an upgrade

@@ -706,6 +706,7 @@ def plan_hybrid(
     else:
         params[QUERY_TEXT_PARAM] = query_text
     key = None
+    templates: dict[Any, Any] = {}
     if cached and not clauses:
         key = (id(vector_column), id(text_column), k, depth, fusion, language, terms is None)
         templates = vcol.info.setdefault(_TEMPLATES_KEY, {})
@@ -761,7 +762,6 @@ def plan_hybrid(
         params=params,
     )
     if key is not None:
-        templates = vcol.info.setdefault(_TEMPLATES_KEY, {})
         if len(templates) >= _TEMPLATES_MAX:
             templates.clear()
         # The columns are kept with the statement: a key holds only their ids.
