@@ -715,3 +715,52 @@ async def test_ahybrid_search_on_every_async_driver(async_session: AsyncSession)
     assert ef == "40"
     with pytest.raises(vecalchemy.InvalidSearch, match="query text is empty"):
         await ahybrid_search(async_session, Doc.embedding, Doc.tsv, "", Q, k=5)
+
+
+class AutoBase(DeclarativeBase):
+    pass
+
+
+class AutoDoc(AutoBase):
+    __tablename__ = "hy_autocommit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str]
+    body: Mapped[str]
+    lang: Mapped[str] = mapped_column(String(2))
+    embedding = Embedding(DIM, metric="cosine")
+    sparse = Embedding(VOCAB, storage="sparsevec", metric="inner_product")
+    tsv = FullText("title", "body")
+
+
+def test_reused_statements_on_autocommit(engine: Engine) -> None:
+    """On an AUTOCOMMIT connection a reused hybrid statement gives the hits a
+    transaction gets, and leaves no setting behind on the connection."""
+    AutoBase.metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(AutoDoc.__table__), ROWS)
+        t = AutoDoc.__table__
+        queries = [("XJ9042 or vacuum", Q), ("garden tomato", -Q), ("vacuum", Q)]
+        with engine.connect() as conn:
+            want = [
+                [
+                    (r.row.id, r.score)
+                    for r in hybrid_search(conn, t.c.embedding, t.c.tsv, w, v, k=6)
+                ]
+                for w, v in queries
+            ]
+            conn.rollback()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for _ in range(2):  # the second pass reuses every statement
+                got = [
+                    [
+                        (r.row.id, r.score)
+                        for r in hybrid_search(conn, t.c.embedding, t.c.tsv, w, v, k=6)
+                    ]
+                    for w, v in queries
+                ]
+                assert got == want
+            assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "40"
+            assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar() == "off"
+    finally:
+        AutoBase.metadata.drop_all(engine)
