@@ -17,7 +17,8 @@ per query:
 * ``vecalchemy.search()``: a ``Session`` per query on ``vecalchemy.create_engine``; hits
   carry ORM objects with the embedding deferred. Also with one long-lived ``Session``
   committed after each query, and on a Core ``Connection`` (``docs.c.embedding``, rows
-  instead of ORM objects).
+  instead of ORM objects): one checked out of the pool per query, and one kept open
+  and committed after each query, as the raw contenders hold theirs.
 * ``Collection.search(vector)``: a :class:`vecalchemy.Collection` made from the same
   rows (same ids and vectors, ``splitter="none"``), searched with a precomputed query
   vector, so no embedding is timed. Its table has an HNSW index of its own (another
@@ -30,7 +31,8 @@ per query:
   .limit(10)``; it loads the 384-float embedding of every hit.
 * async: ``vecalchemy.asearch()`` on asyncpg and on psycopg (async), each against the
   same driver used raw (``set_config`` then the query, in a transaction); with an
-  ``AsyncSession`` (ORM objects) and with an ``AsyncConnection`` (the Core column, rows).
+  ``AsyncSession`` (ORM objects) and with an ``AsyncConnection`` (the Core column, rows),
+  one per query or one kept open.
 * what-ifs, to locate the overhead and size possible fixes: raw psycopg in pipeline
   mode (psycopg sends the statements without waiting for each one's result, so the
   settings need not cost a round trip of their own); raw psycopg sending vecalchemy's SQL
@@ -109,7 +111,7 @@ from pgvector.asyncpg import register_vector as register_vector_asyncpg
 from pgvector.psycopg import register_vector, register_vector_async
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import String, event, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import vecalchemy
@@ -464,6 +466,32 @@ def va_search_core(db: Database) -> Contender:
     )
 
 
+def va_search_core_persistent(db: Database) -> Contender:
+    """search() on one Core Connection kept open, committed after each query: the way
+    the raw contenders hold theirs."""
+    engine = vecalchemy.create_engine(db.url)
+    conn = engine.connect()
+    column = DOCS.c.embedding
+
+    def one(q: Vec) -> Hits:
+        hits = vecalchemy.search(conn, column, q, k=K, ef_search=EF_SEARCH)
+        out = [(h.row.id, h.row.title) for h in hits]
+        conn.commit()
+        return out
+
+    def close() -> None:
+        conn.close()
+        engine.dispose()
+
+    return Contender(
+        "va_search_core_persistent",
+        "vecalchemy.search(), one Core Connection",
+        "vecalchemy",
+        sync_runner(one),
+        close,
+    )
+
+
 COLLECTION = "bench_query_overhead_coll"
 
 
@@ -761,12 +789,18 @@ def raw_psycopg_async(db: Database, loop: asyncio.AbstractEventLoop) -> Contende
 
 
 def va_asearch(
-    db: Database, loop: asyncio.AbstractEventLoop, driver: str, *, core: bool = False
+    db: Database,
+    loop: asyncio.AbstractEventLoop,
+    driver: str,
+    *,
+    core: bool = False,
+    persistent: bool = False,
 ) -> Contender:
     """asearch() with an AsyncSession (ORM objects), or with ``core`` an AsyncConnection
-    and the Core column (rows)."""
+    and the Core column (rows): one per query, or with ``persistent`` one kept open and
+    committed after each query, as the raw contenders hold theirs."""
     engine: AsyncEngine = vecalchemy.create_async_engine(db.driver_url(driver))
-    column = DOCS.c.embedding if core else VecDoc.embedding
+    column = DOCS.c.embedding if core or persistent else VecDoc.embedding
 
     async def one(q: Vec) -> Hits:
         async with engine.connect() if core else AsyncSession(engine) as bind:
@@ -776,6 +810,26 @@ def va_asearch(
         return out
 
     name = "asyncpg" if driver == "asyncpg" else "psycopg async"
+    if persistent:
+        conn: AsyncConnection = loop.run_until_complete(engine.connect().start())
+
+        async def one_kept(q: Vec) -> Hits:
+            hits = await vecalchemy.asearch(conn, column, q, k=K, ef_search=EF_SEARCH)
+            out = [(h.row.id, h.row.title) for h in hits]
+            await conn.commit()
+            return out
+
+        async def close() -> None:
+            await conn.close()
+            await engine.dispose()
+
+        return Contender(
+            f"va_asearch_core_persistent_{driver}",
+            f"vecalchemy.asearch(), one Core AsyncConnection, {name}",
+            "async-vecalchemy",
+            async_runner(loop, one_kept),
+            lambda: loop.run_until_complete(close()),
+        )
     return Contender(
         f"va_asearch_core_{driver}" if core else f"va_asearch_{driver}",
         f"vecalchemy.asearch(), {'Core AsyncConnection, ' if core else ''}{name}",
@@ -794,6 +848,7 @@ def make_contenders(
         va_search(db, session_per_query=True),
         va_search(db, session_per_query=False),
         va_search_core(db),
+        va_search_core_persistent(db),
         raw_psycopg_collection(db),
         va_collection(coll),
         va_nearest(db),
@@ -801,9 +856,11 @@ def make_contenders(
         raw_asyncpg(db, loop),
         va_asearch(db, loop, "asyncpg"),
         va_asearch(db, loop, "asyncpg", core=True),
+        va_asearch(db, loop, "asyncpg", persistent=True),
         raw_psycopg_async(db, loop),
         va_asearch(db, loop, "psycopg_async"),
         va_asearch(db, loop, "psycopg_async", core=True),
+        va_asearch(db, loop, "psycopg_async", persistent=True),
         # What-ifs: how much of the overhead a change could remove.
         raw_psycopg_pipelined(db),
         raw_psycopg_va_sql(db, q0, literal_limit=False),

@@ -149,6 +149,15 @@ def as_dense_array(
     zero_ok: bool = True,
 ) -> npt.NDArray[np.float32]:
     """``value`` as a checked 1-D float32 array of length ``dim``, or a clear error."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype == np.float32
+        and value.shape == (dim,)
+        and storage is not Storage.HALFVEC
+        and np.isfinite(value).all()
+        and (zero_ok or value.any())
+    ):
+        return value  # what embedders return: checked in one pass
     arr = as_row(value, what=what)
     if arr.shape[0] == 0:
         raise InvalidVector(f"{what} is empty")

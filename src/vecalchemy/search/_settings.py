@@ -68,6 +68,7 @@ import contextlib
 import functools
 import logging
 import math
+import re
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,7 +85,17 @@ from vecalchemy._typing import Order
 from vecalchemy.errors import InvalidSearch, VecalchemyError
 from vecalchemy.metrics import MAX_EF_SEARCH
 
-__all__ = ["DEFAULT_EF_SEARCH", "OPTION", "ScanOptions", "settings_for"]
+__all__ = [
+    "DEFAULT_EF_SEARCH",
+    "OPTION",
+    "ScanOptions",
+    "after_driver_error",
+    "apply_in_transaction",
+    "autocommit",
+    "check_scans",
+    "rerun_exact",
+    "settings_for",
+]
 
 log = logging.getLogger("vecalchemy.settings")
 
@@ -388,6 +399,22 @@ def _sql(
     return "SELECT " + ", ".join(parts)
 
 
+#: What vecalchemy's own values look like (numbers and keywords): written as literals.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.]+")
+
+
+@functools.lru_cache(maxsize=256)
+def _fresh_sql(wanted: tuple[tuple[str, str], ...]) -> str | None:
+    """``SELECT current_setting(n, true), ..., set_config(n, 'v', true), ...`` with the
+    values written in: the settings statement of a transaction's first search, which
+    has nothing to put back (None when a value is not a plain number or keyword)."""
+    if not all(_PLAIN_VALUE.fullmatch(value) for _, value in wanted):
+        return None
+    reads = [f"current_setting({_literal(name)}, true)" for name, _ in wanted]
+    sets = [f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in wanted]
+    return "SELECT " + ", ".join(reads + sets)
+
+
 def _execute(
     fairy: Any,
     paramstyle: str,
@@ -459,7 +486,9 @@ def _open(ref: weakref.ref[Any]) -> bool:
     return getattr(cursor, "_cursor", None) is not None  # SQLAlchemy's asyncpg cursor
 
 
-def _autocommit(fairy: Any) -> bool:
+def autocommit(fairy: Any) -> bool:
+    """Whether the pooled connection ``fairy`` is in AUTOCOMMIT (every statement its own
+    transaction)."""
     return bool(getattr(fairy.dbapi_connection, "autocommit", False))
 
 
@@ -488,21 +517,55 @@ def _before_cursor_execute(
 ) -> None:
     compiled = getattr(context, "compiled", None) if context is not None else None
     wanted = None
-    if compiled is not None and getattr(compiled, NEEDS_ATTR, None):
-        wanted = statement_settings(context, _check_indexes(conn, context))
+    needs = getattr(compiled, NEEDS_ATTR, None) if compiled is not None else None
+    if needs:
+        wanted = statement_settings(context, check_scans(conn, needs))
     fairy = conn.connection
     paramstyle = conn.dialect.paramstyle
-    state = _state(fairy)
     if wanted is None:
+        state = _state(fairy)
         if state is not None and state.saved and not state.streaming():
             _restore(fairy, paramstyle, state)
         return
-    if _autocommit(fairy):
+    if autocommit(fairy):
         old = _execute(fairy, paramstyle, capture=list(wanted), assign=wanted, local=False)
         setattr(context, _RESTORE_ATTR, old)
         return
+    apply_in_transaction(fairy, paramstyle, wanted)
+
+
+def apply_in_transaction(
+    fairy: Any, paramstyle: str, wanted: Mapping[str, Value], cursor: Any = None
+) -> None:
+    """Give the statement about to run on ``fairy`` (a pooled connection in a
+    transaction) the settings ``wanted``: in one settings statement that also saves the
+    transaction's own values (and puts back those of an earlier statement that this one
+    does not set), or none at all when they are in effect already.
+
+    ``cursor``: a client-side cursor of ``fairy`` to run it on (else one is opened).
+    """
+    state = _state(fairy)
     if state is None:
         state = fairy.info.setdefault(_STATE_KEY, _State())
+    if not state.saved and not state.current and not state.streams:
+        # The transaction's first search: nothing to put back, nothing to merge.
+        plain = tuple((n, v) for n, v in wanted.items() if isinstance(v, str))
+        sql = _fresh_sql(plain) if len(plain) == len(wanted) else None
+        if sql is not None:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s", sql)
+            own = cursor is None
+            cur = fairy.dbapi_connection.cursor() if own else cursor
+            try:
+                cur.execute(sql)
+                row = cur.fetchone()
+            finally:
+                if own:
+                    cur.close()
+            for (name, _), value in zip(plain, row[: len(plain)], strict=True):
+                state.saved[name] = None if value is None else str(value)
+            state.current.update(wanted)
+            return
     if state.streaming():
         wanted = _merge(state.current, wanted)
     capture = [name for name in wanted if name not in state.saved]
@@ -554,9 +617,13 @@ def _fallback(conn: Connection, cursor: Any, statement: str, parameters: Any, co
     if wanted is None or got is None or got >= wanted or _writes(context.compiled):
         return
     log.debug("index scan returned %d of %d rows; running the statement exactly", got, wanted)
-    fairy = conn.connection
-    paramstyle = conn.dialect.paramstyle
-    local = not _autocommit(fairy)
+    rerun_exact(conn.connection, conn.dialect.paramstyle, cursor, statement, parameters)
+
+
+def rerun_exact(fairy: Any, paramstyle: str, cursor: Any, statement: str, parameters: Any) -> None:
+    """Run ``statement`` again on ``cursor`` with no index scan allowed (see
+    :data:`_EXACT`), then put the settings back; its rows are the cursor's to fetch."""
+    local = not autocommit(fairy)
     old = _execute(fairy, paramstyle, capture=list(_EXACT), assign=_EXACT, local=local)
     if local:
         # If the exact run fails, its error is the one to see: the transaction (or its
@@ -617,23 +684,29 @@ def _handle_error(context: Any) -> Any:
                 except Exception:  # the connection is unusable; the pool will drop it
                     fairy.invalidate()
             elif isinstance(original, connection.dialect.loaded_dbapi.Error):
-                # In a transaction, a statement the server refused aborts it (or its
-                # savepoint), and rolling back puts the settings back; the restore then
-                # fails and is not needed. A driver error raised before anything was sent
-                # left the transaction working: the restore is needed, and runs. An
-                # error that is not the driver's (a vecalchemy check, a bind value)
-                # leaves the state as it is, for the next statement to restore.
-                # (An open stream keeps them: its rows are still computed with them.)
-                state = _state(fairy)
-                if state is not None and not state.streaming():
-                    with contextlib.suppress(Exception):
-                        _restore(fairy, connection.dialect.paramstyle, state)
-                    state.clear()
+                after_driver_error(fairy, connection.dialect.paramstyle)
     # A value refused by a checked column type (or another vecalchemy check) while the
     # statement's parameters were processed: raise it as it is, not as StatementError.
     if isinstance(original, VecalchemyError):
         return original
     return None
+
+
+def after_driver_error(fairy: Any, paramstyle: str) -> None:
+    """Settle the settings state of ``fairy`` after the driver raised in a transaction.
+
+    A statement the server refused aborts the transaction (or its savepoint), and
+    rolling back puts the settings back; the restore then fails and is not needed. A
+    driver error raised before anything was sent left the transaction working: the
+    restore is needed, and runs. (An error that is not the driver's, such as a
+    vecalchemy check or a bind value, leaves the state as it is, for the next statement
+    to restore; an open stream keeps them: its rows are still computed with them.)
+    """
+    state = _state(fairy)
+    if state is not None and not state.streaming():
+        with contextlib.suppress(Exception):
+            _restore(fairy, paramstyle, state)
+        state.clear()
 
 
 @event.listens_for(Engine, "commit")
@@ -656,12 +729,11 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
 # -- the database's own indexes must serve the declared metric --------------------------
 
 
-def _check_indexes(conn: Connection, context: Any) -> dict[ScanKey, Tuning]:
+def check_scans(conn: Connection, needs: Sequence[ScanNeed]) -> dict[ScanKey, Tuning]:
     """On first use through this engine (and again after RECHECK_SECONDS), check that
     the database's vector indexes on each scanned column serve the metric the statement
     orders by, and read the setting :func:`vecalchemy.tune` stored on the serving index.
     Returns the stored settings of the statement's columns."""
-    needs: list[ScanNeed] = getattr(context.compiled, NEEDS_ATTR)
     state = engine_state(conn.engine)
     keys = {key: n.scan for n in needs if (key := scan_key(n.scan)) is not None}
     todo = [scan for key, scan in keys.items() if not state.fresh(key)]

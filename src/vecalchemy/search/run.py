@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from vecalchemy._typing import Strategy
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.query._nearest import NearestPlan
 from vecalchemy.query.fusion import FusedQuery
+from vecalchemy.search._direct import NearestRows
 from vecalchemy.search._settings import DEFAULT_EF_SEARCH, OPTION, ScanOptions
 from vecalchemy.search._strategy import filter_estimate, prefers_exact_scan
 from vecalchemy.search.rerank import MMR, apply_rerank
@@ -182,7 +184,7 @@ def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, lis
     plan = search.plan
     # The statement's own fallback (see vecalchemy.search._settings) answers it exactly
     # when the index returns fewer than k rows; strategy="index" keeps the index's rows.
-    scan = dataclasses.replace(search.scan, fallback=search.strategy == "auto")
+    scan = _with_fallback(search.scan, search.strategy == "auto")
     options = {OPTION: scan}
     exact = search.strategy == "exact"
     if search.strategy == "auto" and plan.clauses and plan.table is not None:
@@ -192,17 +194,28 @@ def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, lis
     if exact:
         # No settings are sent: no vector index serves the exact statement.
         rows = (yield Execute(plan.exact, plan.params)).all()
+    elif plan.params and not plan.clauses and not plan.orm:
+        # A cached template of a Core column with its query vector bound: the same
+        # statement every time, run directly on a Connection's cursor where that changes
+        # nothing (_direct). ORM statements keep the ORM's compilation (deferred columns).
+        rows = yield NearestRows(plan.select, plan.params, scan)
     else:
         rows = (yield Execute(plan.select, plan.params, options)).all()
     return _hits(search, rows, orm)
+
+
+@functools.lru_cache(maxsize=256)
+def _with_fallback(scan: ScanOptions, fallback: bool) -> ScanOptions:
+    return scan if scan.fallback == fallback else dataclasses.replace(scan, fallback=fallback)
 
 
 def _hits(search: NearestSearch, rows: Sequence[Any], orm: bool) -> list[Hit[Any]]:
     spec = search.plan.spec
     cutoff = search.max_distance
     out: list[Hit[Any]] = []
+    at = -1 if orm or not rows else rows[0]._fields.index("distance")
     for row in rows:
-        d = row._mapping["distance"] if not orm else row[-1]
+        d = row[at]
         if d is None:
             continue  # NULL embeddings have no distance
         d = float(d)

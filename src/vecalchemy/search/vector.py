@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +46,12 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise InvalidSearch(f"{name} must be an integer from {lo} to {hi:,}, got {value!r}")
     return value
+
+
+@functools.lru_cache(maxsize=256)
+def _relaxed(ef_search: int | None, probes: int | None) -> ScanOptions:
+    """The scan options of a search (checked values: a small set, made once each)."""
+    return ScanOptions(ef_search=ef_search, probes=probes, order="relaxed")
 
 
 def _cutoff(
@@ -136,7 +143,7 @@ def _request(
     clauses = check_clauses(where)
     return NearestSearch(
         plan=plan.bind(value).filtered(clauses),
-        scan=ScanOptions(ef_search=ef_search, probes=probes, order="relaxed"),
+        scan=_relaxed(ef_search, probes),
         strategy=strategy,
         k=k,
         max_distance=cutoff,
