@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -154,10 +155,13 @@ def as_dense_array(
         and value.dtype == np.float32
         and value.shape == (dim,)
         and storage is not Storage.HALFVEC
-        and np.isfinite(value).all()
-        and (zero_ok or value.any())
     ):
-        return value  # what embedders return: checked in one pass
+        # What embedders return, checked in one pass: the squared norm is finite only
+        # when every value is, and zero only for the zero vector. (A norm that overflows
+        # float32 takes the slow path below, which tells the two apart.)
+        square = float(value.dot(value))
+        if math.isfinite(square) and (zero_ok or square > 0.0):
+            return value
     arr = as_row(value, what=what)
     if arr.shape[0] == 0:
         raise InvalidVector(f"{what} is empty")

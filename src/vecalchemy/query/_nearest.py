@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -124,7 +125,9 @@ class NearestPlan:
 
     def bind(self, value: Any) -> NearestPlan:
         """This template plan with its query vector (already checked) bound at execution."""
-        return dataclasses.replace(self, params={**self.params, QUERY_PARAM: value})
+        bound = copy.copy(self)  # a frozen dataclass: replace() would re-run __init__
+        object.__setattr__(bound, "params", {**self.params, QUERY_PARAM: value})
+        return bound
 
 
 def check_clauses(where: Where) -> tuple[ColumnElement[bool], ...]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import operator
 import typing
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -211,6 +212,7 @@ def _with_fallback(scan: ScanOptions, fallback: bool) -> ScanOptions:
 
 def _hits(search: NearestSearch, rows: Sequence[Any], orm: bool) -> list[Hit[Any]]:
     spec = search.plan.spec
+    similarity = spec.metric.similarity
     cutoff = search.max_distance
     out: list[Hit[Any]] = []
     at = -1 if orm or not rows else rows[0]._fields.index("distance")
@@ -221,15 +223,27 @@ def _hits(search: NearestSearch, rows: Sequence[Any], orm: bool) -> list[Hit[Any
         d = float(d)
         if cutoff is not None and d > cutoff:
             continue
-        out.append(
-            Hit(
-                row=row[0] if orm else row,
-                distance=d,
-                similarity=spec.metric.similarity(d, dim=spec.dim),
-            )
-        )
-    out.sort(key=lambda hit: hit.distance)  # relaxed iterative scans: slightly out of order
+        out.append(_hit(row[0] if orm else row, d, similarity(d, dim=spec.dim)))
+    out.sort(key=_DISTANCE)  # relaxed iterative scans: slightly out of order
     return out
+
+
+_DISTANCE = operator.attrgetter("distance")
+_new_hit = object.__new__
+_slots: Any = Hit  # its fields are slot descriptors
+_set_row, _set_distance = _slots.row.__set__, _slots.distance.__set__
+_set_similarity, _set_score = _slots.similarity.__set__, _slots.score.__set__
+
+
+def _hit(row: Any, distance: float, similarity: float) -> Hit[Any]:
+    """``Hit(row, distance, similarity)``, made through its slots: a frozen dataclass's
+    ``__init__`` costs about 1 µs, ten of them a tenth of a search's own time."""
+    hit: Hit[Any] = _new_hit(Hit)
+    _set_row(hit, row)
+    _set_distance(hit, distance)
+    _set_similarity(hit, similarity)
+    _set_score(hit, None)
+    return hit
 
 
 def _vector_of(search: NearestSearch, hit: Hit[Any], orm: bool) -> Any:
