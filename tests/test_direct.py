@@ -370,3 +370,27 @@ async def test_async_connection_same_hits_and_settings(
     assert shown == "17"
     assert probe == "40"
     assert _taken(direct_log) == 2 * len(QUERIES)
+
+
+def test_hits_made_through_their_slots_are_ordinary_records() -> None:
+    """The search paths' fast constructors make records equal to the dataclass's own,
+    still frozen; a class they cannot make faithfully is refused."""
+    import dataclasses
+
+    from vecalchemy._records import slot_constructor
+    from vecalchemy.collection.collection import CollectionHit
+
+    hit = slot_constructor(vecalchemy.Hit)((1, "a"), 0.25, 0.75, None)
+    assert hit == vecalchemy.Hit((1, "a"), 0.25, 0.75)
+    assert hash(hit) == hash(vecalchemy.Hit((1, "a"), 0.25, 0.75))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.distance = 0.0  # type: ignore[misc]
+    values = ("d1", 0, "text", {"k": 1}, 0, 4, 0.5, 0.5)
+    assert slot_constructor(CollectionHit)(*values) == CollectionHit(*values)
+
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        x: int
+
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        slot_constructor(Mutable)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine
@@ -30,11 +31,15 @@ class EngineState:
     last checked and the tuned setting stored on the serving index (or None); an entry
     older than :data:`RECHECK_SECONDS` is checked again, so a ``vecalchemy tune --store``
     run elsewhere reaches this engine within a minute.
+
+    ``compiled`` holds the statements the direct search path compiled for this engine's
+    dialect, by ``Select`` (weakly: a statement dropped from its column's cache goes).
     """
 
     def __init__(self) -> None:
         self.checked: set[tuple[str, str, str]] = set()
         self.indexes: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self.compiled: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def fresh(self, key: tuple[str, str, str]) -> bool:

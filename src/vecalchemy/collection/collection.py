@@ -72,6 +72,7 @@ from vecalchemy._fulltext import (
     ts_rank_cd,
 )
 from vecalchemy._progress import Progress, progress_reporter
+from vecalchemy._records import slot_constructor
 from vecalchemy._typing import SearchMode
 from vecalchemy.chunking import (
     Splitter,
@@ -197,16 +198,14 @@ class AddResult:
     truncated_tokens: int = 0
 
 
+#: ``CollectionHit(id, chunk, text, metadata, start, end, distance, similarity)``, without
+#: the frozen ``__init__`` (see vecalchemy._records).
+_make_hit = slot_constructor(CollectionHit)
+
+
 def _collection_hit(row: Any, distance: float, similarity: float) -> CollectionHit:
-    return CollectionHit(
-        id=row.id,
-        chunk=row.chunk,
-        text=row.text,
-        metadata=row.metadata,
-        start=row.start,
-        end=row.end,
-        distance=distance,
-        similarity=similarity,
+    return _make_hit(
+        row.id, row.chunk, row.text, row.metadata, row.start, row.end, distance, similarity
     )
 
 

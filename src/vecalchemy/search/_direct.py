@@ -7,9 +7,9 @@ itself (a :class:`~vecalchemy.query.nearest.NearestPlan` template, the same ``Se
 object for every query of one column and ``k``), this module does the same work with
 SQLAlchemy's public API only:
 
-* the statement is compiled once per dialect (``Select.compile``) and kept with the
-  statement; its parameters go through the bind processors of their types, as
-  ``Connection.execute`` would send them;
+* the statement is compiled once per engine (``Select.compile`` with its dialect) and
+  kept in the engine's state; its parameters go through the bind processors of their
+  types, as ``Connection.execute`` would send them;
 * the transaction is begun as autobegin would (``Connection.begin`` when none is in
   progress), so ``commit()`` and ``rollback()`` behave exactly as after ``execute``;
 * the settings come from the same code as the listeners' (the per-connection state with
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -47,6 +46,7 @@ from sqlalchemy import BindParameter, Connection, Select, exc
 from sqlalchemy.engine import Row, result_tuple
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vecalchemy._engine_state import engine_state
 from vecalchemy._sql import NEEDS_ATTR, TOP_LIMIT_ATTR, ScanNeed
 from vecalchemy.search._settings import (
     OPTION,
@@ -101,10 +101,9 @@ class _Compiled:
     settings: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
 
-#: ``Select`` -> {dialect: _Compiled}; both weak, so dropped statements and engines go.
-_CACHE: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, _Compiled]] = (
-    weakref.WeakKeyDictionary()
-)
+#: What the engine's ``compiled`` cache holds for a statement the direct path leaves to
+#: SQLAlchemy (so it is not compiled again on every call).
+_NOT_DIRECT = object()
 
 
 def _bind_name(compiled: Any, value: int | BindParameter[Any] | None) -> int | str | None:
@@ -149,17 +148,14 @@ def _compile(stmt: Select[Any], dialect: Any) -> _Compiled | None:
     )
 
 
-def _compiled_for(stmt: Select[Any], dialect: Any) -> _Compiled | None:
-    per_dialect = _CACHE.get(stmt)
-    if per_dialect is None:
-        per_dialect = _CACHE.setdefault(stmt, weakref.WeakKeyDictionary())
-    found = per_dialect.get(dialect)
+def _compiled_for(conn: Connection, stmt: Select[Any]) -> _Compiled | None:
+    """``stmt`` compiled for ``conn``'s dialect, kept with the engine (see EngineState)."""
+    cache = engine_state(conn.engine).compiled
+    found = cache.get(stmt)
     if found is None:
-        made = _compile(stmt, dialect)
-        if made is None:
-            return None
-        per_dialect[dialect] = found = made
-    return found
+        found = _compile(stmt, conn.dialect) or _NOT_DIRECT
+        cache[stmt] = found
+    return found if isinstance(found, _Compiled) else None
 
 
 def _eligible(conn: Connection) -> bool:
@@ -212,7 +208,7 @@ def direct_rows(
         log.debug("stepping aside: the connection has listeners, echo or options")
         return None
     dialect = conn.dialect
-    c = _compiled_for(stmt, dialect)
+    c = _compiled_for(conn, stmt)
     if c is None:
         return None
     fairy = conn.connection
