@@ -13,7 +13,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -204,3 +206,18 @@ def module_db(module_db_url: sa.URL) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def recorded_statements(target: Engine | Connection) -> Iterator[list[str]]:
+    """Every statement sent through SQLAlchemy on ``target`` inside the block."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)

@@ -3,7 +3,8 @@ the same hits, rows, settings, fallback, transactions and errors as ``Connection
 and out of the way wherever someone else watches the statements.
 
 Each test compares the direct path with the path through ``Connection.execute``, which
-the search takes as soon as a listener is attached to the engine (``through_execute``).
+the search takes as soon as a listener is attached to the engine (as
+``recorded_statements`` attaches one).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 import vecalchemy
-from tests.conftest import ASYNC_DRIVERS, _with_driver, read_settings
+from tests.conftest import ASYNC_DRIVERS, _with_driver, read_settings, recorded_statements
 from vecalchemy import HNSW, ScanOptions, embedding_column
 from vecalchemy._distance import query_value
 from vecalchemy.query._nearest import plan_template
@@ -81,22 +81,6 @@ def conn(table: None, engine: Engine) -> Iterator[Connection]:
         c.rollback()
 
 
-@contextmanager
-def through_execute(engine: Engine) -> Iterator[list[str]]:
-    """A listener on the engine: searches then run through ``Connection.execute``, and
-    this list records what they sent."""
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
 @pytest.fixture
 def direct_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="vecalchemy.search.direct")
@@ -130,7 +114,7 @@ def test_same_hits_and_rows_as_through_execute(
     direct = [vecalchemy.search(conn, EMB, q, k=25) for q in QUERIES]
     assert _taken(direct_log) == len(QUERIES)
     conn.rollback()
-    with through_execute(engine) as sent:
+    with recorded_statements(engine) as sent:
         slow = [vecalchemy.search(conn, EMB, q, k=25) for q in QUERIES]
     assert sent
     assert _taken(direct_log) == len(QUERIES)
@@ -233,7 +217,7 @@ def test_steps_aside_for_listeners_echo_options_and_autocommit(
         want = _ids(vecalchemy.search(c, EMB, QUERIES[4], k=10))
         c.rollback()
         assert _taken(direct_log) == 1
-        with through_execute(engine) as sent:
+        with recorded_statements(engine) as sent:
             assert _ids(vecalchemy.search(c, EMB, QUERIES[4], k=10)) == want
         assert any("direct_docs" in s for s in sent)
         c.rollback()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import vecalchemy
+from tests.conftest import recorded_statements
 from vecalchemy.filters import (
     MAX_FIELD_LENGTH,
     MAX_FIELD_PARTS,
@@ -318,24 +317,9 @@ def test_deep_nesting_is_refused() -> None:
 # -- refused before any SQL runs ------------------------------------------------------------
 
 
-@contextmanager
-def _no_statements(conn: Connection) -> Iterator[list[str]]:
-    """Record every statement sent on ``conn`` inside the block."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    sa.event.listen(conn, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(conn, "before_cursor_execute", record)
-
-
 def _refused_delete(conn: Connection, where: Any, message: str) -> vecalchemy.FilterError:
     """A DELETE with the filter raises FilterError matching ``message`` and touches nothing."""
-    with _no_statements(conn) as sent, pytest.raises(vecalchemy.FilterError) as info:
+    with recorded_statements(conn) as sent, pytest.raises(vecalchemy.FilterError) as info:
         conn.execute(sa.delete(metadata_table).where(compile_filter(metadata_table.c.meta, where)))
     assert re.search(message, str(info.value)), str(info.value)
     assert sent == []
