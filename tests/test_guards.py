@@ -9,6 +9,7 @@ vecalchemy did not create.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 
@@ -132,6 +133,26 @@ def test_a_model_that_disagrees_with_the_database_is_detected(
             s.rollback()
             # The right model works on the same engine.
             assert vecalchemy.search(s, Doc.embedding, VECS[1], k=1)[0].row.id == 1
+    finally:
+        eng.dispose()
+
+
+def test_a_disagreeing_model_is_detected_on_a_core_connection(
+    server_url: sa.URL, cosine_table: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same check on the direct path of a Core Connection: MetricMismatch before the
+    query runs, the connection still usable, the right column found."""
+    caplog.set_level(logging.DEBUG, logger="vecalchemy.search.direct")
+    eng = vecalchemy.create_engine(server_url)
+    wrong = WrongDoc.__table__.c.embedding  # type: ignore[attr-defined]
+    right = Doc.__table__.c.embedding  # type: ignore[attr-defined]
+    try:
+        with eng.connect() as conn:
+            with pytest.raises(vecalchemy.MetricMismatch, match="vector_cosine_ops"):
+                vecalchemy.search(conn, wrong, VECS[0], k=5)
+            assert any(r.getMessage().startswith("ran directly") for r in caplog.records)
+            conn.rollback()
+            assert vecalchemy.search(conn, right, VECS[2], k=1)[0].row.id == 2
     finally:
         eng.dispose()
 
