@@ -9,6 +9,7 @@ the search takes as soon as a listener is attached to the engine (as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -266,6 +267,28 @@ def test_a_refused_statement_raises_as_execute_does(
     assert conn.exec_driver_sql("SHOW hnsw.ef_search").scalar() == "40"
     assert len(vecalchemy.search(conn, EMB, QUERIES[5], k=7)) == 7
     assert _taken(direct_log) == 3
+
+
+def test_an_aborted_transaction_raises_as_execute_does(
+    conn: Connection, engine: Engine, direct_log: pytest.LogCaptureFixture
+) -> None:
+    """After a failed statement the transaction is aborted: the direct path's settings
+    statement is refused, and the search raises the same InternalError as the path
+    through execute() (asserted on both); after rollback both search again."""
+    errors = []
+    for recorder in (False, True):
+        conn.rollback()
+        with pytest.raises(sa.exc.ProgrammingError):
+            conn.exec_driver_sql("SELECT * FROM no_such_table_here")
+        watch = recorded_statements(engine) if recorder else contextlib.nullcontext()
+        aborted = pytest.raises(sa.exc.InternalError, match="current transaction is aborted")
+        with watch, aborted as e:
+            vecalchemy.search(conn, EMB, QUERIES[1], k=4)
+        errors.append(type(e.value.orig))
+        conn.rollback()
+        assert len(vecalchemy.search(conn, EMB, QUERIES[1], k=4)) == 4
+    assert errors[0] is errors[1] is psycopg.errors.InFailedSqlTransaction
+    assert _taken(direct_log) == 3  # aborted and recovered direct; recovered after recorder
 
 
 def test_a_dead_connection_is_invalidated(
