@@ -198,6 +198,37 @@ def test_search_uses_the_hnsw_index(coll: Collection, engine: sa.Engine) -> None
 
 
 @pytest.mark.slow
+def test_searches_keep_their_prepared_statements(server_url: sa.URL) -> None:
+    """Repeated searches through one pooled connection end their transactions without
+    dropping psycopg's prepared statements (its rollback would): the server plans the
+    search once, then reuses it, as raw psycopg does. The hits stay right."""
+    engine = vecalchemy.create_engine(server_url, pool_size=1, max_overflow=0)
+    name = f"coll_{uuid.uuid4().hex[:8]}"
+    c = Collection(name, embedder=HashingEmbedder(64), engine=engine, splitter="none")
+    try:
+        c.add(TEXTS, ids=["pg", "vec", "cat", "dog"])
+        q = c.embedder.embed_query("vector similarity search")
+        for _ in range(8):
+            assert c.search(q, k=2)[0].id == "vec"
+        with engine.connect() as conn:
+            prepared = (
+                conn.execute(
+                    sa.text(
+                        "SELECT generic_plans + custom_plans FROM pg_prepared_statements "
+                        "WHERE statement LIKE :pattern"
+                    ),
+                    {"pattern": f"%FROM {name}%ORDER BY distance%"},
+                )
+                .scalars()
+                .all()
+            )
+        assert prepared, "the search statement was not kept prepared"
+        assert max(prepared) >= 3  # executed from the prepared statement, not re-planned
+    finally:
+        c.drop()
+        engine.dispose()
+
+
 def test_add_more_ids_than_postgres_parameters(coll: Collection) -> None:
     """70,000 documents in one add(): ids travel as one array, not 70,000 parameters."""
     n = 70_000

@@ -1015,7 +1015,9 @@ class Collection:
                 ef_search=ef_search,
                 probes=probes,
             )
-            conn.rollback()
+            # It only read, so commit and rollback end it alike; psycopg's rollback also
+            # forgets the statements it prepared on the server, its commit keeps them.
+            conn.commit()
         return [_collection_hit(h.row, h.distance, h.similarity) for h in hits]
 
     def _hybrid(
