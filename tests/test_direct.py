@@ -401,3 +401,36 @@ def test_hits_made_through_their_slots_are_ordinary_records() -> None:
 
     with pytest.raises(TypeError, match="not a frozen dataclass"):
         slot_constructor(Mutable)
+
+
+@pytest.mark.parametrize(("ranking", "directly"), [("tsvector", True), ("bm25", False)])
+def test_reused_hybrid_statements_run_directly_with_the_same_hits(
+    engine: Engine, direct_log: pytest.LogCaptureFixture, ranking: str, directly: bool
+) -> None:
+    """A collection's hybrid search (its fused statement reused, values bound) runs on
+    the direct path: the same ids, scores and distances as through execute(). A BM25
+    leg writes its query's terms into the SQL (literal-execute parameters), which the
+    direct path leaves to SQLAlchemy."""
+    from vecalchemy import Collection, HashingEmbedder
+
+    coll = Collection(
+        f"direct_hy_{ranking}", embedder=HashingEmbedder(32), engine=engine,
+        splitter="none", text_ranking=ranking,
+    )  # fmt: skip
+    try:
+        coll.add([f"note {i} about {w}" for i, w in enumerate(["cats", "dogs", "vacuum"] * 20)])
+        queries = ["vacuum note", "dogs", "note 7 about cats", "nothing matches zzz"]
+        direct = [coll.search(q, k=8, mode="hybrid") for q in queries]
+        taken = _taken(direct_log)
+        assert taken == (len(queries) if directly else 0)
+        with recorded_statements(engine) as sent:
+            slow = [coll.search(q, k=8, mode="hybrid") for q in queries]
+        assert sent
+        assert _taken(direct_log) == taken
+        for a, b in zip(direct, slow, strict=True):
+            assert [(h.id, h.chunk) for h in a] == [(h.id, h.chunk) for h in b]
+            assert [h.similarity for h in a] == pytest.approx([h.similarity for h in b])
+            assert [h.distance for h in a] == pytest.approx([h.distance for h in b], nan_ok=True)
+        assert len(direct[0]) == 8
+    finally:
+        coll.drop()

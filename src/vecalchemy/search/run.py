@@ -260,7 +260,12 @@ def _finish(search: NearestSearch, hits: list[Hit[Any]], orm: bool) -> list[Hit[
 
 
 def _fused_steps(fq: FusedQuery, orm: bool) -> Generator[Step, Any, list[FusedHit[Any]]]:
-    rows = (yield Execute(fq.select, dict(fq.params), {OPTION: _RELAXED})).all()
+    if fq.params and not fq.orm:
+        # A reused statement (plan_hybrid(cached=True)) with its values bound: run
+        # directly on a Connection's cursor where that changes nothing (_direct).
+        rows = yield NearestRows(fq.select, fq.params, _RELAXED)
+    else:
+        rows = (yield Execute(fq.select, dict(fq.params), {OPTION: _RELAXED})).all()
     legs = fq.legs
     out: list[FusedHit[Any]] = []
     for row in rows:
