@@ -9,6 +9,7 @@ the exact nearest rows).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -259,3 +260,54 @@ async def test_async_explain_shows_the_index(table: None, aengine: AsyncEngine) 
         await s.execute(sa.text("SET LOCAL enable_seqscan = off"))
         plan = await vecalchemy.aexplain(s, vecalchemy.nearest(Item.cos, Q, k=5))
     assert "ix_parity_items_cos_hnsw" in plan
+
+
+#: search() options on the table's Core columns: the direct path on a Connection and an
+#: AsyncConnection, against the same search through Connection.execute.
+CORE_CASES = [
+    ("cosine", "cos", {"k": 10, "ef_search": 200}),
+    ("l2 ivfflat", "l2", {"k": 10, "probes": 20}),
+    ("inner product", "ip", {"k": 10}),
+    ("halfvec", "half", {"k": 10, "ef_search": 200}),
+    ("binary quantized", "bq", {"k": 5, "oversample": 8}),
+    ("index strategy", "cos", {"k": 10, "strategy": "index"}),
+    ("min_similarity", "cos", {"k": 10, "min_similarity": 0.5}),
+    ("max_distance", "l2", {"k": 10, "max_distance": 3.0}),
+    ("load_embedding", "cos", {"k": 5, "load_embedding": True}),
+    ("mmr", "cos", {"k": 5, "diversify": MMR(0.5)}),
+    ("rerank", "cos", {"k": 5, "rerank": _rerank}),
+]
+
+
+@pytest.mark.parametrize(("name", "column", "kw"), CORE_CASES, ids=[c[0] for c in CORE_CASES])
+async def test_core_columns_direct_and_through_execute(
+    table: None,
+    engine: sa.Engine,
+    aengine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    column: str,
+    kw: Any,
+) -> None:
+    """On a Core column, search() on a Connection and asearch() on an AsyncConnection
+    (their direct path) return the hits search() returns through Connection.execute
+    (taken when a listener watches the engine); vectors, when loaded, are the same."""
+    from tests.conftest import recorded_statements
+
+    caplog.set_level(logging.DEBUG, logger="vecalchemy.search.direct")
+    col = Item.__table__.c[column]  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        direct = vecalchemy.search(conn, col, Q, **kw)
+        assert any(r.getMessage().startswith("ran directly") for r in caplog.records)
+        with recorded_statements(engine) as sent:
+            slow = vecalchemy.search(conn, col, Q, **kw)
+    async with aengine.connect() as aconn:
+        got = await vecalchemy.asearch(aconn, col, Q, **kw)
+    assert sent, "the search through execute() did not run"
+    assert direct, "the scenario found nothing: it tests nothing"
+    want = [_key(h) for h in slow]
+    assert [_key(h) for h in direct] == want
+    assert [_key(h) for h in got] == want
+    if kw.get("load_embedding"):
+        for a, b in zip(direct, slow, strict=True):
+            assert np.allclose(np.asarray(a.row._mapping[col]), np.asarray(b.row._mapping[col]))
