@@ -23,13 +23,17 @@ on one core: on a 2-core machine that gave about 1.4x the documents per second o
 splitting every batch over both cores; a lone query runs on one core.
 
 ``precision="int8"`` runs a copy quantized with ONNX Runtime's dynamic quantization
-(int8 weights, one scale per output channel, in MatMul and Attention) except the first
-encoder layer, which stays fp32 (quantizing it costs the most agreement), cached and
-checked the same way. It is faster but not the same model: its vectors agree with
-sentence-transformers' at a mean cosine of about 0.996 (minimum 0.987-0.992 on DBpedia
-abstracts, depending on how the texts fall into batches, since activations are quantized
-per batch; quantizing every layer gave 0.985; one- and two-word texts about 0.986;
-docs/benchmarks.md), so its name differs and it is off by default.
+(int8 weights, one scale per output channel; activations quantized per batch as it runs)
+in layers 2-6 but for the FFN output MatMuls (1536 -> 384, fed by GELU) of layers 2 and
+3: 18 of the 24 weight matrices. The first encoder layer and those two MatMuls stay fp32,
+as they cost the most agreement. It is cached and checked the same way,
+made from the cached fp32 file. Texts of at most 24 word pieces run on the fp32 model, in
+batches of their own: the fewer the tokens, the less the quantization error averages out
+(one- to six-word titles on int8 alone: cosine down to 0.979) and the less int8 saves. On
+DBpedia abstracts it gives about 1.5-1.75x fp32's documents per second at a cosine with
+sentence-transformers of at least 0.994 (mean 0.997; 0.9916 at worst on 7,000 short texts
+past 16 word pieces; docs/benchmarks.md). It is not the same model, so its name differs
+and it is off by default.
 
 Install::
 
@@ -89,14 +93,17 @@ _PRECISIONS = ("fp32", "int8")
 #: The ops whose weights int8 quantizes (the fused graph's MatMuls and Attentions).
 _QUANTIZED_OPS = ("MatMul", "Attention")
 _LAYERS = 6
+# int8 keeps the FFN output MatMul of this many layers fp32 (the first's with the rest of
+# that layer): where its input's outlier channels are widest.
+_FP32_FFN_OUT_LAYERS = 3
 # Each precision's recipe, bumped whenever its export or quantization changes: a cached
 # file of another recipe is made again (an int8 change leaves the fp32 file alone).
 _RECIPES = {"fp32": 3, "int8": 4}
-# int8 runs texts of at most this many word pieces ([CLS] and [SEP] included, about a
-# dozen words) on the fp32 model, in batches of their own: the fewer the tokens, the less
+# int8 runs texts of at most this many word pieces ([CLS] and [SEP] included, about 15-20
+# words) on the fp32 model, in batches of their own: the fewer the tokens, the less
 # the quantization error averages out in the mean (texts of 4-8 word pieces: cosine down
 # to 0.979), and the less int8 saves.
-_FP32_UP_TO_TOKENS = 16
+_FP32_UP_TO_TOKENS = 24
 _OPSET = 17
 _DIM = 384
 _MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
@@ -346,8 +353,8 @@ def _ort_quiet() -> Iterator[None]:
 def _kept_fp32(model: Any) -> list[str]:
     """The names of the nodes int8 leaves in fp32: the first encoder layer's Attention and
     MatMuls (those before the second Attention node: ONNX graphs list their nodes in
-    topological order) and every layer's FFN output MatMul (1536 -> 384, the one fed by
-    BiasGelu, whose input quantizes worst). A graph of another shape is refused."""
+    topological order) and the FFN output MatMuls (1536 -> 384, fed by BiasGelu, whose
+    input quantizes worst) of layers 2 and 3. A graph of another shape is refused."""
     gelus = {n.output[0] for n in model.graph.node if n.op_type == "BiasGelu"}
     first: list[str] = []
     ffn_out: list[str] = []
@@ -370,13 +377,14 @@ def _kept_fp32(model: Any) -> list[str]:
             f"nodes in its first layer and {len(ffn_out)} BiasGelu -> MatMul after it, "
             f"expected 4 and {_LAYERS - 1}; delete the cache_dir to have it exported again"
         )
-    return first + ffn_out
+    return first + ffn_out[: _FP32_FFN_OUT_LAYERS - 1]
 
 
 def _quantize(fp32: bytes) -> bytes:
     """Dynamic int8 quantization of the MatMul and Attention weights, per output channel,
     but for the nodes :func:`_kept_fp32` names: layers 2-6's Attention (QKV), attention
-    output and FFN input MatMuls, 10 of the 24 weight matrices."""
+    output and FFN input MatMuls and layers 4-6's FFN output MatMuls, 18 of the 24
+    weight matrices."""
     _ort()
     onnx = import_or_explain("onnx", "onnx", _INSTALL)
     quantization = import_or_explain(
@@ -414,8 +422,8 @@ class OnnxEmbedder(BatchedEmbedder):
 
     ``precision`` is ``"fp32"`` (the default: the same vectors as
     ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
-    quantization but for the first layer: faster, a cosine of about 0.99 with fp32,
-    0.987 at worst on DBpedia abstracts). ``threads`` is how many batches run at
+    quantization of 18 of the 24 weight matrices, short texts on fp32: faster, a cosine
+    of 0.994 at worst on DBpedia abstracts). ``threads`` is how many batches run at
     once, each on one core (default: every core this process may use);
     ``batch_size`` texts of similar length go through the model at a time (8 by
     default: small batches pad less and stay in cache, measured faster than 16 or 32
