@@ -30,10 +30,11 @@ as they cost the most agreement. It is cached and checked the same way,
 made from the cached fp32 file. Texts of at most 24 word pieces run on the fp32 model, in
 batches of their own: the fewer the tokens, the less the quantization error averages out
 (one- to six-word titles on int8 alone: cosine down to 0.979) and the less int8 saves. On
-DBpedia abstracts it gives about 1.5-1.75x fp32's documents per second at a cosine with
-sentence-transformers of at least 0.994 (mean 0.997; 0.9916 at worst on 7,000 short texts
-past 16 word pieces; docs/benchmarks.md). It is not the same model, so its name differs
-and it is off by default.
+1,000 DBpedia abstracts it gave 1.3-1.6x fp32's documents per second (2.3x
+sentence-transformers') at a cosine with sentence-transformers of at least 0.9941 (mean
+0.997; 0.9928 at worst on the texts past 24 word pieces among 7,000 titles and sentence
+starts; docs/benchmarks.md). It is not the same model, so its name differs and it is off
+by default.
 
 Install::
 
@@ -422,8 +423,8 @@ class OnnxEmbedder(BatchedEmbedder):
 
     ``precision`` is ``"fp32"`` (the default: the same vectors as
     ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
-    quantization of 18 of the 24 weight matrices, short texts on fp32: faster, a cosine
-    of 0.994 at worst on DBpedia abstracts). ``threads`` is how many batches run at
+    quantization of 18 of the 24 weight matrices, short texts on fp32: about 1.3x
+    faster, a cosine of 0.994 at worst on DBpedia abstracts). ``threads`` is how many batches run at
     once, each on one core (default: every core this process may use);
     ``batch_size`` texts of similar length go through the model at a time (8 by
     default: small batches pad less and stay in cache, measured faster than 16 or 32
