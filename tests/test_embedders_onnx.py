@@ -307,7 +307,7 @@ def _sessions_running_batches(
     """(the precision of the session, the batch size) of each run, for one call."""
     runs: list[tuple[str, int]] = []
     real = OnnxEmbedder._run
-    precisions = {id(embedder._load()): embedder.precision, id(embedder._short_session): "fp32"}
+    precisions = {id(embedder._load()): embedder.precision, id(embedder._short()): "fp32"}
 
     def spy(self: OnnxEmbedder, session: Any, ids: Any, mask: Any) -> Any:
         runs.append((precisions[id(session)], len(ids)))
@@ -327,6 +327,12 @@ def test_int8_runs_short_texts_on_fp32(
     short = ["ok", "how?", "a cat sits on the mat"]  # 3, 4 and 8 word pieces
     long = [t for t in TEXTS if int8.count_tokens(t) > 24][:3]
     assert [int8.count_tokens(t) for t in short] == [3, 4, 8]
+    # Only long texts: the fp32 session is not needed, so not loaded.
+    fresh = OnnxEmbedder(precision="int8", cache_dir=int8.cache_dir)
+    fresh.embed_documents(long)
+    assert fresh._short_session is None
+    fresh.embed_query("ok")
+    assert fresh._short_session is not None
     texts = [long[0], short[0], long[1], short[1], short[2], long[2]]
     runs = _sessions_running_batches(int8, texts, monkeypatch)
     assert sorted(runs) == [("fp32", 3), ("int8", 3)]  # one batch of 8 would hold all six

@@ -477,7 +477,7 @@ class OnnxEmbedder(BatchedEmbedder):
             )
         self._cache_dir = directory.resolve()
         self._session: Any = None
-        self._short_session: Any = None  # int8's fp32 session for short texts
+        self._short_session: Any = None  # the fp32 session, for int8's short texts
 
     # -- identity ----------------------------------------------------------------------
 
@@ -651,10 +651,15 @@ class OnnxEmbedder(BatchedEmbedder):
 
     def _load(self) -> Any:
         if self._session is None:
-            # int8 also runs short texts on the fp32 model (and makes its file from it).
-            self._short_session = self._shared_session("fp32")
             self._session = self._shared_session(self._precision)
         return self._session
+
+    def _short(self) -> Any:
+        """The session for texts of at most _FP32_UP_TO_TOKENS: fp32, loaded when first
+        needed (a process that embeds only long texts with int8 never loads it)."""
+        if self._short_session is None:
+            self._short_session = self._shared_session("fp32")
+        return self._short_session
 
     def _shared_session(self, precision: str) -> Any:
         path = self._cache_dir / _file_name(precision)
@@ -720,7 +725,7 @@ class OnnxEmbedder(BatchedEmbedder):
                 row = encodings[i].ids
                 ids[r, : len(row)] = row
                 mask[r, : len(row)] = 1
-            out[rows] = self._run(session if start < long else self._short_session, ids, mask)
+            out[rows] = self._run(session if start < long else self._short(), ids, mask)
 
         workers = min(self._threads, len(batches))
         if workers == 1:
