@@ -26,11 +26,11 @@ splitting every batch over both cores; a lone query runs on one core.
 (int8 weights, one scale per output channel; activations quantized per batch as it runs)
 in layers 2-6 but for the FFN output MatMuls (1536 -> 384, fed by GELU) of layers 2 and
 3: 18 of the 24 weight matrices. The first encoder layer and those two MatMuls stay fp32,
-as they cost the most agreement. It is cached and checked the same way,
-made from the cached fp32 file. Texts of at most 24 word pieces run on the fp32 model, in
-batches of their own: the fewer the tokens, the less the quantization error averages out
-(one- to six-word titles on int8 alone: cosine down to 0.979) and the less int8 saves. On
-1,000 DBpedia abstracts it gave 1.3-1.6x fp32's documents per second (2.3x
+as they cost the most agreement. It is cached and checked the same way, made from the
+cached fp32 file. Texts of at most 24 word pieces run on the fp32 model, in batches of
+their own: the fewer the tokens, the less the quantization error averages out (one- to
+six-word titles on int8 alone: cosine down to 0.979) and the less int8 saves. On 1,000
+DBpedia abstracts it gave 1.3-1.5x fp32's documents per second (2.3x
 sentence-transformers') at a cosine with sentence-transformers of at least 0.9941 (mean
 0.997; 0.9928 at worst on the texts past 24 word pieces among 7,000 titles and sentence
 starts; docs/benchmarks.md). It is not the same model, so its name differs and it is off
