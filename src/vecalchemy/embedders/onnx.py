@@ -23,13 +23,18 @@ on one core: on a 2-core machine that gave about 1.4x the documents per second o
 splitting every batch over both cores; a lone query runs on one core.
 
 ``precision="int8"`` runs a copy quantized with ONNX Runtime's dynamic quantization
-(int8 weights, one scale per output channel, in MatMul and Attention) except the first
-encoder layer, which stays fp32 (quantizing it costs the most agreement), cached and
-checked the same way. It is faster but not the same model: its vectors agree with
-sentence-transformers' at a mean cosine of about 0.996 (minimum 0.987-0.992 on DBpedia
-abstracts, depending on how the texts fall into batches, since activations are quantized
-per batch; quantizing every layer gave 0.985; one- and two-word texts about 0.986;
-docs/benchmarks.md), so its name differs and it is off by default.
+(int8 weights, one scale per output channel; activations quantized per batch as it runs)
+in layers 2-6 but for the FFN output MatMuls (1536 -> 384, fed by GELU) of layers 2 and
+3: 18 of the 24 weight matrices. The first encoder layer and those two MatMuls stay fp32,
+as they cost the most agreement. It is cached and checked the same way, made from the
+cached fp32 file. Texts of at most 24 word pieces run on the fp32 model, in batches of
+their own: the fewer the tokens, the less the quantization error averages out (one- to
+six-word titles on int8 alone: cosine down to 0.979) and the less int8 saves. On 1,000
+DBpedia abstracts it gave 1.3-1.5x fp32's documents per second (2.3x
+sentence-transformers') at a cosine with sentence-transformers of at least 0.9941 (mean
+0.997; 0.9928 at worst on the texts past 24 word pieces among 7,000 titles and sentence
+starts; docs/benchmarks.md). It is not the same model, so its name differs and it is off
+by default.
 
 Install::
 
@@ -88,14 +93,23 @@ logger = logging.getLogger("vecalchemy.embedders.onnx")
 _PRECISIONS = ("fp32", "int8")
 #: The ops whose weights int8 quantizes (the fused graph's MatMuls and Attentions).
 _QUANTIZED_OPS = ("MatMul", "Attention")
-# Bumped whenever the export or the quantization changes: a cached file of another
-# recipe is exported again.
-_RECIPE = 3
+_LAYERS = 6
+# int8 keeps the FFN output MatMul of this many layers fp32 (the first's with the rest of
+# that layer): where its input's outlier channels are widest.
+_FP32_FFN_OUT_LAYERS = 3
+# Each precision's recipe, bumped whenever its export or quantization changes: a cached
+# file of another recipe is made again (an int8 change leaves the fp32 file alone).
+_RECIPES = {"fp32": 3, "int8": 4}
+# int8 runs texts of at most this many word pieces ([CLS] and [SEP] included, about 15-20
+# words) on the fp32 model, in batches of their own: the fewer the tokens, the less
+# the quantization error averages out in the mean (texts of 4-8 word pieces: cosine down
+# to 0.979), and the less int8 saves.
+_FP32_UP_TO_TOKENS = 24
 _OPSET = 17
 _DIM = 384
 _MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
 _SORTED_TEXTS = 512  # texts tokenized and sorted by length together
-_STEM = f"all-MiniLM-L6-v2-{DEFAULT_MODEL_REVISION}-r{_RECIPE}"
+_STEM = f"all-MiniLM-L6-v2-{DEFAULT_MODEL_REVISION}"
 _EXPORTED_FROM = f"{DEFAULT_MODEL}@{DEFAULT_MODEL_REVISION} (model.safetensors, SHA-256 checked)"
 _INSTALL = "install the onnx extra: pip install 'vecalchemy[onnx]'"
 _INSTALL_EXPORT = (
@@ -130,11 +144,16 @@ def _ort() -> Any:
 # -- the cache -------------------------------------------------------------------------
 
 
+def _file_name(precision: str) -> str:
+    """``all-MiniLM-L6-v2-1110a243-r<recipe>-<precision>.onnx``."""
+    return f"{_STEM}-r{_RECIPES[precision]}-{precision}.onnx"
+
+
 def _record(precision: str, sha256: str, size: int, made_from: str) -> dict[str, Any]:
     return {
         "model": DEFAULT_MODEL,
         "weights_sha256": DEFAULT_MODEL_SHA256,
-        "recipe": _RECIPE,
+        "recipe": _RECIPES[precision],
         "precision": precision,
         "made_from": made_from,
         "sha256": sha256,
@@ -154,7 +173,7 @@ def _read_checked(path: Path, precision: str) -> bytes | None:
     expected = {
         "model": DEFAULT_MODEL,
         "weights_sha256": DEFAULT_MODEL_SHA256,
-        "recipe": _RECIPE,
+        "recipe": _RECIPES[precision],
         "precision": precision,
     }
     if not isinstance(record, dict) or any(record.get(k) != v for k, v in expected.items()):
@@ -221,7 +240,7 @@ def _model_bytes(cache_dir: Path, precision: str) -> bytes:
         raise EmbedderError(
             f"cannot create the ONNX model cache {cache_dir}: {exc}; pass a writable cache_dir="
         ) from exc
-    path = cache_dir / f"{_STEM}-{precision}.onnx"
+    path = cache_dir / _file_name(precision)
     with _locked(cache_dir / f"{_STEM}.lock"):
         data = _read_checked(path, precision)
         if data is not None:
@@ -231,7 +250,7 @@ def _model_bytes(cache_dir: Path, precision: str) -> bytes:
             data = _export()
             made_from = _EXPORTED_FROM
         else:
-            fp32_path = cache_dir / f"{_STEM}-fp32.onnx"
+            fp32_path = cache_dir / _file_name("fp32")
             fp32 = _read_checked(fp32_path, "fp32")
             if fp32 is None:
                 logger.info("exporting %s to %s (once)", DEFAULT_MODEL, fp32_path)
@@ -332,27 +351,41 @@ def _ort_quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _first_layer(model: Any) -> list[str]:
-    """The names of the first encoder layer's Attention and MatMul nodes: those before the
-    second Attention node (ONNX graphs list their nodes in topological order)."""
-    names: list[str] = []
+def _kept_fp32(model: Any) -> list[str]:
+    """The names of the nodes int8 leaves in fp32: the first encoder layer's Attention and
+    MatMuls (those before the second Attention node: ONNX graphs list their nodes in
+    topological order) and the FFN output MatMuls (1536 -> 384, fed by BiasGelu, whose
+    input quantizes worst) of layers 2 and 3. A graph of another shape is refused."""
+    gelus = {n.output[0] for n in model.graph.node if n.op_type == "BiasGelu"}
+    first: list[str] = []
+    ffn_out: list[str] = []
     attentions = 0
     for node in model.graph.node:
         if node.op_type == "Attention":
             attentions += 1
-            if attentions == 2:
-                return names
         if node.op_type in _QUANTIZED_OPS and attentions == 1:
-            names.append(node.name)
-    raise EmbedderError(
-        f"the fused ONNX graph of {DEFAULT_MODEL} has only {attentions} Attention nodes, expected "
-        "6; delete the cache_dir to have it exported again"
-    )
+            first.append(node.name)
+        elif node.op_type == "MatMul" and node.input[0] in gelus:
+            ffn_out.append(node.name)
+    if attentions != _LAYERS:
+        raise EmbedderError(
+            f"the fused ONNX graph of {DEFAULT_MODEL} has {attentions} Attention nodes, "
+            f"expected {_LAYERS}; delete the cache_dir to have it exported again"
+        )
+    if len(first) != 4 or len(ffn_out) != _LAYERS - 1:
+        raise EmbedderError(
+            f"the fused ONNX graph of {DEFAULT_MODEL} has {len(first)} Attention and MatMul "
+            f"nodes in its first layer and {len(ffn_out)} BiasGelu -> MatMul after it, "
+            f"expected 4 and {_LAYERS - 1}; delete the cache_dir to have it exported again"
+        )
+    return first + ffn_out[: _FP32_FFN_OUT_LAYERS - 1]
 
 
 def _quantize(fp32: bytes) -> bytes:
     """Dynamic int8 quantization of the MatMul and Attention weights, per output channel,
-    except the first layer's (kept in fp32: its activations quantize worst)."""
+    but for the nodes :func:`_kept_fp32` names: layers 2-6's Attention (QKV), attention
+    output and FFN input MatMuls and layers 4-6's FFN output MatMuls, 18 of the 24
+    weight matrices."""
     _ort()
     onnx = import_or_explain("onnx", "onnx", _INSTALL)
     quantization = import_or_explain(
@@ -361,7 +394,7 @@ def _quantize(fp32: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="vecalchemy-onnx-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(fp32)
-        keep = _first_layer(onnx.load_from_string(fp32))
+        keep = _kept_fp32(onnx.load_from_string(fp32))
         try:
             with _ort_quiet():
                 quantization.quantize_dynamic(
@@ -390,8 +423,8 @@ class OnnxEmbedder(BatchedEmbedder):
 
     ``precision`` is ``"fp32"`` (the default: the same vectors as
     ``SentenceTransformerEmbedder()``, to a cosine of 0.99999) or ``"int8"`` (dynamic
-    quantization but for the first layer: faster, a cosine of about 0.99 with fp32,
-    0.987 at worst on DBpedia abstracts). ``threads`` is how many batches run at
+    quantization of 18 of the 24 weight matrices, short texts on fp32: about 1.3x
+    faster, a cosine of 0.994 at worst on DBpedia abstracts). ``threads`` is how many batches run at
     once, each on one core (default: every core this process may use);
     ``batch_size`` texts of similar length go through the model at a time (8 by
     default: small batches pad less and stay in cache, measured faster than 16 or 32
@@ -444,6 +477,7 @@ class OnnxEmbedder(BatchedEmbedder):
             )
         self._cache_dir = directory.resolve()
         self._session: Any = None
+        self._short_session: Any = None  # the fp32 session, for int8's short texts
 
     # -- identity ----------------------------------------------------------------------
 
@@ -498,7 +532,7 @@ class OnnxEmbedder(BatchedEmbedder):
 
             OnnxEmbedder().model_path.name  # 'all-MiniLM-L6-v2-1110a243-r3-fp32.onnx'
         """
-        return self._cache_dir / f"{_STEM}-{self._precision}.onnx"
+        return self._cache_dir / _file_name(self._precision)
 
     @property
     def name(self) -> str:
@@ -617,12 +651,24 @@ class OnnxEmbedder(BatchedEmbedder):
 
     def _load(self) -> Any:
         if self._session is None:
-            self._session, _ = load_shared(_SESSIONS, self._key(), self._new_session)
+            self._session = self._shared_session(self._precision)
         return self._session
 
-    def _new_session(self) -> Any:
+    def _short(self) -> Any:
+        """The session for texts of at most _FP32_UP_TO_TOKENS: fp32, loaded when first
+        needed (a process that embeds only long texts with int8 never loads it)."""
+        if self._short_session is None:
+            self._short_session = self._shared_session("fp32")
+        return self._short_session
+
+    def _shared_session(self, precision: str) -> Any:
+        path = self._cache_dir / _file_name(precision)
+        session, _ = load_shared(_SESSIONS, str(path), lambda: self._new_session(precision))
+        return session
+
+    def _new_session(self, precision: str) -> Any:
         ort = _ort()
-        data = _model_bytes(self._cache_dir, self._precision)
+        data = _model_bytes(self._cache_dir, precision)
         options = ort.SessionOptions()
         # One core per run(): batches run side by side on ``threads`` workers instead,
         # which keeps both cores of a 2-core machine busier than splitting each batch's
@@ -636,7 +682,8 @@ class OnnxEmbedder(BatchedEmbedder):
             return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # the boundary with onnxruntime
             raise EmbedderError(
-                f"onnxruntime could not load {self.model_path}: {type(exc).__name__}: {exc}; "
+                f"onnxruntime could not load {self._cache_dir / _file_name(precision)}: "
+                f"{type(exc).__name__}: {exc}; "
                 "delete the file to have it exported again"
             ) from exc
 
@@ -658,9 +705,19 @@ class OnnxEmbedder(BatchedEmbedder):
         # that finish early take the short batches left, so they finish together.
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), _DIM), dtype=np.float32)
+        # int8: the texts of at most _FP32_UP_TO_TOKENS run on fp32, in batches of their own.
+        long = (
+            len(texts)
+            if self._precision == "fp32"
+            else int(np.count_nonzero(lengths > _FP32_UP_TO_TOKENS))
+        )
+        size = self.batch_size
+        batches = [(a, min(a + size, long)) for a in range(0, long, size)]
+        batches += [(a, min(a + size, len(texts))) for a in range(long, len(texts), size)]
 
-        def run(start: int) -> None:
-            rows = order[start : start + self.batch_size]
+        def run(batch: tuple[int, int]) -> None:
+            start, stop = batch
+            rows = order[start:stop]
             width = int(lengths[rows[0]])
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -668,18 +725,17 @@ class OnnxEmbedder(BatchedEmbedder):
                 row = encodings[i].ids
                 ids[r, : len(row)] = row
                 mask[r, : len(row)] = 1
-            out[rows] = self._run(session, ids, mask)
+            out[rows] = self._run(session if start < long else self._short(), ids, mask)
 
-        starts = range(0, len(order), self.batch_size)
-        workers = min(self._threads, len(starts))
+        workers = min(self._threads, len(batches))
         if workers == 1:
-            for start in starts:
-                run(start)
+            for batch in batches:
+                run(batch)
         else:
             # ONNX Runtime releases the GIL in run() and one session may run on several
             # threads at once: each worker runs whole batches on one core.
             with ThreadPoolExecutor(workers, thread_name_prefix="vecalchemy-onnx") as pool:
-                for _ in pool.map(run, starts):
+                for _ in pool.map(run, batches):
                     pass
         return out
 
