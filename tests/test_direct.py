@@ -434,3 +434,50 @@ def test_reused_hybrid_statements_run_directly_with_the_same_hits(
         assert len(direct[0]) == 8
     finally:
         coll.drop()
+
+
+@pytest.mark.slow
+def test_direct_searches_survive_a_server_restart(
+    tmp_path: Any, direct_log: pytest.LogCaptureFixture
+) -> None:
+    """Across a restart of the server: searches on connections from a pinging pool give
+    the hits they gave before, on the direct path (vector and reused hybrid); a
+    Connection held across the restart raises OperationalError marked invalidated, then
+    reconnects and searches again."""
+    from vecalchemy import Collection, HashingEmbedder
+    from vecalchemy.server import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "pg", settings={"fsync": "off"})
+    server.start()
+    engine = vecalchemy.create_engine(server.url(), pool_pre_ping=True)
+    try:
+        coll = Collection("restart_docs", embedder=HashingEmbedder(32), engine=engine)
+        coll.add([f"note {i} about {w}" for i, w in enumerate(["cats", "dogs", "vacuum"] * 10)])
+        q = coll.embedder.embed_query("dogs")
+
+        def hits() -> list[Any]:
+            return [
+                [h.id for h in coll.search(q, k=5)],
+                [h.id for h in coll.search("vacuum note", k=5, mode="hybrid")],
+            ]
+
+        before = hits()
+        held = engine.connect()
+        assert len(vecalchemy.search(held, coll.table.c.embedding, q, k=3)) == 3
+        held.rollback()
+        server.stop()
+        server.start()
+        taken = _taken(direct_log)
+        assert hits() == before
+        assert _taken(direct_log) == taken + 2  # both searches ran directly after it
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            vecalchemy.search(held, coll.table.c.embedding, q, k=3)
+        assert caught.value.connection_invalidated
+        held.rollback()
+        assert [h.row.id for h in vecalchemy.search(held, coll.table.c.embedding, q, k=5)] == (
+            before[0]
+        )
+        held.close()
+    finally:
+        engine.dispose()
+        server.stop()
