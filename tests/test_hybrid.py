@@ -39,8 +39,9 @@ class Base(DeclarativeBase):
     pass
 
 
-class Doc(Base):
-    __tablename__ = "hy_docs"
+class _DocColumns:
+    """The columns of a hybrid-search table (declared once, mapped by two tables)."""
+
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str]
     body: Mapped[str]
@@ -48,6 +49,10 @@ class Doc(Base):
     embedding = Embedding(DIM, metric="cosine")
     sparse = Embedding(VOCAB, storage="sparsevec", metric="inner_product")
     tsv = FullText("title", "body")
+
+
+class Doc(_DocColumns, Base):
+    __tablename__ = "hy_docs"
 
 
 FILLER_WORDS = [
@@ -721,15 +726,8 @@ class AutoBase(DeclarativeBase):
     pass
 
 
-class AutoDoc(AutoBase):
+class AutoDoc(_DocColumns, AutoBase):
     __tablename__ = "hy_autocommit"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str]
-    body: Mapped[str]
-    lang: Mapped[str] = mapped_column(String(2))
-    embedding = Embedding(DIM, metric="cosine")
-    sparse = Embedding(VOCAB, storage="sparsevec", metric="inner_product")
-    tsv = FullText("title", "body")
 
 
 def test_reused_statements_on_autocommit(engine: Engine) -> None:
