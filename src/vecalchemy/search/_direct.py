@@ -59,7 +59,7 @@ from vecalchemy.search._settings import (
     settings_for,
 )
 
-__all__ = ["NearestRows"]
+__all__ = ["DirectRows"]
 
 log = logging.getLogger("vecalchemy.search.direct")
 
@@ -299,8 +299,9 @@ def _raise(
 
 
 @dataclass(frozen=True)
-class NearestRows:
-    """The step that runs a nearest-neighbour plan's index statement: directly on a
+class DirectRows:
+    """The step that runs a reused statement (a nearest-neighbour template's index
+    statement, or a reused fused statement) with its values bound: directly on a
     ``Connection`` where it can (see this module), else through ``execute``."""
 
     statement: Select[Any]

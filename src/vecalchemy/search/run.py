@@ -49,7 +49,7 @@ from vecalchemy._typing import Strategy
 from vecalchemy.errors import InvalidArgument, InvalidSearch
 from vecalchemy.query._nearest import NearestPlan
 from vecalchemy.query.fusion import FusedQuery
-from vecalchemy.search._direct import NearestRows
+from vecalchemy.search._direct import DirectRows
 from vecalchemy.search._settings import DEFAULT_EF_SEARCH, OPTION, ScanOptions
 from vecalchemy.search._strategy import filter_estimate, prefers_exact_scan
 from vecalchemy.search.rerank import MMR, apply_rerank
@@ -200,7 +200,7 @@ def _nearest_steps(search: NearestSearch, orm: bool) -> Generator[Step, Any, lis
         # A cached template of a Core column with its query vector bound: the same
         # statement every time, run directly on a Connection's cursor where that changes
         # nothing (_direct). ORM statements keep the ORM's compilation (deferred columns).
-        rows = yield NearestRows(plan.select, plan.params, scan)
+        rows = yield DirectRows(plan.select, plan.params, scan)
     else:
         rows = (yield Execute(plan.select, plan.params, options)).all()
     return _hits(search, rows, orm)
@@ -263,7 +263,7 @@ def _fused_steps(fq: FusedQuery, orm: bool) -> Generator[Step, Any, list[FusedHi
     if fq.params and not fq.orm:
         # A reused statement (plan_hybrid(cached=True)) with its values bound: run
         # directly on a Connection's cursor where that changes nothing (_direct).
-        rows = yield NearestRows(fq.select, fq.params, _RELAXED)
+        rows = yield DirectRows(fq.select, fq.params, _RELAXED)
     else:
         rows = (yield Execute(fq.select, dict(fq.params), {OPTION: _RELAXED})).all()
     legs = fq.legs
